@@ -1,0 +1,1 @@
+"""Entry points: vmd daemon | vmd agent | vmctl | the simulator commands."""

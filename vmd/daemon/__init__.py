@@ -1,0 +1,1 @@
+"""The controller: intake, one serial worker per VM, task deadlines, reconcile."""

@@ -1,0 +1,179 @@
+"""Small typed records shared by every layer of vmd.
+
+This module is the vocabulary of the project: statuses, principals, VM and task records,
+requests and replies. It holds data only (no I/O, no behaviour beyond trivial helpers), so
+that the pure core (`vmd.fsm`), the store, the bus and the processes can all speak it
+without importing each other.
+
+`Vm` is deliberately a small slotted record, not an object with a state machine of its own:
+vmd keeps one per VM in memory (a million of them in the benchmark), and the `transitions`
+machine in `vmd.fsm` is built once as a table and applied to these records.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, NewType
+
+VmUuid = NewType("VmUuid", str)
+TaskId = NewType("TaskId", str)
+NodeName = NewType("NodeName", str)
+
+JsonObject = dict[str, Any]
+
+
+class VmStatus(enum.StrEnum):
+    """vm-status.md §2: the only status strings the API ever shows."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FROZEN = "frozen"
+    NOTCREATED = "notcreated"
+    ERROR = "error"
+
+
+TRANSITIONAL = frozenset({VmStatus.STARTING, VmStatus.STOPPING})
+NOT_OPERATIONAL = frozenset({VmStatus.NOTCREATED, VmStatus.ERROR})
+
+
+class NodeStatus(enum.StrEnum):
+    """vm-status.md §1: a node is operational only when online."""
+
+    ONLINE = "online"
+    UNREACHABLE = "unreachable"
+    MAINTENANCE = "maintenance"
+
+
+class TaskState(enum.StrEnum):
+    """A task ends exactly once: SUCCESS, FAILURE or REVOKED."""
+
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+
+
+class Action(enum.StrEnum):
+    """Work a node agent can be asked to do for a VM."""
+
+    START = "start"
+    STOP = "stop"
+    REBOOT = "reboot"
+    CURRENT = "current"
+
+
+class Cause(enum.StrEnum):
+    """protocol.md §4: why a status changed."""
+
+    TASK = "task"
+    NODE = "node"
+    ADMIN = "admin"
+    SYNC = "sync"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who sent a request: an admin, or the owner of some owner_uuids."""
+
+    name: str
+    admin: bool = False
+    owner_uuids: frozenset[str] = frozenset()
+
+    def may_see(self, owner_uuid: str) -> bool:
+        return self.admin or owner_uuid in self.owner_uuids
+
+
+@dataclass(slots=True)
+class Vm:
+    """One VM as vmd knows it. Mutated only by the VM's owner (its serial worker).
+
+    Times are POSIX seconds (float); the API renders them as ISO-8601 with `Z`.
+    """
+
+    uuid: VmUuid
+    hostname: str
+    alias: str
+    owner_uuid: str
+    node: NodeName
+    brand: str = "kvm"
+    ostype: str | None = None
+    status: VmStatus = VmStatus.STOPPED
+    # When the status last changed (node's change time or vmd's clock); None = never.
+    status_change: float | None = None
+    # Node change time of the last applied node observation (vm-status.md §5).
+    observed_at: float | None = None
+    # vm-status.md §6: what the node has, and the staged change (vmadm update properties).
+    active_definition: JsonObject | None = None
+    pending_definition: JsonObject | None = None
+    snapshots: int = 0
+    # The power task in flight (start/stop/reboot/forced current), at most one.
+    task_id: TaskId | None = None
+    # Sequence number of the last published status_change event of this VM.
+    seq: int = 0
+
+    @property
+    def is_windows(self) -> bool:
+        return (self.ostype or "").lower() == "windows"
+
+    @property
+    def is_hvm(self) -> bool:
+        return self.brand in ("kvm", "bhyve")
+
+
+@dataclass(slots=True)
+class Task:
+    """One unit of work sent to a node agent (vm-status.md §1, §3.6, §7)."""
+
+    task_id: TaskId
+    vm_uuid: VmUuid
+    action: Action
+    method: str  # "PUT" or "GET", shown in the status list's `tasks`
+    params: JsonObject
+    created: float
+    deadline: float
+    owner_uuid: str = ""
+    node: NodeName = NodeName("")
+    state: TaskState = TaskState.PENDING
+    result: JsonObject | None = None
+    ended: float | None = None
+    # The VM's status before the task moved it to a transitional state, to return to on
+    # failure or expiry (vm-status.md §3.6). None for tasks that do not move the VM.
+    previous_status: VmStatus | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state is not TaskState.PENDING
+
+
+@dataclass(slots=True)
+class Node:
+    """A compute node and what its agent last told vmd."""
+
+    name: NodeName
+    status: NodeStatus = NodeStatus.UNREACHABLE
+    last_heartbeat: float | None = None
+    isos: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A parsed command (protocol.md §2): method, path and data."""
+
+    method: str
+    path: str
+    data: JsonObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer: the HTTP-like code and the upstream API's JSON body (without `code`)."""
+
+    code: int
+    body: JsonObject
+
+    def wire(self) -> JsonObject:
+        """The body as sent on the bus: the upstream body plus `code`."""
+        return {"code": self.code, **self.body}

@@ -1,0 +1,1 @@
+"""Durable state in SQLite: VMs, nodes, tasks and idempotency keys."""
