@@ -177,3 +177,43 @@ class Reply:
     def wire(self) -> JsonObject:
         """The body as sent on the bus: the upstream body plus `code`."""
         return {"code": self.code, **self.body}
+
+
+class OutcomeKind(enum.StrEnum):
+    """How a node agent classified a finished vmadm action (vm-status.md §3.6)."""
+
+    SUCCESS = "success"  # exit 0 and the last stderr line begins with "Successfully"
+    NOOP = "noop"  # exit 0 but another message, e.g. "... is already 'running'"
+    NOT_FOUND = "not_found"  # "No such zone configured" / "VM <uuid> not found" / 404
+    FAILURE = "failure"  # anything else
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """What a node agent reports when it finished running a task's vmadm command(s).
+
+    `message` is vmadm's message with the VM's uuid already replaced by its hostname.
+    For a `current` task, `state` is the node-side state string (`running`, `stopped`,
+    `installed`, `stopping`, `failed`, ...) or None when the VM is absent on the node.
+    """
+
+    kind: OutcomeKind
+    returncode: int
+    message: str
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A VM's state as seen on its node, with the node's change time (vm-status.md §5).
+
+    `state` is the node-side state string, or None when the VM is absent from the node.
+    `vm` is the node's VM object (hostname, alias, brand, owner_uuid, ...) when known: it
+    lets vmd add a VM it sees for the first time.
+    """
+
+    uuid: VmUuid
+    node: NodeName
+    state: str | None
+    change_time: float
+    vm: JsonObject | None = None
