@@ -1,0 +1,98 @@
+"""The TOML settings: the issue's exact key names, defaults, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vmd import config
+
+FULL = """
+[broker]
+url = "amqp://vmd:secret@127.0.0.1:5672/vmd"
+
+[daemon]
+store = "/var/lib/vmd/vmd.sqlite3"
+shard = 0
+no_shutdown = ["web01.example.com"]
+start_deadline = 330
+stop_grace = 150
+metrics = "127.0.0.1:9464"
+
+[auth]
+admins = ["admin"]
+[auth.owners]
+alice = ["8a1a4e6c-0000-4000-8000-000000000001"]
+
+[agent]
+node = "node01"
+vmadm = ["vmd-vmadm"]
+heartbeat_interval = 5
+poll_interval = 60
+metrics = "127.0.0.1:9465"
+transport = "ssh"
+[agent.ssh]
+host = "cn01.example.com"
+port = 22
+username = "root"
+client_keys = ["/etc/vmd/id_ed25519"]
+known_hosts = "/etc/vmd/known_hosts"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "vmd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_full_file_loads_with_every_documented_key(tmp_path: Path) -> None:
+    s = config.load(write(tmp_path, FULL), sections=("broker", "daemon", "agent"))
+    assert s.broker is not None and s.broker.url.endswith("/vmd")
+    assert s.daemon is not None
+    assert s.daemon.store == Path("/var/lib/vmd/vmd.sqlite3")
+    assert s.daemon.no_shutdown == frozenset({"web01.example.com"})
+    assert (s.daemon.start_deadline, s.daemon.stop_grace) == (330.0, 150.0)
+    assert s.auth.admins == frozenset({"admin"})
+    assert s.auth.owners["alice"] == frozenset({"8a1a4e6c-0000-4000-8000-000000000001"})
+    assert s.agent is not None and s.agent.ssh is not None
+    assert s.agent.vmadm == ("vmd-vmadm",)
+    assert s.agent.ssh.client_keys == (Path("/etc/vmd/id_ed25519"),)
+    assert s.agent.ssh.known_hosts == Path("/etc/vmd/known_hosts")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        pytest.param("[daemon]\nstore='x'\n", "[broker] missing", id="missing-section"),
+        pytest.param("[broker]\nurl='http://x'\n", "[broker] url: must be an amqp:// URL",
+                     id="bad-url"),
+        pytest.param("[broker]\n", "[broker] url: missing", id="missing-key"),
+        pytest.param("[broker]\nurl='amqp://x'\n[daemon]\nstore='s'\nshard=-1\n",
+                     "[daemon] shard: must be an integer >= 0", id="negative-shard"),
+        pytest.param("[broker]\nurl='amqp://x'\n[daemon]\nstore='s'\nstop_grace='a'\n",
+                     "[daemon] stop_grace: must be a number > 0", id="bad-number"),
+        pytest.param("[broker\n", "not valid TOML", id="bad-toml"),
+    ],
+)
+def test_problems_are_one_line(tmp_path: Path, text: str, needle: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path, sections=("broker", "daemon"))
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_check_lists_every_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "[broker]\nurl=1\n[agent]\ntransport='tcp'\n")
+    problems = config.check(path, sections=("broker", "agent"))
+    assert any("[broker] url" in p for p in problems)
+    assert any("[agent] node: missing" in p for p in problems)
+    assert any("[agent] transport" in p for p in problems)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="no such file"):
+        config.load(tmp_path / "nope.toml")

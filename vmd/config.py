@@ -1,0 +1,322 @@
+"""Typed settings, loaded once from one TOML file and passed explicitly.
+
+`vmd daemon -c FILE`, `vmd agent -c FILE` and `vmd check -c FILE` read the same file, each
+its own sections. Every problem is reported as one line naming the section and key
+(`ConfigError`), so the entry points can print it and exit 2 instead of a traceback.
+`check()` collects every problem of a file at once (like `nginx -t`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_NO_STRS: tuple[str, ...] = ()
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(Exception):
+    """A configuration problem, as one line: `<file>: [section] key: what is wrong`."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    admins: frozenset[str] = frozenset()
+    owners: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    store: Path
+    shard: int = 0
+    no_shutdown: frozenset[str] = frozenset()
+    start_deadline: float = 330.0
+    stop_grace: float = 150.0
+    metrics: str = "127.0.0.1:9464"
+    prefetch: int = 256
+    drain_timeout: float = 20.0
+    heartbeat_interval: float = 5.0
+    reconcile_interval: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SshSettings:
+    host: str
+    port: int = 22
+    username: str = "root"
+    client_keys: tuple[Path, ...] = ()
+    known_hosts: Path = Path("/etc/vmd/known_hosts")
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 15.0
+    max_sessions: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    node: str
+    vmadm: tuple[str, ...] = ("/usr/sbin/vmadm",)
+    heartbeat_interval: float = 5.0
+    poll_interval: float = 60.0
+    metrics: str = "127.0.0.1:9465"
+    transport: str = "local"
+    ssh: SshSettings | None = None
+    iso_dir: str = "/iso"
+    backend: str = "vmadm"  # "vmadm", or "memory" (in-process simulated hypervisor: benchmarks)
+    max_parallel: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything one file can hold; each process requires its own sections."""
+
+    path: Path
+    broker: BrokerSettings | None
+    daemon: DaemonSettings | None
+    auth: AuthSettings
+    agent: AgentSettings | None
+    log: LogSettings
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+class _Reader:
+    """Reads typed values from a TOML table and records every problem found."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+
+    def problem(self, section: str, key: str, text: str) -> None:
+        self.problems.append(f"{self.path}: [{section}] {key}: {text}")
+
+    def get(
+        self,
+        table: dict[str, Any],
+        section: str,
+        key: str,
+        kind: Callable[[Any], T | None],
+        default: T | None = None,
+        *,
+        required: bool = False,
+        what: str = "",
+    ) -> T | None:
+        if key not in table:
+            if required:
+                self.problem(section, key, "missing (required)")
+            return default
+        value = kind(table[key])
+        if value is None:
+            self.problem(section, key, f"must be {what} (got {table[key]!r})")
+            return default
+        return value
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _nonneg_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _pos_number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else None
+
+
+def _str_list(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    return None
+
+
+def _host_port(value: Any) -> str | None:
+    if not isinstance(value, str) or ":" not in value:
+        return None
+    host, _, port = value.rpartition(":")
+    return value if host and port.isdigit() and int(port) < 65536 else None
+
+
+def _amqp_url(value: Any) -> str | None:
+    ok = isinstance(value, str) and value.startswith(("amqp://", "amqps://"))
+    return value if ok else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _table(raw: dict[str, Any], name: str, r: _Reader) -> dict[str, Any] | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        r.problems.append(f"{r.path}: [{name}] must be a table")
+        return None
+    return value
+
+
+def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
+    r = _Reader(path, problems)
+    broker = None
+    if (t := _table(raw, "broker", r)) is not None:
+        url = r.get(t, "broker", "url", _amqp_url, required=True, what="an amqp:// URL")
+        broker = BrokerSettings(url=url or "")
+
+    auth = AuthSettings()
+    if (t := _table(raw, "auth", r)) is not None:
+        admins = r.get(t, "auth", "admins", _str_list, _NO_STRS, what="a list of user names") or ()
+        owners: dict[str, frozenset[str]] = {}
+        owners_raw = t.get("owners", {})
+        if not isinstance(owners_raw, dict):
+            r.problem("auth", "owners", "must be a table of user = [owner_uuid, ...]")
+        else:
+            for user, uuids in owners_raw.items():
+                parsed = _str_list(uuids)
+                if parsed is None:
+                    r.problem("auth.owners", user, "must be a list of owner uuids")
+                else:
+                    owners[user] = frozenset(parsed)
+        auth = AuthSettings(admins=frozenset(admins), owners=owners)
+
+    daemon = None
+    if (t := _table(raw, "daemon", r)) is not None:
+        d = DaemonSettings(store=Path("."))
+        store = r.get(t, "daemon", "store", _str, required=True, what="a file path")
+        daemon = DaemonSettings(
+            store=Path(store or "."),
+            shard=r.get(t, "daemon", "shard", _nonneg_int, d.shard, what="an integer >= 0")
+            or 0,
+            no_shutdown=frozenset(
+                r.get(t, "daemon", "no_shutdown", _str_list, _NO_STRS, what="a list of VMs") or ()
+            ),
+            start_deadline=_num(r, t, "daemon", "start_deadline", d.start_deadline),
+            stop_grace=_num(r, t, "daemon", "stop_grace", d.stop_grace),
+            metrics=r.get(t, "daemon", "metrics", _host_port, d.metrics, what="host:port")
+            or d.metrics,
+            prefetch=r.get(t, "daemon", "prefetch", _nonneg_int, d.prefetch, what="an integer")
+            or d.prefetch,
+            drain_timeout=_num(r, t, "daemon", "drain_timeout", d.drain_timeout),
+            heartbeat_interval=_num(r, t, "daemon", "heartbeat_interval", d.heartbeat_interval),
+            reconcile_interval=_num(r, t, "daemon", "reconcile_interval", d.reconcile_interval),
+        )
+
+    agent = None
+    if (t := _table(raw, "agent", r)) is not None:
+        a = AgentSettings(node="")
+        node = r.get(t, "agent", "node", _str, required=True, what="a node name")
+        transport = r.get(t, "agent", "transport", _str, a.transport, what='"local" or "ssh"')
+        if transport not in ("local", "ssh"):
+            r.problem("agent", "transport", f'must be "local" or "ssh" (got {transport!r})')
+        backend = r.get(t, "agent", "backend", _str, a.backend, what='"vmadm" or "memory"')
+        if backend not in ("vmadm", "memory"):
+            r.problem("agent", "backend", f'must be "vmadm" or "memory" (got {backend!r})')
+        ssh = None
+        ssh_raw = t.get("ssh")
+        if transport == "ssh":
+            if not isinstance(ssh_raw, dict):
+                r.problem("agent.ssh", "host", 'missing (required with transport = "ssh")')
+            else:
+                ssh = _parse_ssh(ssh_raw, r)
+        agent = AgentSettings(
+            node=node or "",
+            vmadm=r.get(t, "agent", "vmadm", _str_list, a.vmadm, what="an argv list")
+            or a.vmadm,
+            heartbeat_interval=_num(r, t, "agent", "heartbeat_interval", a.heartbeat_interval),
+            poll_interval=_num(r, t, "agent", "poll_interval", a.poll_interval),
+            metrics=r.get(t, "agent", "metrics", _host_port, a.metrics, what="host:port")
+            or a.metrics,
+            transport=transport or a.transport,
+            ssh=ssh,
+            iso_dir=r.get(t, "agent", "iso_dir", _str, a.iso_dir, what="a path") or a.iso_dir,
+            backend=backend or a.backend,
+            max_parallel=r.get(t, "agent", "max_parallel", _nonneg_int, a.max_parallel,
+                               what="an integer") or a.max_parallel,
+        )
+
+    log = LogSettings()
+    if (t := _table(raw, "log", r)) is not None:
+        level = r.get(t, "log", "level", _str, "info", what="a level name") or "info"
+        if level.lower() not in LOG_LEVELS:
+            r.problem("log", "level", f"must be one of {', '.join(LOG_LEVELS)}")
+        log = LogSettings(level=level.lower())
+
+    return Settings(path=path, broker=broker, daemon=daemon, auth=auth, agent=agent, log=log,
+                    raw=raw)
+
+
+def _num(r: _Reader, t: dict[str, Any], section: str, key: str, default: float) -> float:
+    return r.get(t, section, key, _pos_number, default, what="a number > 0") or default
+
+
+def _parse_ssh(t: dict[str, Any], r: _Reader) -> SshSettings:
+    s = SshSettings(host="")
+    host = r.get(t, "agent.ssh", "host", _str, required=True, what="a host name")
+    port = r.get(t, "agent.ssh", "port", _nonneg_int, s.port, what="a port number") or s.port
+    keys = r.get(t, "agent.ssh", "client_keys", _str_list, _NO_STRS, what="a list of key files")
+    known = r.get(t, "agent.ssh", "known_hosts", _str, required=True, what="a file path")
+    return SshSettings(
+        host=host or "",
+        port=port,
+        username=r.get(t, "agent.ssh", "username", _str, s.username, what="a user name")
+        or s.username,
+        client_keys=tuple(Path(k) for k in keys or ()),
+        known_hosts=Path(known or s.known_hosts),
+        connect_timeout=_num(r, t, "agent.ssh", "connect_timeout", s.connect_timeout),
+        keepalive_interval=_num(r, t, "agent.ssh", "keepalive_interval", s.keepalive_interval),
+        max_sessions=r.get(t, "agent.ssh", "max_sessions", _nonneg_int, s.max_sessions,
+                           what="an integer") or s.max_sessions,
+    )
+
+
+def check(path: Path, *, sections: tuple[str, ...] = ()) -> list[str]:
+    """Every problem of a file, one line each (empty when the file is valid).
+
+    `sections` names the sections a process requires (e.g. ("broker", "daemon")).
+    """
+    try:
+        raw = _read_toml(path)
+    except ConfigError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    _parse(path, raw, problems)
+    problems.extend(f"{path}: [{name}] missing (required)" for name in sections
+                    if name not in raw)
+    return problems
+
+
+def load(path: Path, *, sections: tuple[str, ...] = ()) -> Settings:
+    """Load and validate; the first problem raises ConfigError (one line)."""
+    raw = _read_toml(path)
+    problems: list[str] = []
+    settings = _parse(path, raw, problems)
+    problems.extend(f"{path}: [{name}] missing (required)" for name in sections
+                    if name not in raw)
+    if problems:
+        more = f" (and {len(problems) - 1} more; run `vmd check -c {path}`)" if len(
+            problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+    return settings
