@@ -19,6 +19,8 @@ T = TypeVar("T")
 _NO_STRS: tuple[str, ...] = ()
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# "auto": JSON lines when stdout is not a terminal (journald), readable text on a terminal.
+LOG_FORMATS = ("auto", "json", "console")
 
 
 class ConfigError(Exception):
@@ -74,11 +76,15 @@ class AgentSettings:
     iso_dir: str = "/iso"
     backend: str = "vmadm"  # "vmadm", or "memory" (in-process simulated hypervisor: benchmarks)
     max_parallel: int = 16
+    # SIGTERM: how long running vmadm calls may finish before the agent exits anyway
+    # (docs/shutdown.md); a half-run `vmadm stop` is worse than a late exit.
+    drain_timeout: float = 330.0
 
 
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "info"
+    format: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +261,7 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
             backend=backend or a.backend,
             max_parallel=r.get(t, "agent", "max_parallel", _nonneg_int, a.max_parallel,
                                what="an integer") or a.max_parallel,
+            drain_timeout=_num(r, t, "agent", "drain_timeout", a.drain_timeout),
         )
 
     log = LogSettings()
@@ -262,7 +269,10 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
         level = r.get(t, "log", "level", _str, "info", what="a level name") or "info"
         if level.lower() not in LOG_LEVELS:
             r.problem("log", "level", f"must be one of {', '.join(LOG_LEVELS)}")
-        log = LogSettings(level=level.lower())
+        fmt = r.get(t, "log", "format", _str, "auto", what="a format name") or "auto"
+        if fmt not in LOG_FORMATS:
+            r.problem("log", "format", f"must be one of {', '.join(LOG_FORMATS)}")
+        log = LogSettings(level=level.lower(), format=fmt)
 
     return Settings(path=path, broker=broker, daemon=daemon, auth=auth, agent=agent, log=log,
                     raw=raw)

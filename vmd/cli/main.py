@@ -1,11 +1,13 @@
-"""`vmd`: the service's entry point (`vmd daemon`, `vmd agent`)."""
+"""`vmd`: the service's entry point (`vmd daemon`, `vmd agent`, `vmd check`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from vmd import __version__
+from vmd.cli import check
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,11 +20,18 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML file")
+    text = "validate a settings file: every problem on its own line, exit 0 when valid, 2 if not"
+    cmd = sub.add_parser("check", help=text, description=text)
+    cmd.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML file")
+    cmd.add_argument("--for", dest="role", choices=sorted(check.ROLES),
+                     help="require the sections of this process (default: either)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "check":
+        return check.run(Path(args.config), args.role)
     print(f"vmd {args.command}: not implemented yet", file=sys.stderr)
     return 2
 

@@ -1,0 +1,54 @@
+"""`vmd check -c FILE`: validate a settings file before (re)starting, like `nginx -t`.
+
+Why: a bad key found at start costs a failed start (under systemd a restart attempt and a
+journal to read); found here it costs nothing, and every problem of the file is listed at
+once, one per line on stderr, each naming the file, section and key. Exit 0 with a one-line
+summary on stdout when the file is valid, exit 2 otherwise (2, like every configuration
+error of `vmd`; the units stop restarting on it with RestartPreventExitStatus=2).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from vmd import config
+
+# Which sections each process needs; without --for a file must be good for one of them.
+ROLES: dict[str, tuple[str, ...]] = {
+    "daemon": ("broker", "daemon"),
+    "agent": ("broker", "agent"),
+}
+EXIT_PROBLEMS = 2
+
+
+def run(path: Path, role: str | None = None) -> int:
+    problems = config.check(path, sections=ROLES[role] if role else ("broker",))
+    settings = None
+    if not problems:
+        settings = config.load(path)
+        if role is None and settings.daemon is None and settings.agent is None:
+            problems.append(f"{path}: neither [daemon] nor [agent]: nothing for vmd to run")
+    if problems or settings is None:
+        for line in problems:
+            print(line, file=sys.stderr)
+        n = len(problems)
+        print(f"vmd check: {path}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"vmd check: {path}: ok ({_summary(settings)})")
+    return 0
+
+
+def _summary(s: config.Settings) -> str:
+    parts = []
+    if s.daemon is not None:
+        parts.append(f"daemon shard {s.daemon.shard}, store {s.daemon.store}")
+        n_admins, n_owners = len(s.auth.admins), len(s.auth.owners)
+        parts.append(f"{n_admins} admin{'s' if n_admins != 1 else ''}, "
+                     f"{n_owners} owner{'s' if n_owners != 1 else ''}")
+    if s.agent is not None:
+        where = (f"ssh {s.agent.ssh.username}@{s.agent.ssh.host}:{s.agent.ssh.port}"
+                 if s.agent.ssh is not None else "local")
+        parts.append(f"agent for node {s.agent.node} ({where})")
+    parts.append(f"log {s.log.level}/{s.log.format}")
+    return "; ".join(parts)

@@ -1,0 +1,105 @@
+"""The systemd notify protocol, by hand, and a watchdog fed from the event loop.
+
+Why hand-written: the protocol is one datagram to `$NOTIFY_SOCKET` (systemd's own MIT-0
+example and gunicorn do the same, reference libraries.md §6); the PyPI packages add nothing.
+Every function is a no-op returning False when `$NOTIFY_SOCKET` is unset (run by hand, in
+tests, on SmartOS under SMF) and never raises for a socket that went away: losing a status
+message must not take the service down.
+
+Why the watchdog runs on the event loop and not in a thread: its purpose is to prove the
+loop still turns. A loop wedged by a blocking call stops the pings and systemd restarts the
+unit after `WatchdogSec=`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable, Mapping
+
+# systemd asks for pings at half the timeout (sd_watchdog_enabled(3)).
+_PING_FRACTION = 0.5
+
+
+def notify(message: str, *, environ: Mapping[str, str] | None = None) -> bool:
+    """Send `message` ("KEY=value" lines) to systemd; True when it was sent."""
+    env = os.environ if environ is None else environ
+    address = env.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace (Linux)
+    elif not address.startswith("/"):
+        return False  # vsock:... and others: not used by the units we ship
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError:
+        return False
+    return True
+
+
+def ready(status: str | None = None) -> bool:
+    """Startup is complete: state loaded, broker connected, consuming (READY=1)."""
+    return notify("READY=1" + (f"\nSTATUS={_one_line(status)}" if status else ""))
+
+
+def status(text: str) -> bool:
+    """Free-form status shown by `systemctl status` (one line)."""
+    return notify(f"STATUS={_one_line(text)}")
+
+
+def stopping(status: str | None = None) -> bool:
+    """Shutdown has begun (STOPPING=1); see docs/shutdown.md for when to send it."""
+    return notify("STOPPING=1" + (f"\nSTATUS={_one_line(status)}" if status else ""))
+
+
+def watchdog() -> bool:
+    """One keep-alive ping (WATCHDOG=1)."""
+    return notify("WATCHDOG=1")
+
+
+def _one_line(text: str) -> str:
+    # A newline would start a new KEY=value assignment in the datagram.
+    return " ".join(text.splitlines())
+
+
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
+    """Seconds between pings, or None when systemd's watchdog is not on for this process.
+
+    `$WATCHDOG_USEC` is the timeout; `$WATCHDOG_PID`, when set, names the process it is meant
+    for (a child that inherited the environment must not ping for its parent).
+    """
+    env = os.environ if environ is None else environ
+    usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid and (not pid.isdigit() or int(pid) != os.getpid()):
+        return None
+    return int(usec) / 1e6 * _PING_FRACTION
+
+
+async def watchdog_loop(
+    *,
+    interval: float | None = None,
+    environ: Mapping[str, str] | None = None,
+    healthy: Callable[[], bool] | None = None,
+) -> None:
+    """Ping the watchdog from this event loop until cancelled.
+
+    `interval` defaults to `watchdog_interval(environ)`. When the watchdog is off, it waits
+    until cancelled without pinging, so the runner can start it unconditionally and every
+    long-lived task ends the same way. `healthy`, when given, is asked before each ping; a
+    False skips that ping (e.g. a loop that runs but cannot make progress), and enough
+    skipped pings let systemd restart the service.
+    """
+    every = interval if interval is not None else watchdog_interval(environ)
+    if every is None:
+        await asyncio.Event().wait()
+        return
+    while True:
+        if healthy is None or healthy():
+            notify("WATCHDOG=1", environ=environ)
+        await asyncio.sleep(every)
