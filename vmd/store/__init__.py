@@ -1,1 +1,30 @@
-"""Durable state in SQLite: VMs, nodes, tasks and idempotency keys."""
+"""Durable state in SQLite: VMs, nodes, tasks and idempotency keys.
+
+The daemon's entry points: `Store.open(path)`, `Store.write(Batch)` (one transaction per
+event-loop turn), `Store.load_fleet(now)` (restore after a restart), `Store.purge(now)`.
+See docs/store.md.
+"""
+
+from vmd.store.batch import Batch
+from vmd.store.records import (
+    RETENTION,
+    Fleet,
+    IdempotencyKey,
+    IdempotencyRecord,
+    Purged,
+    StoreError,
+)
+from vmd.store.schema import SCHEMA_VERSION
+from vmd.store.store import Store
+
+__all__ = [
+    "RETENTION",
+    "SCHEMA_VERSION",
+    "Batch",
+    "Fleet",
+    "IdempotencyKey",
+    "IdempotencyRecord",
+    "Purged",
+    "Store",
+    "StoreError",
+]

@@ -1,0 +1,136 @@
+"""Batches: last change wins, a snapshot at add time, all or nothing, one thread at a time."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from vmd.model import VmStatus
+from vmd.store import Batch, Store
+from vmd.store.batch import Changes
+
+from .factories import NOW, bare_vm, full_node, full_vm, pending_task, record
+
+
+def test_last_change_of_a_key_wins(store: Store) -> None:
+    kept, dropped = full_vm(1), full_vm(2)
+    store.put_vm(dropped)
+    batch = Batch()
+    batch.delete_vm(kept.uuid)
+    batch.put_vm(kept)  # put after delete: a put
+    batch.put_vm(dropped)
+    batch.delete_vm(dropped.uuid)  # delete after put: a delete
+    first = bare_vm(3)
+    batch.put_vm(first)
+    second = bare_vm(3)
+    second.status = VmStatus.RUNNING
+    batch.put_vm(second)  # two puts: one row, the last
+    assert len(batch) == 3
+    store.write(batch)
+    assert store.load_fleet(NOW).vms == {kept.uuid: kept, second.uuid: second}
+
+
+def test_batch_holds_a_snapshot_taken_when_added(store: Store) -> None:
+    vm = full_vm()
+    batch = Batch()
+    batch.put_vm(vm)
+    vm.status, vm.seq = VmStatus.RUNNING, vm.seq + 1
+    assert vm.pending_definition is not None
+    vm.pending_definition["ram"] = 1
+    store.write(batch)
+    stored = store.get_vm(vm.uuid)
+    assert stored == full_vm()
+    assert stored != vm
+
+
+def test_failing_batch_writes_nothing_and_store_stays_usable(store: Store) -> None:
+    before = full_vm(1)
+    store.put_vm(before)
+    changed = full_vm(1)
+    changed.seq += 1
+    bad = pending_task(2)
+    bad.deadline = None  # type: ignore[assignment]  # violates NOT NULL mid-transaction
+    batch = Batch()
+    batch.put_vm(changed)
+    batch.put_vm(bare_vm(3))
+    batch.put_node(full_node())
+    batch.put_task(bad)
+    batch.put_idempotency(record())
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        store.write(batch)
+
+    fleet = store.load_fleet(NOW)
+    assert fleet.vms == {before.uuid: before}
+    assert (fleet.nodes, fleet.tasks, fleet.idempotency) == ({}, {}, {})
+    store.put_vm(changed)
+    assert store.get_vm(changed.uuid) == changed
+
+
+def test_unencodable_record_fails_when_added_not_when_written() -> None:
+    vm = full_vm()
+    vm.pending_definition = {"ram": float("nan")}
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        Batch().put_vm(vm)
+
+
+def test_empty_batch_is_a_no_op(store: Store) -> None:
+    batch = Batch()
+    assert len(batch) == 0
+    store.write(batch)
+    assert store.load_fleet(NOW).vms == {}
+
+
+def test_one_dedicated_writer_thread(store: Store) -> None:
+    vms = [full_vm(i) for i in range(1, 6)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store") as writer:
+        for vm in vms:
+            batch = Batch()
+            batch.put_vm(vm)
+            writer.submit(store.write, batch).result()
+    assert store.load_fleet(NOW).vms == {vm.uuid: vm for vm in vms}
+
+
+class _BlockingBatch(Batch):
+    """A batch that stops inside `Store.write` until released."""
+
+    __slots__ = ("entered", "release")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def changes(self) -> Iterator[Changes]:
+        self.entered.set()
+        assert self.release.wait(30)
+        yield from super().changes()
+
+
+def test_two_threads_at_once_is_a_loud_error(store: Store) -> None:
+    batch = _BlockingBatch()
+    vm = full_vm()
+    batch.put_vm(vm)
+    errors: list[Any] = []
+
+    def write() -> None:
+        try:
+            store.write(batch)
+        except BaseException as exc:  # pragma: no cover - reported through the list
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert batch.entered.wait(30)
+        with pytest.raises(RuntimeError, match="Store used by two threads at once"):
+            store.get_vm(vm.uuid)
+    finally:
+        batch.release.set()
+        writer.join(30)
+    assert errors == []
+    assert store.get_vm(vm.uuid) == vm

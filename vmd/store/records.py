@@ -1,0 +1,64 @@
+"""Records the store hands out besides the model's own: restored fleet, idempotency keys.
+
+They live here, not in `vmd.model`, because only the store and its callers (the daemon)
+speak them: the pure core never sees an idempotency key or a restore result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmd.model import Node, NodeName, Reply, Task, TaskId, Vm, VmUuid
+
+# vm-status.md §7 ("ended tasks are kept for at least 24 hours") and protocol.md §2
+# (idempotency keys are honoured for 24 h).
+RETENTION = 24 * 3600.0
+
+
+class StoreError(Exception):
+    """A problem the operator can fix (wrong file, newer schema, unreadable path).
+
+    Its message is one line that names the file. Internal bugs (a record that cannot be
+    encoded, a constraint violated by the daemon) are not wrapped and crash loudly.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A request already answered: `(user, message_id)` and the replies sent for it.
+
+    `replies` holds the first answer and, in stream mode, the final one once it is sent.
+    `created` is when the request was first seen; the record is live for `RETENTION`
+    seconds after it, whatever is appended later.
+    """
+
+    user: str
+    message_id: str
+    replies: tuple[Reply, ...]
+    created: float
+
+
+IdempotencyKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class Fleet:
+    """Everything the daemon needs in memory after a restart.
+
+    `tasks` holds pending tasks only (their deadlines must be re-armed); an ended task is
+    fetched with `Store.get_task` when someone asks for it. `idempotency` holds the keys
+    still live at the `now` given to `Store.load_fleet`.
+    """
+
+    vms: dict[VmUuid, Vm]
+    nodes: dict[NodeName, Node]
+    tasks: dict[TaskId, Task]
+    idempotency: dict[IdempotencyKey, IdempotencyRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """How many rows one `Store.purge` call removed."""
+
+    tasks: int
+    idempotency: int

@@ -1,0 +1,227 @@
+"""Conversion between the model's records and table rows, and the SQL that moves them.
+
+Encoding happens when a record is added to a `Batch` (in the caller's thread), so a row is
+a tuple of immutable values: the writer thread never reads a `Vm` that the event loop may
+be mutating. JSON columns hold compact JSON text; `None` is SQL NULL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vmd.model import (
+    Action,
+    JsonObject,
+    Node,
+    NodeName,
+    NodeStatus,
+    Reply,
+    Task,
+    TaskId,
+    TaskState,
+    Vm,
+    VmStatus,
+    VmUuid,
+)
+from vmd.store.records import IdempotencyRecord
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One table: its columns, its key, and the statements a batch runs on it."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+
+    @property
+    def select_sql(self) -> str:
+        return f"SELECT {', '.join(self.columns)} FROM {self.name}"
+
+    @property
+    def get_sql(self) -> str:
+        return f"{self.select_sql} WHERE {_where(self.key)}"
+
+    @property
+    def delete_sql(self) -> str:
+        return f"DELETE FROM {self.name} WHERE {_where(self.key)}"
+
+    @property
+    def upsert_sql(self) -> str:
+        # ON CONFLICT DO UPDATE keeps the rowid (INSERT OR REPLACE would delete and
+        # re-insert, touching every index twice).
+        updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c not in self.key)
+        return (
+            f"INSERT INTO {self.name} ({', '.join(self.columns)}) "
+            f"VALUES ({', '.join('?' * len(self.columns))}) "
+            f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}"
+        )
+
+
+def _where(key: Sequence[str]) -> str:
+    return " AND ".join(f"{c} = ?" for c in key)
+
+
+VMS = Table(
+    "vms",
+    (
+        "uuid",
+        "hostname",
+        "alias",
+        "owner_uuid",
+        "node",
+        "brand",
+        "ostype",
+        "status",
+        "status_change",
+        "observed_at",
+        "active_definition",
+        "pending_definition",
+        "snapshots",
+        "task_id",
+        "seq",
+    ),
+    ("uuid",),
+)
+NODES = Table("nodes", ("name", "status", "last_heartbeat", "isos"), ("name",))
+TASKS = Table(
+    "tasks",
+    (
+        "task_id",
+        "vm_uuid",
+        "action",
+        "method",
+        "params",
+        "created",
+        "deadline",
+        "owner_uuid",
+        "node",
+        "state",
+        "result",
+        "ended",
+        "previous_status",
+    ),
+    ("task_id",),
+)
+IDEMPOTENCY = Table(
+    "idempotency", ("user", "message_id", "replies", "created"), ("user", "message_id")
+)
+
+
+def dumps(value: object) -> str:
+    # allow_nan=False: NaN is not JSON and another reader of the file would choke on it.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _dumps_opt(value: object | None) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def _loads_opt(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def vm_row(vm: Vm) -> Row:
+    return (
+        vm.uuid,
+        vm.hostname,
+        vm.alias,
+        vm.owner_uuid,
+        vm.node,
+        vm.brand,
+        vm.ostype,
+        VmStatus(vm.status).value,
+        vm.status_change,
+        vm.observed_at,
+        _dumps_opt(vm.active_definition),
+        _dumps_opt(vm.pending_definition),
+        vm.snapshots,
+        vm.task_id,
+        vm.seq,
+    )
+
+
+def vm_from_row(row: Row) -> Vm:
+    uuid, hostname, alias, owner, node, brand, ostype, status, sc, oa, ad, pd, snaps, tid, seq = row
+    return Vm(
+        VmUuid(uuid),
+        hostname,
+        alias,
+        owner,
+        NodeName(node),
+        brand,
+        ostype,
+        VmStatus(status),
+        sc,
+        oa,
+        _loads_opt(ad),
+        _loads_opt(pd),
+        snaps,
+        tid,
+        seq,
+    )
+
+
+def node_row(node: Node) -> Row:
+    return (node.name, NodeStatus(node.status).value, node.last_heartbeat, dumps(sorted(node.isos)))
+
+
+def node_from_row(row: Row) -> Node:
+    name, status, heartbeat, isos = row
+    return Node(NodeName(name), NodeStatus(status), heartbeat, frozenset(json.loads(isos)))
+
+
+def task_row(task: Task) -> Row:
+    previous = None if task.previous_status is None else VmStatus(task.previous_status).value
+    return (
+        task.task_id,
+        task.vm_uuid,
+        Action(task.action).value,
+        task.method,
+        dumps(task.params),
+        task.created,
+        task.deadline,
+        task.owner_uuid,
+        task.node,
+        TaskState(task.state).value,
+        _dumps_opt(task.result),
+        task.ended,
+        previous,
+    )
+
+
+def task_from_row(row: Row) -> Task:
+    tid, vm, action, method, params, created, deadline, owner, node, state, result, end, prev = row
+    return Task(
+        TaskId(tid),
+        VmUuid(vm),
+        Action(action),
+        method,
+        json.loads(params),
+        created,
+        deadline,
+        owner,
+        NodeName(node),
+        TaskState(state),
+        _loads_opt(result),
+        end,
+        None if prev is None else VmStatus(prev),
+    )
+
+
+def idempotency_row(record: IdempotencyRecord) -> Row:
+    replies = [{"code": r.code, "body": r.body} for r in record.replies]
+    return (record.user, record.message_id, dumps(replies), record.created)
+
+
+def idempotency_from_row(row: Row) -> IdempotencyRecord:
+    user, message_id, replies, created = row
+    decoded: list[JsonObject] = json.loads(replies)
+    return IdempotencyRecord(
+        user, message_id, tuple(Reply(r["code"], r["body"]) for r in decoded), created
+    )
