@@ -1,0 +1,1 @@
+"""Tests of vmd.bus against the real RabbitMQ (and its pure parts)."""

@@ -1,0 +1,1 @@
+"""Test helpers shared by the suites (importable as `support.*` thanks to tests/conftest.py)."""
