@@ -32,8 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return check.run(Path(args.config), args.role)
-    print(f"vmd {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+    # Imported lazily: each process loads only its own stack.
+    if args.command == "daemon":
+        from vmd.cli import daemon_cmd
+
+        return daemon_cmd.run(Path(args.config))
+    if args.command == "agent":
+        from vmd.cli import agent_cmd
+
+        return agent_cmd.run(Path(args.config))
+    raise AssertionError(args.command)
 
 
 if __name__ == "__main__":
