@@ -194,13 +194,19 @@ class TaskOutcome:
 
     `message` is vmadm's message with the VM's uuid already replaced by its hostname.
     For a `current` task, `state` is the node-side state string (`running`, `stopped`,
-    `installed`, `stopping`, `failed`, ...) or None when the VM is absent on the node.
+    `installed`, `stopping`, `failed`, ...) or None when the VM is absent on the node, and
+    `change_time` the node's time of the VM's last state change when known (it lets vmd
+    drop a result older than an observation it already applied, vm-status.md §5).
+    `definition` is the VM object re-read from the node after a successful `vmadm update`
+    (vm-status.md §6), None when no update ran or it failed.
     """
 
     kind: OutcomeKind
     returncode: int
     message: str
     state: str | None = None
+    change_time: float | None = None
+    definition: JsonObject | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,299 @@
+"""The power requests: `PUT .../status/<action>` and `GET|PUT .../status/current`.
+
+This is vm-status.md §3.3-§3.5 as ordered checks: the first rule that applies answers.
+The codes and messages come from these checks and the explicit gate table below; the
+machine is fired only once a request has passed them (a MachineError would be our bug).
+
+The power slot: `Vm.task_id` is the one task that may move the VM (start, stop, reboot,
+or an admin's PUT current). A request that would create a second one, or change the status
+instantly, while it is taken answers 409 `VM has pending tasks`, even when a node
+observation has already moved the VM out of starting/stopping. The only exception is a
+forced stop of a VM in `stopping`: it preempts a graceful stop or reboot (which ends
+REVOKED) and keeps that task's previous status; a forced stop already in flight answers
+423 `VM is already stopping`. A VM in `stopping` with an empty slot was reported stopping
+by its node (KVM): a forced stop is then an ordinary task whose previous status is
+`stopping`. GET current tasks never take the slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vmd.fsm import replies
+from vmd.fsm.decision import Decision, StatusChange, change
+from vmd.fsm.definitions import disk_resize
+from vmd.fsm.lookup import find_vm
+from vmd.fsm.params import PowerParams, parse_force, parse_power
+from vmd.fsm.world import World, holds
+from vmd.model import (
+    NOT_OPERATIONAL,
+    TRANSITIONAL,
+    Action,
+    Cause,
+    NodeStatus,
+    Principal,
+    Reply,
+    Task,
+    TaskState,
+    Vm,
+    VmStatus,
+)
+
+S = VmStatus
+# Enum members as plain module constants: `VmStatus.STOPPED` costs ~0.1 us per access
+# (a metaclass attribute lookup), a module global ~0.02 us; this is the hot path.
+STOPPED, STARTING, RUNNING = S.STOPPED, S.STARTING, S.RUNNING
+STOPPING, FROZEN, NOTCREATED = S.STOPPING, S.FROZEN, S.NOTCREATED
+START, STOP, REBOOT = Action.START, Action.STOP, Action.REBOOT
+ONLINE = NodeStatus.ONLINE
+TASK_CAUSE, ADMIN_CAUSE = Cause.TASK, Cause.ADMIN
+_HVM = frozenset({"kvm", "bhyve"})
+_ACTIONS = {"start": START, "stop": STOP, "reboot": REBOOT}
+_EVENTS = {START: "start", STOP: "stop", REBOOT: "reboot"}
+_CURRENT_OK = frozenset({RUNNING, STOPPED, STOPPING, STARTING, S.ERROR})
+
+_VM_NOT_FOUND = replies.error(404, replies.VM_NOT_FOUND)
+_NODE_DOWN = replies.error(423, replies.NODE_NOT_OPERATIONAL)
+_VM_NOT_OPERATIONAL = replies.error(423, replies.VM_NOT_OPERATIONAL)
+_BAD_ACTION = replies.error(417, replies.BAD_ACTION)
+_FORBIDDEN = replies.error(403, replies.PERMISSION_DENIED)
+_PENDING_TASKS = replies.error(409, replies.PENDING_TASKS)
+_ALREADY_STARTING = replies.error(423, replies.ALREADY_STARTING)
+_ALREADY_STOPPING = replies.error(423, replies.ALREADY_STOPPING)
+_TRY_FORCE = replies.error(423, replies.ALREADY_STOPPING_FORCE)
+_NO_SHUTDOWN = replies.error(428, replies.NO_SHUTDOWN)
+_UPDATE_WHILE_STOPPING = replies.error(428, replies.UPDATE_WHILE_STOPPING)
+_UPDATE_FIRST = replies.error(428, replies.UPDATE_FIRST)
+_HAS_SNAPSHOTS = replies.error(417, replies.HAS_SNAPSHOTS)
+_FORCE_REQUIRED = replies.error(428, replies.FORCE_REQUIRED)
+
+
+def _superseded() -> dict[str, Any]:
+    return replies.revoked_result(replies.SUPERSEDED)
+
+
+# Gate outcomes besides a Reply (vm-status.md §3.5 step 6).
+_TASK = "task"
+_FREEZE = "freeze"
+_UNFREEZE = "unfreeze"
+
+
+def _gate(vm: Vm, action: Action, p: PowerParams, admin: bool) -> Reply | str:
+    """The state gate table, cell by cell (ignoring the power slot)."""
+    s = vm.status
+    if action is START:
+        if s is STOPPED:
+            return _TASK
+        if s is STARTING:
+            return _ALREADY_STARTING
+        return _PENDING_TASKS if s is STOPPING else _BAD_ACTION
+    if action is REBOOT:
+        if s is RUNNING:
+            return _TASK
+        if s is STARTING:
+            return _PENDING_TASKS
+        return _ALREADY_STOPPING if s is STOPPING else _BAD_ACTION
+    # stop: a request with both freeze and unfreeze reads as freeze, except on a frozen VM.
+    if s is RUNNING:
+        return _TASK  # freeze: ends frozen; unfreeze: ignored
+    if s is STOPPING:
+        return _TASK if p.force else _TRY_FORCE
+    if s is STOPPED:
+        if p.freeze:
+            return _FREEZE if admin else _FORBIDDEN
+        return _BAD_ACTION
+    if s is FROZEN:
+        if p.unfreeze:
+            return _UNFREEZE if admin else _FORBIDDEN
+        return _BAD_ACTION
+    # starting
+    return _BAD_ACTION if p.unfreeze and not p.freeze else _PENDING_TASKS
+
+
+def _slot_conflict(vm: Vm, inflight: Task) -> Reply | None:
+    """None when a forced stop of a stopping VM may preempt `inflight`, else the answer."""
+    if vm.status is STOPPING and inflight.action in (STOP, REBOOT):
+        if not inflight.params.get("force"):
+            return None
+        if inflight.action is STOP:
+            return _ALREADY_STOPPING
+    return _PENDING_TASKS
+
+
+
+def _task_params(vm: Vm, action: Action, p: PowerParams, update: bool) -> dict[str, Any]:
+    params: dict[str, Any] = {"hostname": vm.hostname, "update": update}
+    if action is START:
+        params["cdimage"] = p.cdimage
+        params["cdimage_once"] = p.cdimage_once
+        params["cdimage2"] = p.cdimage2
+    else:
+        params["force"] = p.force
+        params["timeout"] = p.timeout
+        if action is STOP:
+            params["freeze"] = p.freeze
+    if update:
+        params["definition"] = vm.pending_definition
+    return params
+
+
+def put_action(
+    world: World, principal: Principal, ident: str, action_name: str,
+    data: Mapping[str, Any], now: float,
+) -> Decision:
+    """`PUT /vm/<vm>/status/<action>` for every action but `current` (§3.5)."""
+    vm = find_vm(world.vms, ident, principal)
+    if vm is None:
+        return Decision(reply=_VM_NOT_FOUND)
+    node = world.nodes.get(vm.node)
+    if node is None or node.status is not ONLINE:
+        return Decision(reply=_NODE_DOWN)
+    if vm.status in NOT_OPERATIONAL:
+        return Decision(reply=_VM_NOT_OPERATIONAL)
+    action = _ACTIONS.get(action_name)
+    if action is None:
+        return Decision(reply=_BAD_ACTION)
+    settings = world.settings
+    if action is START:
+        timeout = 0  # not used by a start
+    elif vm.ostype is not None and vm.is_windows:
+        timeout = settings.stop_timeout_windows
+    else:
+        timeout = settings.stop_timeout
+    p = parse_power(action, data, vm.brand in _HVM, node.isos, timeout)
+    if not isinstance(p, PowerParams):
+        return Decision(reply=replies.failure(p, world.new_task_id()))
+    gate = _gate(vm, action, p, principal.admin)
+    if type(gate) is Reply:
+        return Decision(reply=gate)
+    inflight = None if vm.task_id is None else world.tasks.get(vm.task_id)
+    if inflight is not None:
+        conflict = _PENDING_TASKS if gate is not _TASK else _slot_conflict(vm, inflight)
+        if conflict is not None:
+            return Decision(reply=conflict)
+    if gate is _FREEZE or gate is _UNFREEZE:
+        c = change(vm, gate, now, ADMIN_CAUSE, None)
+        message = (replies.frozen_message if gate is _FREEZE else replies.unfrozen_message)(
+            vm.hostname
+        )
+        return Decision(
+            reply=replies.success({"message": message}, world.new_task_id()), vm=vm, changes=(c,)
+        )
+    if action is not START and (
+        vm.uuid in settings.no_shutdown or vm.hostname in settings.no_shutdown
+    ):
+        return Decision(reply=_NO_SHUTDOWN)
+    update = p.update and bool(vm.pending_definition)  # §6: only when something is pending
+    if update:
+        if vm.status is STOPPING:
+            return Decision(reply=_UPDATE_WHILE_STOPPING)
+        if disk_resize(vm.pending_definition, vm.active_definition):
+            if action is START:
+                return Decision(reply=_UPDATE_FIRST)
+            if vm.snapshots:
+                return Decision(reply=_HAS_SNAPSHOTS)
+    return _create(world, vm, action, p, update, inflight, now)
+
+
+def _create(
+    world: World, vm: Vm, action: Action, p: PowerParams, update: bool,
+    inflight: Task | None, now: float,
+) -> Decision:
+    """Step 9: the task, and the VM in its transitional state before the reply is sent."""
+    settings = world.settings
+    task_id = world.new_task_id()
+    if action is START:
+        deadline = now + settings.start_deadline
+    else:
+        deadline = now + p.deadline_timeout + settings.stop_grace
+    ended: tuple[Task, ...] = ()
+    changes: tuple[StatusChange, ...] = ()
+    if vm.status is STOPPING:
+        # A forced stop while stopping: no status change; preempt the graceful task.
+        previous = STOPPING
+        if inflight is not None:
+            previous = inflight.previous_status or STOPPING
+            world.tasks.end(inflight, TaskState.REVOKED, _superseded(), now)
+            ended = (inflight,)
+    else:
+        previous = vm.status
+        changes = (change(vm, _EVENTS[action], now, TASK_CAUSE, task_id),)
+    task = Task(
+        task_id, vm.uuid, action, "PUT", _task_params(vm, action, p, update), now, deadline,
+        vm.owner_uuid, vm.node, previous_status=previous,
+    )
+    vm.task_id = task_id
+    world.tasks.add_pending(task)
+    return Decision(
+        Reply(201, {"status": "PENDING", "result": None, "task_id": task_id}), vm, changes, task,
+        ended,
+    )
+
+
+def get_current(world: World, principal: Principal, ident: str, now: float) -> Decision:
+    """`GET /vm/<vm>/status/current` (§3.3): a `current` task outside the power slot."""
+    vm = find_vm(world.vms, ident, principal)
+    if vm is None:
+        return Decision(reply=_VM_NOT_FOUND)
+    if vm.status not in _CURRENT_OK:
+        return Decision(reply=_VM_NOT_OPERATIONAL)
+    node = world.nodes.get(vm.node)
+    if node is None or node.status is not ONLINE:
+        return Decision(reply=_NODE_DOWN)
+    task = _current_task(world, vm, "GET", {}, now)
+    return Decision(reply=replies.pending(task.task_id), new_task=task)
+
+
+def _current_task(
+    world: World, vm: Vm, method: str, extra: dict[str, Any], now: float,
+    previous: VmStatus | None = None,
+) -> Task:
+    task_id = world.new_task_id()
+    task = Task(
+        task_id, vm.uuid, Action.CURRENT, method, {"hostname": vm.hostname, **extra}, now,
+        now + world.settings.current_deadline, vm.owner_uuid, vm.node, previous_status=previous,
+    )
+    world.tasks.add(task)
+    return task
+
+
+def put_current(
+    world: World, principal: Principal, ident: str, data: Mapping[str, Any], now: float
+) -> Decision:
+    """`PUT /vm/<vm>/status/current` (§3.4): an admin's forced re-sync, in the power slot.
+
+    A task in flight is superseded at once (REVOKED, `Superseded by forced status change`);
+    the new task keeps its previous status and holds the VM in its transitional status
+    until the node's answer is applied unconditionally (vmd.fsm.completion).
+    """
+    vm = find_vm(world.vms, ident, principal)
+    if vm is None:
+        return Decision(reply=_VM_NOT_FOUND)
+    node = world.nodes.get(vm.node)
+    if node is None or node.status is not ONLINE:
+        return Decision(reply=_NODE_DOWN)
+    if not principal.admin:
+        return Decision(reply=_FORBIDDEN)
+    force = parse_force(data)
+    if not isinstance(force, bool):
+        return Decision(reply=replies.failure(force, world.new_task_id()))
+    busy = vm.task_id is not None or vm.status in TRANSITIONAL
+    if busy and not force:
+        return Decision(reply=_FORCE_REQUIRED)
+    if not force and vm.status in (FROZEN, NOTCREATED):
+        return Decision(reply=_VM_NOT_OPERATIONAL)
+    inflight = None if vm.task_id is None else world.tasks.get(vm.task_id)
+    extra: dict[str, Any] = {"force": force}
+    previous = None
+    ended: tuple[Task, ...] = ()
+    if inflight is not None:
+        held = holds(inflight)
+        if held is not None and vm.status is held:
+            extra["holds"] = held.value
+            previous = inflight.previous_status
+        world.tasks.end(inflight, TaskState.REVOKED, _superseded(), now)
+        ended = (inflight,)
+    task = _current_task(world, vm, "PUT", extra, now, previous)
+    vm.task_id = task.task_id
+    return Decision(reply=replies.pending(task.task_id), vm=vm, new_task=task, ended=ended)

@@ -1,0 +1,159 @@
+"""The entry point for requests: `decide()`, plus the read-only answers and `define`.
+
+`decide()` routes a request (unless the caller already did) and hands it to the procedure
+for its route: the list (§3.1), a VM's stored status (§3.2), the power requests
+(vmd.fsm.power), staging a definition (§6) and a task's state (§7).
+
+The `task_id` of a synchronous answer (list, status, define, a 400 FAILURE, an instant
+freeze) is a fresh id that names no task, as upstream's "dummy" ids (asking for it
+answers 404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vmd.fsm import replies
+from vmd.fsm.decision import Decision
+from vmd.fsm.definitions import disk_resize
+from vmd.fsm.lookup import find_vm
+from vmd.fsm.power import get_current, put_action, put_current
+from vmd.fsm.render import vm_status_object
+from vmd.fsm.routing import Kind, Route, route
+from vmd.fsm.world import World
+from vmd.model import Principal, Reply, Request, Task, Vm
+
+_VM_NOT_FOUND = replies.error(404, replies.VM_NOT_FOUND)
+_TASK_NOT_FOUND = replies.error(404, replies.TASK_NOT_FOUND)
+_FORBIDDEN = replies.error(403, replies.PERMISSION_DENIED)
+_INVALID_ORDER_BY = replies.error(412, replies.INVALID_ORDER_BY)
+
+
+def _none_last_key(vm: Vm) -> tuple[bool, float]:
+    t = vm.status_change
+    return (t is not None, 0.0 if t is None else t)
+
+
+# Sort keys of `order_by`; a VM whose status never changed sorts first (ascending).
+SORT_KEYS: dict[str, Callable[[Vm], Any]] = {
+    "hostname": lambda vm: vm.hostname,
+    "alias": lambda vm: vm.alias,
+    "status": lambda vm: vm.status.value,
+    "status_change": _none_last_key,
+    "uuid": lambda vm: vm.uuid,
+}
+
+
+def parse_order_by(value: Any) -> list[tuple[str, bool]] | None:
+    """`order_by` as [(field, descending)], None when invalid (412).
+
+    A comma-separated string (or a JSON list of strings); blanks around items and empty
+    items are ignored; `-field` descending, `+field` or `field` ascending; nothing given
+    means `hostname`.
+    """
+    if value is None:
+        items: list[Any] = []
+    elif isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    order: list[tuple[str, bool]] = []
+    for item in items:
+        if not isinstance(item, str):
+            return None
+        name = item.strip()
+        if not name:
+            continue
+        descending = name[0] == "-"
+        if name[0] in "+-":
+            name = name[1:].strip()
+        if name not in SORT_KEYS:
+            return None
+        order.append((name, descending))
+    return order or [("hostname", False)]
+
+
+def list_status(world: World, principal: Principal, data: Mapping[str, Any]) -> Decision:
+    """`GET /vm/status` (§3.1): admins see every VM, owners their own."""
+    order = parse_order_by(data.get("order_by"))
+    if order is None:
+        return Decision(reply=_INVALID_ORDER_BY)
+    vms: list[Vm] = list(world.vms if principal.admin else
+                         world.vms.owned_by(principal.owner_uuids))
+    vms.sort(key=SORT_KEYS["uuid"])  # a stable final tie-break
+    for name, descending in reversed(order):
+        vms.sort(key=SORT_KEYS[name], reverse=descending)
+    nodes, pending_of = world.nodes, world.tasks.pending_of
+    result = [vm_status_object(vm, nodes, pending_of(vm.uuid)) for vm in vms]
+    return Decision(reply=replies.success(result, world.new_task_id()))
+
+
+def get_status(world: World, principal: Principal, ident: str) -> Decision:
+    """`GET /vm/<vm>/status` (§3.2): vmd's stored view, no node check."""
+    vm = find_vm(world.vms, ident, principal)
+    if vm is None:
+        return Decision(reply=_VM_NOT_FOUND)
+    body = vm_status_object(vm, world.nodes, world.tasks.pending_of(vm.uuid))
+    return Decision(reply=replies.success(body, world.new_task_id()))
+
+
+def task_status(task: Task | None, principal: Principal) -> Reply:
+    """`GET /task/<id>/status` (§7) for a task the caller fetched (memory or store).
+
+    An owner asking for another owner's task learns nothing: 404 as for an unknown id.
+    """
+    if task is None or not (principal.admin or task.owner_uuid in principal.owner_uuids):
+        return _TASK_NOT_FOUND
+    return replies.task_reply(task)
+
+
+def define(world: World, principal: Principal, ident: str, data: Mapping[str, Any]) -> Decision:
+    """`PUT /vm/<vm>/define` (§6, admin): stage `data` as the VM's pending change.
+
+    An empty `data` clears the pending change. The answer is 200 SUCCESS with
+    `{"hostname", "uuid", "pending_definition", "disk_resize"}`.
+    """
+    vm = find_vm(world.vms, ident, principal)
+    if vm is None:
+        return Decision(reply=_VM_NOT_FOUND)
+    if not principal.admin:
+        return Decision(reply=_FORBIDDEN)
+    pending = dict(data) or None
+    vm.pending_definition = pending
+    result = {
+        "hostname": vm.hostname,
+        "uuid": vm.uuid,
+        "pending_definition": pending,
+        "disk_resize": disk_resize(pending, vm.active_definition),
+    }
+    return Decision(reply=replies.success(result, world.new_task_id()), vm=vm)
+
+
+def decide(
+    world: World, principal: Principal, request: Request, now: float,
+    routed: Route | Reply | None = None,
+) -> Decision:
+    """Decide one request. `routed`: the result of `route()` if the caller already has it."""
+    r = route(request.method, request.path) if routed is None else routed
+    if type(r) is Reply:
+        return Decision(reply=r)
+    assert type(r) is Route
+    kind = r.kind
+    data = request.data
+    if kind is Kind.STATUS:
+        return get_status(world, principal, r.vm)
+    if kind is Kind.ACTION:
+        return put_action(world, principal, r.vm, r.action, data, now)
+    if kind is Kind.CURRENT_GET:
+        return get_current(world, principal, r.vm, now)
+    if kind is Kind.CURRENT_PUT:
+        return put_current(world, principal, r.vm, data, now)
+    if kind is Kind.TASK:
+        return Decision(reply=task_status(world.tasks.get(r.task_id), principal))
+    if kind is Kind.LIST:
+        return list_status(world, principal, data)
+    return define(world, principal, r.vm, data)
+
