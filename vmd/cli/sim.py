@@ -1,15 +1,19 @@
-"""Entry points of the vmadm simulator: `vmd-vmadm` and `vmd-vmadm-ctl`."""
+"""Entry points of the vmadm simulator: `vmd-vmadm` and `vmd-vmadm-ctl`.
+
+Thin wrappers: each invocation is a short-lived process, so nothing but the
+simulator package (stdlib only) is imported.
+"""
 
 from __future__ import annotations
 
-import sys
-
 
 def vmadm_main(argv: list[str] | None = None) -> int:
-    print("vmd-vmadm: not implemented yet", file=sys.stderr)
-    return 2
+    from vmd.sim.vmadm import main
+
+    return main(argv)
 
 
 def ctl_main(argv: list[str] | None = None) -> int:
-    print("vmd-vmadm-ctl: not implemented yet", file=sys.stderr)
-    return 2
+    from vmd.sim.ctl import main
+
+    return main(argv)

@@ -1,0 +1,140 @@
+"""Files of the simulated node under $VMADM_SIM_ROOT, and who owns a scheduled step.
+
+Layout (reference vmadm.md §4.3): `vms/<uuid>.json` (VM record), `vms/<uuid>.sim.json`
+(behaviour knobs, last start options), `sim.json` (global knobs, counters),
+`schedule.json` (pending timed steps), `events.jsonl` (journal), `calls.jsonl` (audit
+of invocations), `lock`.
+
+Concurrency rules: every read-modify-write happens under one exclusive `flock` on
+`lock`; whole files are replaced by write-then-rename, so a lock-free reader sees
+either the old or the new version, never a torn one. The journal and the calls log
+are append-only; a reader of the journal consumes complete lines only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from vmd.sim.env import Env
+
+SCHEDULE = "schedule.json"
+SIM = "sim.json"
+JOURNAL = "events.jsonl"
+CALLS = "calls.jsonl"
+LOCK = "lock"
+
+
+def vm_path(env: Env, uuid: str) -> str:
+    return env.path("vms", uuid + ".json")
+
+
+def vm_sim_path(env: Env, uuid: str) -> str:
+    return env.path("vms", uuid + ".sim.json")
+
+
+def read_json(path: str, default: Any = None) -> Any:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return default
+    if not data:
+        return default
+    return json.loads(data)
+
+
+def write_json(path: str, value: Any) -> None:
+    """Replace `path` atomically (callers hold the lock, so one tmp name per pid suffices)."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, ensure_ascii=False, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def append_lines(path: str, lines: list[str]) -> None:
+    """Append whole lines with one write on an O_APPEND descriptor."""
+    if not lines:
+        return
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+    finally:
+        os.close(fd)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as JavaScript's JSON.stringify(value)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Lock:
+    """The one exclusive flock guarding every read-modify-write of the root."""
+
+    def __init__(self, env: Env) -> None:
+        self._path = env.path(LOCK)
+        self._fd = -1
+
+    def __enter__(self) -> Lock:
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Closing the descriptor releases the flock.
+        os.close(self._fd)
+        self._fd = -1
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def owner_token(pid: int | None = None) -> dict[str, Any]:
+    """Identify a process so that a recycled pid is not mistaken for the owner."""
+    pid = os.getpid() if pid is None else pid
+    fields = _proc_stat(pid)
+    return {"pid": pid, "start": fields[19] if fields else None}
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    """True while the owning process runs (a zombie counts as gone)."""
+    pid = int(owner.get("pid", 0))
+    if pid <= 0:
+        return False
+    fields = _proc_stat(pid)
+    if fields is None:
+        if os.path.isdir("/proc/self"):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    if fields[0] in ("Z", "X", "x"):
+        return False
+    start = owner.get("start")
+    return start is None or fields[19] == start
