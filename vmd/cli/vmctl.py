@@ -1,13 +1,152 @@
-"""`vmctl`: the command-line publisher, in the manner of Danube Cloud's `es`."""
+"""`vmctl`: the command-line publisher, in the manner of Danube Cloud's `es`.
+
+`vmctl get /vm/status -order_by -hostname`, `vmctl set /vm/web01/status/stop -force`: one
+request through `vmd.client.Client`, waiting for the task's end by default (stream mode,
+progress dots on stderr as es prints them), then es's JSON object on stdout and es's exit
+codes. The command-line grammar is in vmctl_args.py, the output in vmctl_output.py;
+docs/protocol.md §8 is the user's description.
+
+Everything a user can cause (a bad command line, an unreachable broker, a refused login,
+vmd not running, Ctrl-C) ends with one line on stderr and an exit code, no traceback.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from vmd.cli.vmctl_args import Help, Invocation, UsageError, parse_argv
+from vmd.cli.vmctl_output import exit_code, render_json, render_table
+from vmd.client import BusError, BusSettings, Client, Reply, RpcTimeout, Waiting
+
+EXIT_NO_ANSWER = 3
+EXIT_INTERRUPTED = 5
+EXIT_OUTPUT = 9
+EXIT_USAGE = 11
+# One retry of the first connect: a user waits for a CLI, and a refused one fails at once.
+CONNECT_ATTEMPTS = 2
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """The progress callback: `Waiting for pending task <id> ....` on stderr, as es."""
+
+    stream: TextIO
+    pending: Reply | None = None
+    task_id: str | None = None
+    line_open: bool = False
+
+    def __call__(self, waiting: Waiting) -> None:
+        if waiting.tick == 0:
+            self.pending, self.task_id = waiting.pending, waiting.task_id
+            self.stream.write(f"Waiting for pending task {waiting.task_id} ")
+            self.line_open = True
+        else:
+            self.stream.write(".")
+        self.stream.flush()
+
+    def end_line(self) -> None:
+        if self.line_open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.line_open = False
+
+
+def _error(message: str) -> None:
+    print(f"vmctl: {message}", file=sys.stderr, flush=True)
+
+
+def _print(text: str) -> int:
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # The reader went away (`vmctl ... | head`): no traceback, and no second failure
+        # when the interpreter flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OUTPUT
+    return 0
+
+
+def _output(inv: Invocation, reply: Reply) -> str:
+    if inv.table:
+        table = render_table(reply)
+        if table is not None:
+            return table
+    return render_json(inv.method, inv.path, reply)
+
+
+async def _run(inv: Invocation, waiter: _Waiter) -> int:
+    client = Client(
+        inv.url,
+        timeout=inv.timeout,
+        connection_name="vmctl",
+        connect_attempts=CONNECT_ATTEMPTS,
+    )
+    try:
+        async with client:
+            reply = await client.request(
+                inv.method,
+                inv.path,
+                inv.data,
+                wait=inv.wait,
+                message_id=inv.message_id,
+                progress=waiter,
+            )
+    except BusError as exc:
+        waiter.end_line()
+        message = str(exc)
+        if waiter.task_id is not None:
+            message += f" (task {waiter.task_id} goes on: vmctl get /task/{waiter.task_id}/status)"
+        elif isinstance(exc, RpcTimeout):
+            # The durable command queue keeps a request nobody consumes: a vmd that is down
+            # executes it when it comes back.
+            message += " (is vmd running? the request stays queued and may still be executed)"
+        _error(message)
+        return EXIT_NO_ANSWER
+    waiter.end_line()
+    return _print(_output(inv, reply)) or exit_code(reply.code)
+
+
+def _interrupted(inv: Invocation, waiter: _Waiter) -> int:
+    waiter.end_line()
+    if waiter.pending is not None and waiter.task_id is not None:
+        # As es: the answer so far (the 201 PENDING with its task_id) is the output.
+        _print(render_json(inv.method, inv.path, waiter.pending))
+        _error(
+            f"interrupted; task {waiter.task_id} goes on "
+            f"(vmctl get /task/{waiter.task_id}/status)"
+        )
+    else:
+        _error("interrupted before vmd answered; the request may still be executed")
+    return EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("vmctl: not implemented yet", file=sys.stderr)
-    return 2
+    try:
+        parsed = parse_argv(sys.argv[1:] if argv is None else argv)
+        if isinstance(parsed, Help):
+            sys.stdout.write(parsed.text)
+            return 0
+        BusSettings(parsed.url)  # a URL that is no AMQP URL is a usage error, not exit 3
+    except (UsageError, ValueError) as exc:
+        _error(f"{exc} (vmctl --help)")
+        return EXIT_USAGE
+    if parsed.debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    else:
+        # The client's own errors reach the user as one line; the libraries' log records
+        # (aio-pika's connect errors, the bus's reconnect warnings) would repeat them.
+        logging.getLogger().addHandler(logging.NullHandler())
+    waiter = _Waiter(sys.stderr)
+    try:
+        return asyncio.run(_run(parsed, waiter))
+    except KeyboardInterrupt:
+        return _interrupted(parsed, waiter)
 
 
 if __name__ == "__main__":

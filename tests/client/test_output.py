@@ -1,0 +1,104 @@
+"""vmctl's output and exit codes, and the client's waiting schedule (pure parts)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vmd.cli.vmctl_output import TABLE_COLUMNS, exit_code, render_json, render_table
+from vmd.client import poll_interval, tick_interval
+from vmd.model import Reply
+
+from .responder import VMS
+
+
+def test_json_is_es_shaped() -> None:
+    reply = Reply(404, {"detail": "VM not found"})
+    text = render_json("GET", "/vm/x/status", reply)
+    assert json.loads(text) == {
+        "method": "GET", "path": "/vm/x/status", "status": 404, "text": {"detail": "VM not found"},
+    }
+    assert list(json.loads(text)) == ["method", "path", "status", "text"]
+    assert '\n    "method"' in text  # indented by 4, as es
+
+
+def test_table_of_the_list() -> None:
+    reply = Reply(200, {"status": "SUCCESS", "result": VMS, "task_id": "0-x"})
+    table = render_table(reply)
+    assert table is not None
+    header, rule, *rows = table.splitlines()
+    assert header.split() == list(TABLE_COLUMNS)
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert rows[0].split() == [
+        "web01.example.com", VMS[0]["uuid"], "web01", "running", "2026-11-27T05:01:02.345Z",
+        "online", "1",
+    ]
+    # A status that never changed shows as "-", no pending task as 0.
+    assert rows[1].split() == [
+        "db01.example.com", VMS[1]["uuid"], "db01", "stopped", "-", "online", "0",
+    ]
+    # Columns line up: every column starts at the same offset in every line.
+    start = header.index("uuid")
+    assert all(row[start:].startswith(vm["uuid"]) for row, vm in zip(rows, VMS, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("reply", "rows"),
+    [
+        pytest.param(Reply(200, {"status": "SUCCESS", "result": [], "task_id": "0-x"}), 0,
+                     id="empty-list-header-only"),
+        pytest.param(Reply(200, {"status": "SUCCESS", "result": VMS[1], "task_id": "0-x"}), 1,
+                     id="one-vm-status"),
+        pytest.param(Reply(404, {"detail": "VM not found"}), None, id="error-no-table"),
+        pytest.param(Reply(200, {"status": "SUCCESS", "result": {"returncode": 0,
+                                 "message": "ok"}, "task_id": "0-x"}), None, id="task-no-table"),
+    ],
+)
+def test_table_or_none(reply: Reply, rows: int | None) -> None:
+    table = render_table(reply)
+    if rows is None:
+        assert table is None
+    else:
+        assert table is not None
+        assert len(table.splitlines()) == 2 + rows
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        pytest.param(200, 0, id="200"),
+        pytest.param(201, 0, id="201"),
+        pytest.param(399, 0, id="399"),
+        pytest.param(400, 1, id="400"),
+        pytest.param(404, 1, id="404"),
+        pytest.param(410, 1, id="410"),
+        pytest.param(499, 1, id="499"),
+        pytest.param(500, 2, id="500"),
+        pytest.param(503, 2, id="503"),
+    ],
+)
+def test_exit_code(code: int, expected: int) -> None:
+    assert exit_code(code) == expected
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "interval"),
+    [
+        pytest.param(0.0, 1.0, id="start"),
+        pytest.param(4.9, 1.0, id="first-5s"),
+        pytest.param(5.0, 3.0, id="to-30s"),
+        pytest.param(30.0, 6.0, id="to-60s"),
+        pytest.param(60.0, 12.0, id="to-20min"),
+        pytest.param(1200.0, 30.0, id="after"),
+    ],
+)
+def test_tick_schedule_is_es_keepalive(elapsed: float, interval: float) -> None:
+    assert tick_interval(elapsed) == interval
+
+
+def test_poll_interval_grows_and_is_capped() -> None:
+    intervals = [poll_interval(n) for n in range(3000)]
+    assert intervals[0] == 0.25
+    assert intervals == sorted(intervals)
+    assert max(intervals) == 2.0

@@ -1,0 +1,246 @@
+"""vmctl's command line: es-style `-name value` parameters plus vmctl's own `--options`.
+
+Separate from vmctl.py because the grammar is the part users trip over, so it is one pure
+function (`parse_argv`) that the tests drive as a table. The rules, after Danube Cloud's
+`es` (`bin/es`, l.332-378) with the differences marked:
+
+    vmctl [-u URL] ACTION /PATH [json::{...}] [-name [value]]... [--option ...]
+
+- ACTION: `get` → GET, `set`/`put` → PUT, `create`/`post` → POST, `delete` → DELETE.
+- A token starting with `-` and a letter is a parameter name. The token after it is its
+  value unless it is itself a name; a name followed by another name, or by nothing, is
+  `true` (`-force -timeout 60` = `{"force": true, "timeout": "60"}`).
+- `order_by` is the exception: the token after `-order_by` is always its value, so that a
+  descending field can be written as in es's own example: `-order_by -hostname`.
+- Values: `true`/`false`/`null` in any case → JSON true/false/null; `json::<json>` → the
+  parsed JSON (`json::60`, `json::"-x"`, `json::{"a": 1}`); `file::<path>` → the file's
+  text; anything else is sent as a string (vmd accepts `"60"` for a whole number).
+- A `json::{...}` right after the path (not after a name) is the whole `data` object;
+  parameters given after it are merged over it (for `set /vm/<vm>/define`).
+- `--options` (vmctl's own) may appear anywhere, as es's `--json`; `-u URL` and `-h` only
+  before the action (after the path every `-name` is a parameter).
+- es differences: a token like `-1` is a value, not a name (es would read a parameter `1`);
+  invalid JSON after `json::`, an unreadable `file::` and a stray value (one that follows no
+  name) are usage errors (exit 11) instead of being ignored with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/vmd"
+URL_ENV = "VMD_URL"
+DEFAULT_TIMEOUT = 30.0
+
+METHODS: Mapping[str, str] = {
+    "get": "GET",
+    "set": "PUT",
+    "put": "PUT",
+    "create": "POST",
+    "post": "POST",
+    "delete": "DELETE",
+}
+# Parameters whose next token is always their value, even when it starts with `-`.
+VALUE_ALWAYS = frozenset({"order_by"})
+_VALUE_OPTIONS = frozenset({"url", "timeout", "message-id"})
+_FLAG_OPTIONS = frozenset({"no-wait", "table", "json", "debug", "help", "version"})
+
+USAGE = f"""\
+usage: vmctl [-u URL] ACTION /PATH [json::OBJECT] [-name [value]]... [OPTIONS]
+
+Send one request to vmd over RabbitMQ and print {{"method", "path", "status", "text"}}.
+
+ACTION   get (GET) | set, put (PUT) | create, post (POST) | delete (DELETE)
+/PATH    /vm/status  /vm/<vm>/status  /vm/<vm>/status/current
+         /vm/<vm>/status/start|stop|reboot  /vm/<vm>/define  /task/<task_id>/status
+-name value    a parameter (in the request's data); -name alone (or before another
+               -name) means true; true/false/null are converted, json::<json> is parsed,
+               file::<path> is read, anything else is a string; the value after -order_by
+               is always its value: -order_by -hostname
+json::OBJECT   right after the path: the whole data object (parameters merge over it)
+
+OPTIONS
+  -u, --url URL        broker URL; its user is the principal (env {URL_ENV},
+                       default {DEFAULT_URL})
+  --timeout SECONDS    wait this long for vmd's first answer (default {DEFAULT_TIMEOUT:g})
+  --no-wait            return the 201 PENDING answer instead of waiting for the task's end
+  --message-id ID      idempotency key: the same ID within 24 h gets the first answer again
+  --table              print the status list (or one VM's status) as a table
+  --debug              log the client's connection events to stderr
+  -h, --help           this text
+
+Exit: 0 status < 400, 1 status 4xx, 2 status 5xx, 3 no answer (broker unreachable, login
+refused, vmd not running, timeout), 5 interrupted (the task goes on), 11 usage error.
+Examples:
+  vmctl get /vm/status -order_by -hostname --table
+  vmctl set /vm/web01.example.com/status/stop -force -timeout 60
+  vmctl get /task/0-a2327793-2600-423d-9f07/status
+"""
+
+
+class UsageError(Exception):
+    """A command line vmctl cannot run: one line for the user, exit 11."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What to send and how: the parsed command line."""
+
+    action: str
+    method: str
+    path: str
+    data: dict[str, Any] = field(default_factory=dict)
+    url: str = DEFAULT_URL
+    timeout: float = DEFAULT_TIMEOUT
+    wait: bool = True
+    table: bool = False
+    debug: bool = False
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    """`-h`/`--help`/`--version`: print `text` and exit 0."""
+
+    text: str
+
+
+def is_name(token: str) -> bool:
+    """Whether a token is a parameter name (`-force`), not a value (`-1`, `-`)."""
+    return len(token) > 1 and token[0] == "-" and token[1].isalpha()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def convert(token: str, name: str) -> Any:
+    """A parameter value as es converts it (see the module docstring)."""
+    low = token.lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    if low == "null":
+        return None
+    if token.startswith("json::"):
+        try:
+            return json.loads(token[6:], parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise UsageError(f"-{name}: invalid JSON after json:: ({exc})") from None
+    if token.startswith("file::"):
+        try:
+            with open(token[6:], encoding="utf-8") as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"-{name}: cannot read {token[6:]!r}: {exc}") from None
+    return token
+
+
+def parse_params(tokens: Sequence[str]) -> dict[str, Any]:
+    """The request's data from the tokens after the path (vmctl's `--options` removed)."""
+    data: dict[str, Any] = {}
+    i, n = 0, len(tokens)
+    if n and tokens[0].startswith("json::"):
+        base = convert(tokens[0], "data")
+        if not isinstance(base, dict):
+            raise UsageError("json:: right after the path must be a JSON object (the data)")
+        data.update(base)
+        i = 1
+    while i < n:
+        token = tokens[i]
+        if not is_name(token):
+            raise UsageError(
+                f"unexpected value {token!r}: a value follows a -name "
+                f"(write json::\"...\" for a value starting with -)"
+            )
+        name = token[1:]
+        following = tokens[i + 1] if i + 1 < n else None
+        if following is not None and (name in VALUE_ALWAYS or not is_name(following)):
+            data[name] = convert(following, name)
+            i += 2
+        else:
+            data[name] = True
+            i += 1
+    return data
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UsageError(f"--timeout: not a number of seconds: {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise UsageError(f"--timeout: must be a positive number of seconds: {value!r}")
+    return seconds
+
+
+def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invocation | Help:
+    """The command line as an `Invocation` (or `Help`); `UsageError` when it is not valid."""
+    env = os.environ if environ is None else environ
+    options: dict[str, str | bool] = {}
+    words: list[str] = []  # ACTION, /PATH, then the parameter tokens
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token.startswith("--"):
+            name, eq, value = token[2:].partition("=")
+            if name in _VALUE_OPTIONS:
+                if not eq:
+                    if i >= len(argv):
+                        raise UsageError(f"--{name} needs a value")
+                    value = argv[i]
+                    i += 1
+                options[name] = value
+            elif name in _FLAG_OPTIONS and not eq:
+                options[name] = True
+            else:
+                raise UsageError(f"unknown option {token!r}")
+        elif not words and token in ("-h", "-?"):
+            options["help"] = True
+        elif not words and token == "-u":
+            if i >= len(argv):
+                raise UsageError("-u needs a value (the broker URL)")
+            options["url"] = argv[i]
+            i += 1
+        elif not words and token.startswith("-"):
+            raise UsageError(f"unknown option {token!r} (parameters come after the path)")
+        else:
+            words.append(token)
+    if options.get("help"):
+        return Help(USAGE)
+    if options.get("version"):
+        from vmd import __version__
+
+        return Help(f"vmctl {__version__}\n")
+    if not words:
+        raise UsageError("missing ACTION and /PATH")
+    action = words[0]
+    method = METHODS.get(action)
+    if method is None:
+        raise UsageError(f"unknown action {action!r} (get, set, put, create, post, delete)")
+    if len(words) < 2 or not words[1].startswith("/"):
+        raise UsageError("missing /PATH after the action (e.g. /vm/status)")
+    data = parse_params(words[2:])
+    url = options.get("url") or env.get(URL_ENV) or DEFAULT_URL
+    timeout = options.get("timeout")
+    message_id = options.get("message-id")
+    if message_id == "":
+        raise UsageError("--message-id must not be empty")
+    return Invocation(
+        action=action,
+        method=method,
+        path=words[1],
+        data=data,
+        url=str(url),
+        timeout=DEFAULT_TIMEOUT if timeout is None else _positive_seconds(str(timeout)),
+        wait=not options.get("no-wait", False),
+        table=bool(options.get("table", False)),
+        debug=bool(options.get("debug", False)),
+        message_id=None if message_id is None else str(message_id),
+    )
