@@ -1,7 +1,7 @@
 """Typed settings, loaded once from one TOML file and passed explicitly.
 
-`vmd daemon -c FILE`, `vmd agent -c FILE` and `vmd check -c FILE` read the same file, each
-its own sections. Every problem is reported as one line naming the section and key
+`vmd daemon -c FILE`, `vmd agent -c FILE`, `vmd api -c FILE` and `vmd check -c FILE` read the
+same file, each its own sections. Every problem is reported as one line naming the section and key
 (`ConfigError`), so the entry points can print it and exit 2 instead of a traceback.
 `check()` collects every problem of a file at once (like `nginx -t`).
 """
@@ -50,6 +50,8 @@ class DaemonSettings:
     drain_timeout: float = 20.0
     heartbeat_interval: float = 5.0
     reconcile_interval: float = 60.0
+    # Compute nodes an admin has put in maintenance: `maintenance`, whatever heartbeats say.
+    maintenance: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,18 @@ class SshSettings:
     connect_timeout: float = 10.0
     keepalive_interval: float = 15.0
     max_sessions: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySettings:
+    """`[agent.memory]`: the in-process simulated hypervisor (`backend = "memory"`), for
+    benchmarks and demos only (docs/agent.md)."""
+
+    vms: int = 100  # VMs seeded on the node, named <node>-vm0001.example.com ...
+    owners: int = 4  # distinct owner_uuids, the same on every node
+    start_seconds: float = 0.0  # how long a start takes (0 = instant)
+    stop_seconds: float = 0.0  # how long a graceful stop or a reboot takes
+    isos: tuple[str, ...] = ("debian-12.iso",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +93,28 @@ class AgentSettings:
     # SIGTERM: how long running vmadm calls may finish before the agent exits anyway
     # (docs/shutdown.md); a half-run `vmadm stop` is worse than a late exit.
     drain_timeout: float = 330.0
+    # The journal of started tasks (a task is never run twice, docs/agent.md): one file per
+    # node, `journal-<node>.jsonl`, in this directory (systemd: StateDirectory=vmd-agent).
+    state_dir: Path = Path("/var/lib/vmd-agent")
+    memory: MemorySettings = field(default_factory=MemorySettings)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """`[api]`: the HTTP gateway (`vmd api`, docs/api.md). `keys` maps an API key to the
+    principal (an AMQP user name of [auth]) the gateway publishes for; the gateway's own
+    broker user (in `broker_url`) must carry RabbitMQ's `impersonator` tag."""
+
+    broker_url: str = field(repr=False)  # holds the broker password
+    listen: str = "127.0.0.1:8000"
+    prefix: str = "/api"
+    keys: dict[str, str] = field(default_factory=dict, repr=False)
+    # Seconds to wait for vmd's answer (the first one in stream mode) before a 504.
+    timeout: float = 30.0
+    metrics: str = "127.0.0.1:9463"
+    # SIGTERM: seconds in-flight requests may finish (streams are cut at once, with their
+    # current state) before the gateway exits.
+    drain_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +133,7 @@ class Settings:
     auth: AuthSettings
     agent: AgentSettings | None
     log: LogSettings
+    api: ApiSettings | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -228,6 +265,10 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
             drain_timeout=_num(r, t, "daemon", "drain_timeout", d.drain_timeout),
             heartbeat_interval=_num(r, t, "daemon", "heartbeat_interval", d.heartbeat_interval),
             reconcile_interval=_num(r, t, "daemon", "reconcile_interval", d.reconcile_interval),
+            maintenance=frozenset(
+                r.get(t, "daemon", "maintenance", _str_list, _NO_STRS, what="a list of nodes")
+                or ()
+            ),
         )
 
     agent = None
@@ -262,6 +303,9 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
             max_parallel=r.get(t, "agent", "max_parallel", _nonneg_int, a.max_parallel,
                                what="an integer") or a.max_parallel,
             drain_timeout=_num(r, t, "agent", "drain_timeout", a.drain_timeout),
+            state_dir=Path(r.get(t, "agent", "state_dir", _str, str(a.state_dir),
+                                 what="a directory path") or a.state_dir),
+            memory=_parse_memory(t.get("memory"), r),
         )
 
     log = LogSettings()
@@ -274,8 +318,10 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
             r.problem("log", "format", f"must be one of {', '.join(LOG_FORMATS)}")
         log = LogSettings(level=level.lower(), format=fmt)
 
+    api = _parse_api(t, r) if (t := _table(raw, "api", r)) is not None else None
+
     return Settings(path=path, broker=broker, daemon=daemon, auth=auth, agent=agent, log=log,
-                    raw=raw)
+                    api=api, raw=raw)
 
 
 def _num(r: _Reader, t: dict[str, Any], section: str, key: str, default: float) -> float:
@@ -300,6 +346,87 @@ def _parse_ssh(t: dict[str, Any], r: _Reader) -> SshSettings:
         max_sessions=r.get(t, "agent.ssh", "max_sessions", _nonneg_int, s.max_sessions,
                            what="an integer") or s.max_sessions,
     )
+
+
+def _nonneg_number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return float(value) if ok else None
+
+
+def _parse_memory(t: Any, r: _Reader) -> MemorySettings:
+    m = MemorySettings()
+    if t is None:
+        return m
+    if not isinstance(t, dict):
+        r.problems.append(f"{r.path}: [agent.memory] must be a table")
+        return m
+    s = "agent.memory"
+    vms = r.get(t, s, "vms", _nonneg_int, m.vms, what="an integer >= 0")
+    owners = r.get(t, s, "owners", _nonneg_int, m.owners, what="an integer >= 1")
+    if owners == 0:
+        r.problem(s, "owners", "must be an integer >= 1 (got 0)")
+    isos = r.get(t, s, "isos", _str_list_or_empty, m.isos, what="a list of ISO file names")
+    return MemorySettings(
+        vms=m.vms if vms is None else vms,
+        owners=owners or m.owners,
+        start_seconds=_nonneg(r, t, s, "start_seconds", m.start_seconds),
+        stop_seconds=_nonneg(r, t, s, "stop_seconds", m.stop_seconds),
+        isos=m.isos if isos is None else isos,
+    )
+
+
+def _str_list_or_empty(value: Any) -> tuple[str, ...] | None:
+    return () if value == [] else _str_list(value)
+
+
+def _nonneg(r: _Reader, t: dict[str, Any], section: str, key: str, default: float) -> float:
+    value = r.get(t, section, key, _nonneg_number, default, what="a number >= 0")
+    return default if value is None else value
+
+
+# An API key travels in a header (`ES-API-KEY: <key>`, `Authorization: Token <key>`):
+# printable ASCII without spaces, and long enough not to be guessed.
+API_KEY_MIN_LENGTH = 16
+
+
+def _parse_api(t: dict[str, Any], r: _Reader) -> ApiSettings:
+    a = ApiSettings(broker_url="")
+    url = r.get(t, "api", "broker_url", _amqp_url, required=True, what="an amqp:// URL")
+    prefix = r.get(t, "api", "prefix", _prefix, a.prefix,
+                   what='"" or a path such as "/api" (no spaces)')
+    keys: dict[str, str] = {}
+    keys_raw = t.get("keys", {})
+    if not isinstance(keys_raw, dict):
+        r.problem("api", "keys", 'must be a table of "<api key>" = "<principal>"')
+    else:
+        for key, principal in keys_raw.items():
+            shown = f"{key[:4]}..." if len(key) > 4 else key  # never a whole key in a message
+            if not (len(key) >= API_KEY_MIN_LENGTH and key.isascii() and key.isprintable()
+                    and " " not in key):
+                r.problem("api.keys", shown, f"an API key must be at least {API_KEY_MIN_LENGTH} "
+                          "printable ASCII characters without spaces")
+            elif not isinstance(principal, str) or not principal:
+                r.problem("api.keys", shown, "must be a principal (an AMQP user name)")
+            else:
+                keys[key] = principal
+    return ApiSettings(
+        broker_url=url or "",
+        listen=r.get(t, "api", "listen", _host_port, a.listen, what="host:port") or a.listen,
+        prefix=a.prefix if prefix is None else prefix,
+        keys=keys,
+        timeout=_num(r, t, "api", "timeout", a.timeout),
+        metrics=r.get(t, "api", "metrics", _host_port, a.metrics, what="host:port") or a.metrics,
+        drain_timeout=_num(r, t, "api", "drain_timeout", a.drain_timeout),
+    )
+
+
+def _prefix(value: Any) -> str | None:
+    """The URL prefix without its trailing "/" ("/" and "" mean none)."""
+    if not isinstance(value, str) or (value and not value.startswith("/")):
+        return None
+    if any(c.isspace() or c in "?#" for c in value):
+        return None
+    return value.rstrip("/")
 
 
 def check(path: Path, *, sections: tuple[str, ...] = ()) -> list[str]:

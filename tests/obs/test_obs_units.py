@@ -63,7 +63,8 @@ def for_verify(tmp_path: Path) -> list[Path]:
 
 
 def test_the_units_exist() -> None:
-    assert {u.name for u in UNITS} == {"vmd.service", "vmd-agent.service", "vmd-agent@.service"}
+    assert {u.name for u in UNITS} == {
+        "vmd.service", "vmd-agent.service", "vmd-agent@.service", "vmd-api.service"}
 
 
 @needs_analyze
@@ -127,9 +128,12 @@ def test_stop_timeouts_outlast_the_drain_deadlines() -> None:
     # The drain, then flushing the store / reporting results and closing the broker.
     assert daemon_stop >= daemon_drain + 15
     assert agent_stop >= agent_drain + 15
-    # The daemon's store lives in its StateDirectory; the agent writes nothing.
+    # The daemon's store lives in its StateDirectory; the agent's journal of started tasks
+    # in its own, the default [agent] state_dir.
     assert one(ROOT / "systemd" / "vmd.service", "StateDirectory") == "vmd"
-    assert "StateDirectory" not in directives(ROOT / "systemd" / "vmd-agent.service")
+    for unit in ("vmd-agent.service", "vmd-agent@.service"):
+        assert one(ROOT / "systemd" / unit, "StateDirectory") == "vmd-agent"
+    assert config.AgentSettings(node="n").state_dir == Path("/var/lib/vmd-agent")
 
 
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None,

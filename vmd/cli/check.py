@@ -18,17 +18,26 @@ from vmd import config
 ROLES: dict[str, tuple[str, ...]] = {
     "daemon": ("broker", "daemon"),
     "agent": ("broker", "agent"),
+    "api": ("api",),
 }
 EXIT_PROBLEMS = 2
 
 
 def run(path: Path, role: str | None = None) -> int:
-    problems = config.check(path, sections=ROLES[role] if role else ("broker",))
+    # Without --for: the gateway's file has only [api] (its broker URL is inside it); the
+    # daemon's and the agent's need [broker].
+    if role:
+        required = ROLES[role]
+    else:
+        raw_api_only = config.check(path, sections=("api",)) == []
+        required = () if raw_api_only else ("broker",)
+    problems = config.check(path, sections=required)
     settings = None
     if not problems:
         settings = config.load(path)
-        if role is None and settings.daemon is None and settings.agent is None:
-            problems.append(f"{path}: neither [daemon] nor [agent]: nothing for vmd to run")
+        if role is None and settings.daemon is None and settings.agent is None \
+                and settings.api is None:
+            problems.append(f"{path}: neither [daemon], [agent] nor [api]: nothing for vmd to run")
     if problems or settings is None:
         for line in problems:
             print(line, file=sys.stderr)
@@ -50,5 +59,7 @@ def _summary(s: config.Settings) -> str:
         where = (f"ssh {s.agent.ssh.username}@{s.agent.ssh.host}:{s.agent.ssh.port}"
                  if s.agent.ssh is not None else "local")
         parts.append(f"agent for node {s.agent.node} ({where})")
+    if s.api is not None:
+        parts.append(f"api on {s.api.listen}{s.api.prefix}, {len(s.api.keys)} keys")
     parts.append(f"log {s.log.level}/{s.log.format}")
     return "; ".join(parts)

@@ -1,4 +1,4 @@
-"""`vmd`: the service's entry point (`vmd daemon`, `vmd agent`, `vmd check`)."""
+"""`vmd`: the service's entry point (`vmd daemon`, `vmd agent`, `vmd api`, `vmd check`)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("daemon", "run the controller: state machines, intake, tasks, events"),
         ("agent", "run a node agent: vmadm locally or over SSH"),
+        ("api", "run the HTTP gateway: Danube Cloud's REST API over the broker"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML file")
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from vmd.cli import agent_cmd
 
         return agent_cmd.run(Path(args.config))
+    if args.command == "api":
+        from vmd.cli import api_cmd
+
+        return api_cmd.run(Path(args.config))
     raise AssertionError(args.command)
 
 
