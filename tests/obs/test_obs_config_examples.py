@@ -62,11 +62,16 @@ def test_daemon_example_shows_every_key_and_the_defaults() -> None:
 @pytest.mark.parametrize("name", ["agent-local.toml", "agent-ssh.toml"])
 def test_agent_examples_show_every_key_and_the_defaults(name: str) -> None:
     t = raw(name)
-    assert set(t["agent"]) - {"ssh"} == fields(config.AgentSettings) - {"ssh"}
+    tables = {"ssh", "memory"}
+    assert set(t["agent"]) - tables == fields(config.AgentSettings) - tables
     defaults = config.AgentSettings(node="required")
     for key, value in t["agent"].items():
-        if key not in ("node", "ssh", "transport"):
+        if key not in ("node", "transport", *tables):
             assert value == _plain(getattr(defaults, key)), f"[agent] {key}"
+    if "memory" in t["agent"]:
+        assert set(t["agent"]["memory"]) == fields(config.MemorySettings)
+        for key, value in t["agent"]["memory"].items():
+            assert value == _plain(getattr(config.MemorySettings(), key)), f"[agent.memory] {key}"
     s = config.load(EXAMPLES / name, sections=("broker", "agent"))
     assert s.agent is not None
     if name == "agent-ssh.toml":
@@ -132,7 +137,7 @@ def test_check_lists_every_problem_one_per_line(tmp_path: Path) -> None:
     [
         pytest.param(None, (), "no such file", id="missing-file"),
         pytest.param("[broker\n", (), "not valid TOML", id="bad-toml"),
-        pytest.param('[broker]\nurl = "amqp://x"\n', (), "neither [daemon] nor [agent]",
+        pytest.param('[broker]\nurl = "amqp://x"\n', (), "neither [daemon], [agent] nor [api]",
                      id="nothing-to-run"),
         pytest.param('[broker]\nurl = "amqp://x"\n[agent]\nnode = "n1"\n', ("--for", "daemon"),
                      "[daemon] missing (required)", id="wrong-role"),
