@@ -1,11 +1,79 @@
-"""`vmd agent -c FILE`: load the settings and run the agent until SIGTERM."""
+"""`vmd agent -c FILE`: load the settings and run the node agent until SIGTERM.
+
+Errors a user can cause are one line on stderr and an exit code: 2 for the configuration
+(bad file, unusable SSH settings, an unusable state directory, a metrics address that
+cannot be bound), 1 when the broker cannot be reached at start. A rejected SSH host key is
+found at the first connection: the agent logs one line and exits 2 (docs/agent.md).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 from pathlib import Path
 
+from vmd.bus import BusSettings, ConnectFailed
+from vmd.config import ConfigError, load
+from vmd.node_agent.agent import EXIT_CONFIG, EXIT_FATAL, Agent, Shutdown
+from vmd.node_agent.backend import open_backend
+from vmd.node_agent.errors import SshConfigError
+from vmd.node_agent.journal import JournalError
+from vmd.obs.logging import configure_logging, get_logger
+from vmd.obs.metrics import AgentMetrics, MetricsServeError, serve_metrics
+
+log = get_logger("vmd.cli.agent")
+
+
+def _fail(text: str, code: int) -> int:
+    print(f"vmd agent: {text}", file=sys.stderr)
+    return code
+
 
 def run(config: Path) -> int:
-    print(f"vmd agent: not implemented yet ({config})", file=sys.stderr)
-    return 2
+    try:
+        settings = load(config, sections=("broker", "agent"))
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
+    assert settings.agent is not None and settings.broker is not None
+    agent_settings = settings.agent
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        bus_settings = BusSettings(
+            url=settings.broker.url,
+            connection_name=f"vmd-agent:{agent_settings.node}",
+            connect_attempts=10,
+            retry_delay=0.25,
+            retry_delay_max=5.0,
+        )
+        opened = open_backend(agent_settings)
+    except (ValueError, SshConfigError) as exc:
+        return _fail(f"{config}: {exc}", EXIT_CONFIG)
+    metrics = AgentMetrics()
+    try:
+        server = serve_metrics(metrics.registry, agent_settings.metrics)
+    except MetricsServeError as exc:
+        return _fail(f"{config}: [agent] {exc}", EXIT_CONFIG)
+    log.info("metrics served", url=server.url)
+    agent = Agent(agent_settings, bus_settings, opened=opened, metrics=metrics)
+    try:
+        return asyncio.run(_main(agent))
+    finally:
+        server.close()
+
+
+async def _main(agent: Agent) -> int:
+    loop = asyncio.get_running_loop()
+    shutdown = Shutdown()
+    # The handlers only set a flag; the agent's runner performs the shutdown steps.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shutdown.signal)
+    try:
+        return await agent.run(shutdown)
+    except JournalError as exc:
+        return _fail(f"[agent] state_dir: {exc}", EXIT_CONFIG)
+    except ConnectFailed as exc:
+        return _fail(str(exc), EXIT_FATAL)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,177 @@
+"""Everything the agent tells the daemon, in order, confirmed, retried until it is through.
+
+One publisher coroutine (`run`) owns the order: task results, full syncs and ISO lists are
+queued with `post` (the future resolves once the broker confirmed it) and node observations
+with `observe`. Consecutive observations are merged into one `ObservationReport` (at most
+`max_batch` each): those made in the same loop turn always travel together, and while a
+publish waits for its confirms the next ones pile up and leave in the next batch, so a
+burst of changes costs few messages and the first change is never delayed by a timer.
+
+A publish that fails (`PublishFailed`: not connected, no confirm in time, the connection
+dropped) is retried, whole batch, after a back-off (0.2 s doubling to 5 s): a repeat is
+harmless (the daemon ends a task once and orders observations by the node's change time),
+a lost result is not. Heartbeats do not go through the queue: they are transient, best
+effort, and must not wait behind a stuck publish (`heartbeat`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from vmd.bus import (
+    AgentReport,
+    Bus,
+    BusError,
+    Heartbeat,
+    ObservationReport,
+    Outgoing,
+    PublishFailed,
+)
+from vmd.bus.agent import report_message
+from vmd.model import NodeName, Observation
+from vmd.obs.logging import get_logger
+
+log = get_logger(__name__)
+
+_Item = Observation | tuple[AgentReport, "asyncio.Future[None]"]
+
+
+class Reporter:
+    """The agent's outgoing reports (see the module docstring)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        node: NodeName,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_batch: int = 1000,
+        retry_delay: float = 0.2,
+        retry_delay_max: float = 5.0,
+    ) -> None:
+        self.bus = bus
+        self.node = node
+        self._clock = clock
+        self._max_batch = max_batch
+        self._retry_delay = retry_delay
+        self._retry_delay_max = retry_delay_max
+        self._items: deque[_Item] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.sent = 0  # messages confirmed
+        self.observations = 0  # observations confirmed
+        self.failures = 0  # failed publish attempts
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+    def observe(self, observation: Observation) -> None:
+        self._items.append(observation)
+        self._poke()
+
+    def post(self, report: AgentReport) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._items.append((report, future))
+        self._poke()
+        return future
+
+    def post_nowait(self, report: AgentReport) -> None:
+        """Post without waiting for the confirm (a failure is logged by `run`)."""
+        self.post(report).add_done_callback(_retrieve)
+
+    async def send(self, report: AgentReport) -> None:
+        """Post and wait for the confirm; a cancelled caller does not withdraw the report."""
+        await asyncio.shield(self.post(report))
+
+    def _poke(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything posted so far is confirmed; False at the timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def heartbeat(self, beat: Heartbeat) -> bool:
+        """Publish one heartbeat, waiting at most one interval; False if it did not go."""
+        try:
+            await self.bus.publish(report_message(beat), timeout=beat.interval)
+        except BusError as exc:
+            log.debug("heartbeat not sent", error=str(exc))
+            return False
+        return True
+
+    def _batch(self) -> list[tuple[Outgoing, list[asyncio.Future[None]], int]]:
+        """Take what is queued: consecutive observations merged, in order."""
+        out: list[tuple[Outgoing, list[asyncio.Future[None]], int]] = []
+        observations: list[Observation] = []
+
+        def flush_observations() -> None:
+            if observations:
+                report = ObservationReport(self.node, self._clock(), tuple(observations))
+                out.append((report_message(report), [], len(observations)))
+                observations.clear()
+
+        while self._items:
+            item = self._items.popleft()
+            if isinstance(item, Observation):
+                observations.append(item)
+                if len(observations) >= self._max_batch:
+                    flush_observations()
+            else:
+                flush_observations()
+                report, future = item
+                out.append((report_message(report), [future], 0))
+        flush_observations()
+        return out
+
+    async def run(self) -> None:
+        """Publish until cancelled (shutdown: `flush` first, cancel last)."""
+        delay = self._retry_delay
+        batch: list[tuple[Outgoing, list[asyncio.Future[None]], int]] = []
+        while True:
+            if not batch:
+                if not self._items:
+                    self._idle.set()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                batch = self._batch()
+            try:
+                await self.bus.publish_many([message for message, _, _ in batch])
+            except PublishFailed as exc:
+                self.failures += 1
+                log.warning("reports not confirmed; retrying", error=str(exc),
+                            messages=len(batch), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_delay_max)
+                continue
+            except BusError as exc:  # closed or failed for good: nothing will go out
+                for _, futures, _ in batch:
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                batch = []
+                continue
+            delay = self._retry_delay
+            for _, futures, n in batch:
+                self.sent += 1
+                self.observations += n
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
+            batch = []
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
