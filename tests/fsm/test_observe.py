@@ -78,11 +78,16 @@ def test_older_observation_is_dropped_equal_one_moves_the_clock() -> None:
     assert obs(world, "running", NOW + 10).changes  # same time is not older
 
 
-def test_vmd_clock_never_makes_a_node_report_old() -> None:
+def test_observation_older_than_a_change_vmd_made_is_dropped() -> None:
+    # vm-status.md §5: older than the last applied change (by change time) -> dropped. A full
+    # sync listed just before a start was decided must not pull the VM back to stopped.
     vm = make_vm(S.STOPPED)
     world = make_world(vm)
-    put(world, ADMIN, "start", now=NOW + 1000)  # vmd's clock far ahead of the node's
-    assert obs(world, "running", NOW).changes and vm.status is S.RUNNING
+    put(world, ADMIN, "start", now=NOW + 10)
+    assert vm.status is S.STARTING
+    d = obs(world, "stopped", NOW + 5)
+    assert d.ignored is Ignored.STALE and vm.status is S.STARTING
+    assert obs(world, "running", NOW + 11).changes and vm.status is S.RUNNING
 
 
 def test_first_seen_vm_is_added() -> None:

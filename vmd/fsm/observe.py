@@ -8,10 +8,16 @@ Rules, in order (for a VM vmd knows):
 1. A report from another node than the VM's is ignored (two VMs with one uuid must not
    fight), unless the VM is `notcreated` there and present here: it moved, follow it.
 2. In-between node states (`ready`, `provisioning`, ...) and unknown ones: ignored.
-3. Older than the last applied observation (`Vm.observed_at`, node clock) → dropped.
-   An accepted observation, even an equal one, moves `observed_at` forward. Only node
-   times are compared with node times: a change vmd made on its own clock never makes
-   a node report "old" (so a re-sync after a failed task always converges).
+3. Older than the last applied change of the VM → dropped (vm-status.md §5, "by change
+   time"): older than the last applied observation (`Vm.observed_at`) or than the VM's
+   `status_change` (which vmd's own changes stamp with its clock). So a full sync listed
+   just before a start was decided cannot pull the VM back from `starting` to `stopped`.
+   An accepted observation, even an equal one, moves `observed_at` forward. The answer of
+   a `current` re-sync is the exception (vmd.fsm.completion uses `apply_observed`, which
+   compares node times only): a re-sync after a failed task must converge even when the
+   node's clock is behind vmd's. Keep nodes and daemon NTP-synchronised: a node clock
+   behind vmd's by X seconds hides that node's events for X seconds after a vmd-made
+   change (the periodic full sync then catches up).
 4. Equal to the current status → nothing.
 5. `frozen` → nothing (flagged `Ignored.FROZEN` unless the node says stopped, which is
    what a frozen VM is).
@@ -137,16 +143,18 @@ def observe(world: World, obs: Observation, now: float, *, cause: Cause = Cause.
     status = map_node_state(obs.state)
     if vm is None:
         return _first_seen(world, obs, status, cause)
-    dirty = False
+    dirty = moved = False
     if obs.node != vm.node:
         if obs.state is None or vm.status is not S.NOTCREATED:
             return Decision(ignored=Ignored.FOREIGN_NODE)
         world.vms.update(vm, node=obs.node)
         vm.observed_at = None  # another node, another clock
-        dirty = True
+        dirty = moved = True
     dirty = _refresh(world, vm, obs.vm) or dirty
     if status is None:
         return Decision(vm=vm if dirty else None, ignored=Ignored.IN_BETWEEN)
+    if not moved and vm.status_change is not None and obs.change_time < vm.status_change:
+        return Decision(vm=vm if dirty else None, ignored=Ignored.STALE)
     seen = vm.observed_at
     c, ignored = apply_observed(vm, status, obs.change_time, now, cause)
     if c is not None:
