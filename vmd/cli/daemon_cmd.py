@@ -1,11 +1,29 @@
-"""`vmd daemon -c FILE`: load the settings and run the daemon until SIGTERM."""
+"""`vmd daemon -c FILE`: load the settings and run the daemon until SIGTERM.
+
+Exit codes: 0 after a drain (SIGTERM/SIGINT); 2 for a configuration problem (one line on
+stderr; systemd does not restart on it: RestartPreventExitStatus=2) or a store file the
+operator must fix; 1 when the broker cannot be reached at start (systemd restarts the unit).
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from vmd import config
+from vmd.obs.logging import configure_logging
 
-def run(config: Path) -> int:
-    print(f"vmd daemon: not implemented yet ({config})", file=sys.stderr)
-    return 2
+EXIT_CONFIG = 2
+
+
+def run(config_path: Path) -> int:
+    try:
+        settings = config.load(config_path, sections=("broker", "daemon"))
+    except config.ConfigError as exc:
+        print(f"vmd daemon: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log.level, settings.log.format)
+    # Imported after the settings are valid: a typo in the file costs no heavy imports.
+    from vmd.daemon.runner import main
+
+    return main(settings)

@@ -1,0 +1,221 @@
+"""Fixtures of the daemon tests: in-process daemons on the real broker, fake agents, clients.
+
+Run with your own vhost while others test on this machine: `VMD_TEST_VHOST=vmd-daemon-dev`.
+The in-process daemon is the real `vmd.daemon.Daemon` (store in tmp_path, settings from a
+TOML file written by the test) with short loop periods; `cloud` adds a fake agent for
+`node1` with a small fleet, an event log and clients for admin, alice and bob.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+
+from vmd import config
+from vmd.bus import BusClient, BusSettings
+from vmd.daemon import Daemon, Options
+from vmd.model import JsonObject, NodeStatus, Reply, Request
+
+from .harness import ALICE_OWNER, BOB_OWNER, EventLog, FakeAgent, RawRequester, eventually
+
+
+class ManualClock:
+    """A wall clock the test moves forward (`advance`); starts at the real time."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def daemon_options(**kw: Any) -> Options:
+    values: dict[str, Any] = {"tick": 0.05, "retry_delay": 0.05, "publish_timeout": 3.0,
+                              "connect_attempts": 2, "retry_delay_max": 0.2,
+                              "close_timeout": 1.0}
+    values.update(kw)
+    return Options(**values)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def daemon_toml(url: str, store: Path, *, log_level: str = "debug", **daemon: Any) -> str:
+    values: dict[str, Any] = {
+        "store": str(store), "metrics": "127.0.0.1:0", "heartbeat_interval": 0.3,
+        "reconcile_interval": 600, "drain_timeout": 3, "prefetch": 64,
+        "no_shutdown": ["internal.example.com"],
+    }
+    values.update(daemon)
+    body = "\n".join(f"{k} = {_toml(v)}" for k, v in values.items())
+    return f"""\
+[broker]
+url = "{url}"
+
+[daemon]
+{body}
+
+[auth]
+admins = ["admin"]
+[auth.owners]
+alice = ["{ALICE_OWNER}"]
+bob = ["{BOB_OWNER}"]
+
+[log]
+level = "{log_level}"
+format = "json"
+"""
+
+
+@pytest.fixture
+def write_config(tmp_path: Path, amqp_url: str) -> Callable[..., Path]:
+    def write(url: str | None = None, **daemon: Any) -> Path:
+        path = tmp_path / "vmd.toml"
+        path.write_text(daemon_toml(url or amqp_url, tmp_path / "vmd.sqlite3", **daemon))
+        return path
+
+    return write
+
+
+StartDaemon = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def start_daemon(write_config: Callable[..., Path]) -> AsyncIterator[StartDaemon]:
+    """`await start_daemon(options=..., url=..., **[daemon] keys)`: started, stopped at the end."""
+    started: list[Daemon] = []
+
+    async def start(*, options: Options | None = None, url: str | None = None,
+                    **daemon: Any) -> Daemon:
+        settings = config.load(write_config(url, **daemon), sections=("broker", "daemon"))
+        d = Daemon(settings, options or daemon_options())
+        await d.start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in reversed(started):
+        if d.running:
+            await d.shutdown()
+
+
+@pytest.fixture
+async def make_agent(
+    bus_settings: Callable[..., BusSettings],
+) -> AsyncIterator[Callable[..., Awaitable[FakeAgent]]]:
+    agents: list[FakeAgent] = []
+
+    async def make(node: str = "node1", *, beat: bool = True, **kw: Any) -> FakeAgent:
+        agent = FakeAgent(bus_settings("vmd"), node, **kw)
+        agents.append(agent)
+        return await agent.start(beat=beat)
+
+    yield make
+    for agent in reversed(agents):
+        await agent.close()
+
+
+@pytest.fixture
+async def make_client(
+    bus_settings: Callable[..., BusSettings],
+) -> AsyncIterator[Callable[..., Awaitable[BusClient]]]:
+    clients: list[BusClient] = []
+
+    async def make(user: str = "alice", **kw: Any) -> BusClient:
+        client = BusClient(bus_settings(user, **kw))
+        clients.append(client)
+        await client.start()
+        return client
+
+    yield make
+    for client in reversed(clients):
+        await client.close()
+
+
+@pytest.fixture
+async def events(amqp_channel: aio_pika.abc.AbstractChannel) -> EventLog:
+    return await EventLog(amqp_channel).start()
+
+
+@pytest.fixture
+async def raw(amqp_url_for: Callable[[str], str]) -> AsyncIterator[Callable[..., Any]]:
+    opened: list[RawRequester] = []
+
+    async def make(user: str = "admin") -> RawRequester:
+        requester = RawRequester(amqp_url_for(user), user)
+        opened.append(requester)
+        return await requester.start()
+
+    yield make
+    for requester in opened:
+        await requester.close()
+
+
+@dataclass
+class Cloud:
+    """A daemon with one fake node (`node1`) and a small fleet, seen by three clients."""
+
+    daemon: Daemon
+    agent: FakeAgent
+    events: EventLog
+    admin: BusClient
+    alice: BusClient
+    bob: BusClient
+
+    async def call(self, user: str, method: str, path: str, data: JsonObject | None = None,
+                   **kw: Any) -> Reply:
+        client: BusClient = getattr(self, user)
+        return await client.call(Request(method, path, data or {}), timeout=10, **kw)
+
+    def vm(self, hostname: str) -> Any:
+        return self.daemon.world.vms.by_hostname[hostname]
+
+
+FLEET = (
+    (1, "web01.example.com", {"state": "running"}),
+    (2, "web02.example.com", {"state": "stopped"}),
+    (3, "db01.example.com", {"state": "running", "owner": BOB_OWNER}),
+    (4, "internal.example.com", {"state": "running"}),
+    (5, "zone01.example.com", {"state": "stopped", "brand": "joyent"}),
+)
+
+
+async def seed(daemon: Daemon, agent: FakeAgent) -> None:
+    for n, hostname, kw in FLEET:
+        agent.add(n, hostname, **kw)
+    await agent.full_sync()
+    await eventually(lambda: len(daemon.world.vms) >= len(FLEET), what="the fleet")
+    node = daemon.world.nodes
+    await eventually(lambda: agent.node in node and node[agent.node].status is NodeStatus.ONLINE,
+                     what="node1 online")
+    await eventually(lambda: agent.syncs, what="the sync request of a node back online")
+
+
+@pytest.fixture
+async def cloud(
+    start_daemon: StartDaemon,
+    make_agent: Callable[..., Awaitable[FakeAgent]],
+    make_client: Callable[..., Awaitable[BusClient]],
+    events: EventLog,
+) -> Cloud:
+    daemon = await start_daemon()
+    agent = await make_agent("node1")
+    await seed(daemon, agent)
+    return Cloud(daemon, agent, events, await make_client("admin"), await make_client("alice"),
+                 await make_client("bob"))

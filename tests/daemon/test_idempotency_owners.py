@@ -1,0 +1,99 @@
+"""protocol.md §2 idempotency (same message_id → same answer, executed once; stream replays)
+and §5 principals (owners see and command only their VMs, admin-only operations are 403)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from vmd.model import Reply, Request, VmStatus
+
+from .conftest import Cloud, StartDaemon
+
+
+async def test_same_message_id_twice_is_executed_once(cloud: Cloud) -> None:
+    path = "/vm/web02.example.com/status/start"
+    first = await cloud.call("alice", "PUT", path, message_id="start-web02")
+    second = await cloud.call("alice", "PUT", path, message_id="start-web02")
+    assert first.code == 201
+    assert second == first  # the first answer again, same task_id
+    task = await cloud.agent.next_task()
+    assert task.task_id == first.body["task_id"]
+    await asyncio.sleep(0.3)
+    assert cloud.agent.tasks.empty()  # sent once
+    assert cloud.daemon.metrics.idempotent_replays._value.get() == 1
+    # A different principal with the same message_id is another request.
+    other = await cloud.call("admin", "PUT", path, message_id="start-web02")
+    assert other == Reply(423, {"detail": "VM is already starting"})
+
+
+async def test_stream_retry_gets_the_final_reply(cloud: Cloud) -> None:
+    request = Request("PUT", "/vm/web02.example.com/status/start")
+    got: list[Reply] = []
+
+    async def stream() -> None:
+        async for reply in cloud.alice.stream(request, message_id="s1", timeout=10,
+                                              final_timeout=10):
+            got.append(reply)
+
+    # A retry while the task runs is subscribed to its end as well.
+    first = asyncio.create_task(stream())
+    task = await cloud.agent.next_task()
+    second = asyncio.create_task(stream())
+    await asyncio.sleep(0.3)
+    await cloud.agent.result(task)
+    await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert [r.code for r in got] == [201, 201, 200, 200]
+    assert {r.body["task_id"] for r in got} == {task.task_id}
+    # After the end, a retry gets both answers at once.
+    got.clear()
+    await asyncio.wait_for(stream(), 10)
+    assert [r.code for r in got] == [201, 200]
+    assert got[1].body["result"]["message"] == "Successfully started VM web02.example.com"
+
+
+async def test_keys_and_state_survive_a_restart(cloud: Cloud, start_daemon: StartDaemon) -> None:
+    frozen = await cloud.call("admin", "PUT", "/vm/web02.example.com/status/stop",
+                              {"freeze": True}, message_id="freeze-1")
+    started = await cloud.call("alice", "PUT", "/vm/zone01.example.com/status/start",
+                               message_id="start-zone01")
+    task = await cloud.agent.next_task()
+    cloud.agent.auto_sync = False  # the restart's sync request stays unanswered here
+    await cloud.daemon.shutdown()
+    daemon = await start_daemon()
+    assert daemon.world.vms.by_hostname["web02.example.com"].status is VmStatus.FROZEN
+    zone01 = daemon.world.vms.by_hostname["zone01.example.com"]
+    assert zone01.status is VmStatus.STARTING and zone01.task_id == task.task_id
+    assert await cloud.call("admin", "PUT", "/vm/web02.example.com/status/stop",
+                            {"freeze": True}, message_id="freeze-1") == frozen
+    assert await cloud.call("alice", "PUT", "/vm/zone01.example.com/status/start",
+                            message_id="start-zone01") == started
+    # The restored task still completes, once.
+    await cloud.agent.result(task)
+    done = await cloud.events.wait(lambda _: cloud.events.tasks_done(task.task_id))
+    assert len(done) == 1 and done[0]["status"] == "SUCCESS"
+    assert zone01.status is VmStatus.RUNNING
+    assert [s.reason for s in cloud.agent.syncs][-1] == "daemon start"
+
+
+async def test_owners_see_and_command_only_their_vms(cloud: Cloud) -> None:
+    not_found = Reply(404, {"detail": "VM not found"})
+    forbidden = Reply(403, {"detail": "You do not have permission to perform this action."})
+    listed = await cloud.call("bob", "GET", "/vm/status")
+    assert [vm["hostname"] for vm in listed.body["result"]] == ["db01.example.com"]
+    everything = await cloud.call("admin", "GET", "/vm/status")
+    assert len(everything.body["result"]) == 5
+    assert await cloud.call("bob", "GET", "/vm/web01.example.com/status") == not_found
+    assert await cloud.call("bob", "PUT", "/vm/web01.example.com/status/stop") == not_found
+    assert await cloud.call("alice", "PUT", "/vm/db01.example.com/status/stop") == not_found
+    # Admin-only operations on one's own VM: 403.
+    assert await cloud.call("alice", "PUT", "/vm/web01.example.com/status/current") == forbidden
+    assert await cloud.call("alice", "PUT", "/vm/web01.example.com/define",
+                            {"ram": 1}) == forbidden
+    # A task of another owner does not exist for bob.
+    stop = await cloud.call("alice", "PUT", "/vm/web01.example.com/status/stop")
+    assert stop.code == 201
+    task_path = f"/task/{stop.body['task_id']}/status"
+    assert await cloud.call("bob", "GET", task_path) == Reply(
+        404, {"detail": "Task does not exist (anymore)"})
+    assert (await cloud.call("admin", "GET", task_path)).code == 201
+    assert (await cloud.call("alice", "GET", task_path)).code == 201

@@ -1,0 +1,129 @@
+"""Task ends the daemon decides on its own: deadlines (on an injected clock), tasks that expire
+unrun in their queue, ended tasks read back from the store, and the metrics of it all."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import Awaitable, Callable
+
+from vmd.bus import BusClient
+from vmd.model import Action, Reply, Request, VmStatus
+
+from .conftest import Cloud, ManualClock, StartDaemon, daemon_options, seed
+from .harness import EventLog, FakeAgent, vm_uuid
+
+
+async def test_deadline_revokes_and_the_vm_goes_back(
+    start_daemon: StartDaemon, make_agent: Callable[..., Awaitable[FakeAgent]],
+    make_client: Callable[..., Awaitable[BusClient]], events: EventLog,
+) -> None:
+    clock = ManualClock()
+    daemon = await start_daemon(options=daemon_options(clock=clock), heartbeat_interval=1000)
+    agent = await make_agent("node1")
+    await seed(daemon, agent)
+    alice = await make_client("alice")
+    replies: list[Reply] = []
+
+    async def stream() -> None:
+        request = Request("PUT", "/vm/web02.example.com/status/start")
+        async for reply in alice.stream(request, timeout=10, final_timeout=10):
+            replies.append(reply)
+
+    streaming = asyncio.create_task(stream())
+    task = await agent.next_task()
+    web02 = daemon.world.vms.by_hostname["web02.example.com"]
+    assert web02.status is VmStatus.STARTING
+    clock.advance(329.0)
+    await asyncio.sleep(0.3)
+    assert web02.status is VmStatus.STARTING  # not yet
+    clock.advance(2.0)
+    await asyncio.wait_for(streaming, 10)
+    assert replies[1] == Reply(410, {"status": "REVOKED", "task_id": task.task_id, "result": {
+        "message": "Task deadline exceeded", "detail": "Task deadline exceeded"}})
+    assert web02.status is VmStatus.STOPPED
+    done = await events.wait(lambda _: events.tasks_done(task.task_id))
+    assert done[0]["status"] == "REVOKED"
+    back = events.status_changes(web02.uuid)[-1]
+    assert (back["previous"], back["status"], back["cause"]) == ("starting", "stopped", "task")
+    resync = await agent.next_task()  # the node is online: re-sync at once
+    assert (resync.action, resync.uuid) == (Action.CURRENT, vm_uuid(2))
+    # A late result changes nothing: the task ended once.
+    await agent.result(task)
+    await agent.result(resync, state="stopped")
+    await events.wait(lambda _: events.tasks_done(resync.task_id))
+    assert len(events.tasks_done(task.task_id)) == 1
+    assert web02.status is VmStatus.STOPPED
+    outcomes = daemon.metrics.tasks
+    assert outcomes.labels("start", "revoked")._value.get() == 1
+    assert outcomes.labels("current", "success")._value.get() == 1
+
+
+async def test_task_expired_in_its_queue_ends_at_once(
+    start_daemon: StartDaemon, make_agent: Callable[..., Awaitable[FakeAgent]],
+    make_client: Callable[..., Awaitable[BusClient]], events: EventLog,
+) -> None:
+    # The agent heartbeats but takes no task: the broker dead-letters it at its TTL.
+    daemon = await start_daemon(start_deadline=0.5, options=daemon_options(tick=30.0))
+    agent = await make_agent("node1")
+    await seed(daemon, agent)
+    await agent.bus.stop_consuming()
+    alice = await make_client("alice")
+    reply = await alice.call(Request("PUT", "/vm/web02.example.com/status/start"))
+    assert reply.code == 201
+    done = await events.wait(lambda _: events.tasks_done(reply.body["task_id"]))
+    assert done[0]["status"] == "REVOKED"
+    assert daemon.world.vms.by_hostname["web02.example.com"].status is VmStatus.STOPPED
+
+
+async def test_ended_task_is_read_from_the_store(
+    start_daemon: StartDaemon, make_agent: Callable[..., Awaitable[FakeAgent]],
+    make_client: Callable[..., Awaitable[BusClient]], events: EventLog,
+) -> None:
+    daemon = await start_daemon(options=daemon_options(keep_ended=0))
+    agent = await make_agent("node1")
+    await seed(daemon, agent)
+    alice = await make_client("alice")
+    bob = await make_client("bob")
+    reply = await alice.call(Request("PUT", "/vm/web01.example.com/status/stop"))
+    task = await agent.next_task()
+    await agent.result(task)
+    await events.wait(lambda _: events.tasks_done(task.task_id))
+    assert daemon.world.tasks.get(task.task_id) is None  # forgotten by memory
+    path = f"/task/{reply.body['task_id']}/status"
+    got = await alice.call(Request("GET", path))
+    assert got == Reply(200, {"status": "SUCCESS", "task_id": task.task_id, "result": {
+        "returncode": 0, "message": "Successfully completed stop for VM web01.example.com"}})
+    assert await bob.call(Request("GET", path)) == Reply(
+        404, {"detail": "Task does not exist (anymore)"})
+
+
+async def test_metrics_are_served(cloud: Cloud) -> None:
+    await cloud.call("alice", "GET", "/vm/web01.example.com/status")
+    await cloud.call("alice", "PUT", "/vm/web01.example.com/status/start")
+    server = cloud.daemon.metrics_server
+    assert server is not None
+
+    def scrape() -> str:
+        with urllib.request.urlopen(server.url, timeout=5) as response:
+            text: str = response.read().decode()
+            return text
+
+    text = await asyncio.to_thread(scrape)
+    for line in (
+        'vmd_vms{status="running"} 3.0',
+        'vmd_vms{status="stopped"} 2.0',
+        'vmd_nodes{status="online"} 1.0',
+        'vmd_requests_total{code="200",kind="get"} 1.0',
+        'vmd_requests_total{code="417",kind="start"} 1.0',
+        'vmd_status_changes_total{cause="sync"} 5.0',
+        "vmd_tasks_in_flight 0.0",
+        "vmd_broker_reconnects_total 0.0",
+        "vmd_idempotent_replays_total 0.0",
+        "vmd_drift_corrected_total 0.0",
+    ):
+        assert line in text, line
+    for family in ("vmd_request_duration_seconds_bucket", "vmd_task_duration_seconds_bucket",
+                   "vmd_reconcile_lag_seconds_bucket", "vmd_frozen_observations_ignored_total",
+                   "vmd_tasks_total", "vmd_build_info"):
+        assert family in text, family

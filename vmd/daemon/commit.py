@@ -1,0 +1,326 @@
+"""The ordered commit pipeline: store, then events, then agent tasks, then replies, then acks.
+
+Every decision the daemon makes (a request, a task result, an observation, a deadline, a
+node status change) is taken synchronously on the event loop and changes the in-memory
+world at once; its I/O effects are appended to the current `Turn`. This module carries the
+turns out, strictly in order, in two stages:
+
+1. **write** (`run_writer`): take the current turn (everything decided since the last one:
+   one event-loop turn, or more while the previous write was running; that is the group
+   commit) and write its `Batch` in ONE `Store.write`, in the one writer thread
+   (`ThreadPoolExecutor(max_workers=1)`: the store is never used by two threads). Reads
+   the turn needs after its write (`GET /task/<id>/status` of a task only the store still
+   has) run in the same call, so they see every earlier write.
+2. **publish** (`run_publisher`): publish the turn's events (`status_change` with `seq`,
+   `task.done`, `node.<node>.status`), its orders to agents and its replies, in that order,
+   as pipelined confirmed publishes (one broker round trip per `CHUNK` messages), then ack
+   (or hold) the deliveries that caused them. The next turn's write overlaps this stage;
+   turns are published in the order they were written.
+
+Hence a request is acked only after its effect is stored and its reply published
+(protocol.md §2-3, STYLE.md habit 5), events of one VM leave in the order they were
+applied, and a reply never overtakes the effect it reports.
+
+Failures: the store write is shielded (a cancelled drain stops waiting for it, never
+stops it half-way); a store error is a bug and crashes the daemon. A publish that fails
+(broker away: `NotConnected`, `ConnectionLost`, ...) is retried until it succeeds, because
+the state it announces is already stored: events and orders may then arrive twice (events
+carry `seq`; agents drop a task id they already run). A reply to a delivery that went
+stale (its connection was lost) is never sent: the broker delivers the request again and
+the daemon answers the redelivery from its idempotency record instead (docs/bus.md §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from vmd.bus import (
+    AgentOrder,
+    AgentTask,
+    Bus,
+    BusClosed,
+    BusFailed,
+    Delivery,
+    Event,
+    Outgoing,
+    PublishFailed,
+    Unroutable,
+    node_tasks,
+)
+from vmd.bus.agent import order_message
+from vmd.bus.publish import reply_message
+from vmd.daemon.options import Clock
+from vmd.fsm import task_status
+from vmd.model import NodeName, Principal, Reply, Task, TaskId
+from vmd.obs.logging import get_logger
+from vmd.obs.metrics import DaemonMetrics
+from vmd.store import Batch, Store
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+# Unroutable orders (no task queue for the node, although declared) are retried this many
+# times, re-declaring the queues in between, then dropped: their tasks end at their deadline.
+_UNROUTABLE_TRIES = 3
+# Messages per confirmed publish batch: a few ms of broker work, well inside the publish
+# timeout even for a full sync of many VMs (one chunk is retried, not the whole turn).
+CHUNK = 500
+
+
+class Settle(enum.Enum):
+    ACK = "ack"  # done: ack once the turn is published
+    HOLD = "hold"  # not done (shutting down): keep unsettled until the runner requeues it
+
+
+@dataclass(slots=True)
+class Answer:
+    """One reply to send. `delivery` is the request it answers (None for the final reply of
+    stream mode); `reply` None means: read task `lookup` from the store after the write."""
+
+    reply_to: str
+    correlation_id: str | None
+    reply: Reply | None
+    delivery: Delivery | None = None
+    kind: str | None = None  # for the request metrics; None = not counted (final replies)
+    started: float = 0.0  # time.perf_counter() when the request was received
+    lookup: TaskId | None = None
+    principal: Principal | None = None
+
+
+# A message to publish: (the message, or None for a reply; the answer; is it an order).
+_Item = tuple[Outgoing | None, Answer | None, bool]
+_SKIP: _Item = (None, None, False)
+
+
+@dataclass(slots=True)
+class Turn:
+    """The effects of the decisions since the previous turn, in the order they were made."""
+
+    batch: Batch = field(default_factory=Batch)
+    events: list[Event] = field(default_factory=list)
+    orders: list[AgentOrder] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    settles: list[tuple[Delivery, Settle]] = field(default_factory=list)
+    lookups: list[Answer] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+def _write(store: Store, batch: Batch, lookups: Sequence[TaskId]) -> list[Task | None]:
+    # Runs in the writer thread: one transaction, then the reads that must see it.
+    store.write(batch)
+    return [store.get_task(task_id) for task_id in lookups]
+
+
+class Pipeline:
+    """Carries turns out in order (see the module docstring). One per daemon."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: Bus,
+        executor: ThreadPoolExecutor,
+        metrics: DaemonMetrics,
+        clock: Clock,
+        retry_delay: float,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._executor = executor
+        self._metrics = metrics
+        self._clock = clock
+        self._retry_delay = retry_delay
+        self.turn = Turn()
+        self._wake = asyncio.Event()
+        # Written turns waiting to be published; small, so a slow broker makes the next
+        # write take more at once instead of queueing many turns.
+        self._written: asyncio.Queue[Turn] = asyncio.Queue(maxsize=2)
+        self._declared: set[str] = set()
+        self.held: list[Delivery] = []
+        self._delivering: asyncio.Future[None] | None = None
+        self.answered = 0
+        self.unsent = 0
+
+    # -- filling the current turn (event loop, synchronous) ---------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def settle(self, delivery: Delivery, how: Settle = Settle.ACK) -> None:
+        self.turn.settles.append((delivery, how))
+        self._wake.set()
+
+    def answer(self, answer: Answer) -> None:
+        turn = self.turn
+        turn.answers.append(answer)
+        if answer.reply is None:
+            turn.lookups.append(answer)
+        self._wake.set()
+
+    def declared(self, nodes: Sequence[str]) -> None:
+        """Nodes whose task queues the bus already declares (its start-up topology)."""
+        self._declared.update(nodes)
+
+    async def flush(self) -> None:
+        """Return once everything decided before this call is stored, published and settled."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.turn.waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
+    async def run_store(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store call in the writer thread, after the writes queued before it."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.shield(loop.run_in_executor(self._executor, fn, *args))
+
+    # -- the two stages (long-lived tasks started by the runner) ----------------------------
+
+    async def run_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            turn, self.turn = self.turn, Turn()
+            lookups = [a.lookup for a in turn.lookups if a.lookup is not None]
+            # Shielded: cancelling the drain must not lose a write half-way (habit 5).
+            found = await asyncio.shield(
+                loop.run_in_executor(self._executor, _write, self._store, turn.batch, lookups)
+            )
+            for answer, task in zip(turn.lookups, found, strict=True):
+                assert answer.principal is not None
+                answer.reply = task_status(task, answer.principal)
+            await self._written.put(turn)
+
+    async def run_publisher(self) -> None:
+        while True:
+            turn = await self._written.get()
+            # Shielded: a cancelled publisher stops waiting; the publish and acks go on
+            # (until `abandon`, the drain's deadline).
+            self._delivering = asyncio.ensure_future(self._deliver(turn))
+            await asyncio.shield(self._delivering)
+
+    async def abandon(self) -> None:
+        """Shutdown past the drain deadline: stop the publish in progress (its effects are
+        stored; its requests, unacked, go back to their queue when the connection closes)."""
+        task = self._delivering
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- publishing one turn ----------------------------------------------------------------
+
+    async def _deliver(self, turn: Turn) -> None:
+        try:
+            sent = await self._publish(turn)
+        except (BusClosed, BusFailed):
+            return  # closed, or failed (the runner exits): unacked requests are redelivered
+        for answer in sent:
+            if answer.kind is not None:
+                assert answer.reply is not None
+                self._metrics.request(
+                    answer.kind, answer.reply.code, time.perf_counter() - answer.started
+                )
+        self.answered += len(sent)
+        acks = []
+        for delivery, how in turn.settles:
+            if how is Settle.ACK:
+                acks.append(delivery.ack())
+            else:
+                self.held.append(delivery)
+        if acks:
+            await asyncio.gather(*acks)
+        for waiter in turn.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _publish(self, turn: Turn) -> list[Answer]:
+        """Publish the turn's events, orders and replies, in that order, as chunks of
+        pipelined confirmed publishes (one round trip per chunk: usually one per turn). A
+        chunk that fails is retried until confirmed (earlier chunks are confirmed); on a
+        retry, replies whose request's connection was lost meanwhile are left out (their
+        redelivery is answered instead). Returns the answers sent."""
+        orders = turn.orders
+        await self._declare([o.node for o in orders])
+        now = self._clock()
+        items: list[_Item] = [(e.outgoing(), None, False) for e in turn.events]
+        items += [(order_message(o, now=now), None, True) for o in orders]
+        items += [(None, a, False) for a in turn.answers]
+        sent: list[Answer] = []
+        unroutable = 0
+        i = 0
+        while i < len(items):
+            chunk = items[i:i + CHUNK]
+            messages: list[Outgoing] = []
+            answers: list[Answer] = []
+            for j, (message, answer, _order) in enumerate(chunk):
+                if message is not None:
+                    messages.append(message)
+                elif answer is None:
+                    continue  # skipped: a dropped order or a reply not to send
+                elif answer.delivery is not None and answer.delivery.stale:
+                    self._unsent(answer)
+                    items[i + j] = _SKIP
+                else:
+                    messages.append(_reply(answer))
+                    answers.append(answer)
+            try:
+                await self._bus.publish_many(messages)
+            except Unroutable as exc:
+                # No task queue although declared (deleted behind our back): declare again,
+                # and in the end send the chunk without its orders (their deadline ends them).
+                unroutable += 1
+                nodes = {o.node for o in orders}
+                self._declared.difference_update(nodes)
+                await self._declare(sorted(nodes))
+                if unroutable >= _UNROUTABLE_TRIES:
+                    log.error("orders dropped: a node's task queue is missing",
+                              error=str(exc), nodes=sorted(nodes))
+                    items[i:i + len(chunk)] = [
+                        _SKIP if it[2] else it for it in items[i:i + len(chunk)]]
+                continue
+            except PublishFailed as exc:
+                log.warning("publish failed; retrying", error=str(exc), messages=len(messages))
+                await asyncio.sleep(self._retry_delay)
+                continue
+            sent += answers
+            i += len(chunk)
+        return sent
+
+    def _unsent(self, answer: Answer) -> None:
+        # Its request comes again (redelivered) and is answered from its idempotency record.
+        self.unsent += 1
+        log.debug("reply not sent: its request's connection was lost",
+                  correlation_id=answer.correlation_id)
+
+    async def _declare(self, nodes: Sequence[NodeName]) -> None:
+        for node in nodes:
+            if node not in self._declared:
+                await self._bus.declare(node_tasks(node))
+                self._declared.add(node)
+
+
+def _reply(answer: Answer) -> Outgoing:
+    assert answer.reply is not None
+    return reply_message(answer.reply_to, answer.correlation_id, answer.reply)
+
+
+def agent_task(task: Task, hostname: str, params: dict[str, Any]) -> AgentTask:
+    """The order that sends `task` to its node's agent (`params` without daemon-only keys)."""
+    return AgentTask(
+        task_id=task.task_id,
+        uuid=task.vm_uuid,
+        hostname=hostname,
+        node=task.node,
+        action=task.action,
+        params=params,
+        created=task.created,
+        deadline=task.deadline,
+    )

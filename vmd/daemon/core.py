@@ -1,0 +1,196 @@
+"""The daemon's single decision step: apply a `vmd.fsm` Decision's effects to the current turn.
+
+Every input (a request, an agent report, a due deadline, a missed heartbeat) is decided by a
+pure `vmd.fsm` function on the event loop, which updates the in-memory `World` at once. The
+caller then hands the `Decision` to `Core.record` *before its next await*, which books
+everything the decision implies into the commit pipeline's current turn (vmd.daemon.commit):
+rows to store, events to publish, tasks to send, final replies of stream mode, deadlines to
+arm, metrics to count. Because deciding and recording happen in one synchronous step, no
+other input can see a VM half-changed, and inputs about one VM are applied in the order they
+arrived: the "one owner per VM" of STYLE.md habit 2 without a lock or a per-VM queue.
+
+`Core` also holds what the decision step reads besides the `World`: the idempotency records
+of answered requests, the task deadlines, and the ended tasks kept in memory. Nodes are
+vmd.daemon.nodes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from vmd.bus import Event
+from vmd.daemon.commit import Answer, Pipeline, Turn, agent_task
+from vmd.daemon.deadlines import Deadlines
+from vmd.daemon.options import Options
+from vmd.fsm import (
+    Decision,
+    Ignored,
+    World,
+    expire_task,
+    start_resync,
+    status_event,
+    status_routing_key,
+    task_event,
+    task_reply,
+    task_routing_key,
+)
+from vmd.model import Reply, Task, TaskId, VmStatus
+from vmd.obs.logging import get_logger, log_context
+from vmd.obs.metrics import DaemonMetrics
+from vmd.store import RETENTION, IdempotencyKey, IdempotencyRecord
+
+log = get_logger(__name__)
+
+# Task params key (daemon-only, never sent to agents): the stream-mode subscribers of a task,
+# `[{"reply_to", "correlation_id", "user", "message_id"}]`. Kept in the task so they
+# survive a restart with it (protocol.md §2 header `stream`).
+STREAMS = "reply_streams"
+_NOTCREATED = VmStatus.NOTCREATED.value
+
+class Core:
+    """The in-memory state around the `World`, and `record()`, the step every input ends in."""
+
+    def __init__(
+        self,
+        *,
+        world: World,
+        idempotency: dict[IdempotencyKey, IdempotencyRecord],
+        options: Options,
+        metrics: DaemonMetrics,
+        pipeline: Pipeline,
+    ) -> None:
+        self.world = world
+        self.idempotency = idempotency
+        self.metrics = metrics
+        self.pipeline = pipeline
+        self.deadlines = Deadlines()
+        self._keep_ended = options.keep_ended
+        self._keep_ended_seconds = options.keep_ended_seconds
+        self._ended: deque[tuple[float, TaskId]] = deque()
+        self._vm_counts = metrics.vm_status
+        # Set by the runner when shutting down: intake answers 503 and holds deliveries.
+        self.draining = False
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def restore(self, pending: Iterable[Task]) -> None:
+        """After loading the store: arm every pending task's deadline."""
+        for task in pending:
+            self.deadlines.push(task)
+
+    # -- the decision step's bookkeeping ----------------------------------------------------
+
+    def record(self, d: Decision, now: float) -> None:
+        """Book everything `d` implies into the current turn (call before any await)."""
+        turn = self.pipeline.turn
+        if d.new_vm is not None:
+            self._vm_counts.add(_NOTCREATED)
+        if d.vm is not None:
+            turn.batch.put_vm(d.vm)
+        if d.changes:
+            events = turn.events
+            status_changed = self.metrics.status_changed
+            move = self._vm_counts.move
+            for c in d.changes:
+                events.append(Event(status_routing_key(c), status_event(c)))
+                move(c.previous.value, c.status.value)
+                status_changed(c.cause.value)
+        for task in d.ended:
+            self._task_ended(task, turn, now)
+        if d.new_task is not None:
+            self._task_created(d.new_task, turn)
+        for uuid in d.resync:
+            # Waits (Ignored.NODE_DOWN) while the node is not online: its return to online
+            # requests a full sync of the node, which re-syncs this VM too.
+            self.record(start_resync(self.world, uuid, now), now)
+        if d.ignored is Ignored.FROZEN:
+            self.metrics.frozen_ignored.inc()
+            vm = d.vm
+            log.warning("frozen VM changed on its node; ignored",
+                        vm=vm.uuid if vm else None, hostname=vm.hostname if vm else None)
+        self.pipeline.wake()
+
+    def persist_task(self, task: Task) -> None:
+        self.pipeline.turn.batch.put_task(task)
+        self.pipeline.wake()
+
+    def _task_created(self, task: Task, turn: Turn) -> None:
+        turn.batch.put_task(task)
+        # A copy: the order is encoded later, and a stream replay may add subscribers.
+        params = {k: v for k, v in task.params.items() if k != STREAMS}
+        vm = self.world.vms.get(task.vm_uuid)
+        hostname = vm.hostname if vm is not None else str(params.get("hostname", task.vm_uuid))
+        turn.orders.append(agent_task(task, hostname, params))
+        self.deadlines.push(task)
+        self.metrics.tasks_in_flight.inc()
+
+    def _task_ended(self, task: Task, turn: Turn, now: float) -> None:
+        turn.batch.put_task(task)
+        vm = self.world.vms.get(task.vm_uuid)
+        hostname = vm.hostname if vm is not None else str(task.params.get("hostname", ""))
+        turn.events.append(Event(task_routing_key(task), task_event(task, hostname)))
+        ended = task.ended if task.ended is not None else now
+        self.metrics.task_ended(task.action.value, task.state.value, ended - task.created)
+        self.metrics.tasks_in_flight.dec()
+        subscribers = task.params.get(STREAMS)
+        if subscribers:
+            final = task_reply(task)
+            for sub in subscribers:
+                self.pipeline.answer(Answer(sub["reply_to"], sub.get("correlation_id"), final))
+                self._add_final(sub.get("user"), sub.get("message_id"), final, turn)
+        self._ended.append((ended, task.task_id))
+        if len(self._ended) > self._keep_ended:
+            self.world.tasks.forget((self._ended.popleft()[1],))
+        with log_context(task_id=task.task_id, vm=task.vm_uuid, hostname=hostname,
+                         node=task.node):
+            log.info("task ended", action=task.action.value, status=task.state.value)
+
+    def _add_final(self, user: str | None, message_id: str | None, final: Reply,
+                   turn: Turn) -> None:
+        """Stream mode: the idempotency record keeps the final reply too (for a retry)."""
+        if not user or not message_id:
+            return
+        record = self.idempotency.get((user, message_id))
+        if record is None or len(record.replies) > 1:
+            return
+        record = IdempotencyRecord(user, message_id, (record.replies[0], final), record.created)
+        self.idempotency[user, message_id] = record
+        turn.batch.put_idempotency(record)
+
+    def remember(self, record: IdempotencyRecord) -> None:
+        """A request answered for the first time: keep its answer for 24 h (same batch)."""
+        self.idempotency[record.user, record.message_id] = record
+        self.pipeline.turn.batch.put_idempotency(record)
+
+    # -- deadlines ----------------------------------------------------------------------------
+
+    def expire_due(self, now: float) -> int:
+        """End every task whose deadline passed (REVOKED); returns how many ended now."""
+        n = 0
+        for task_id in self.deadlines.due(now):
+            d = expire_task(self.world, task_id, now)
+            if not d.dropped:
+                n += 1
+                self.record(d, now)
+        return n
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def forget_ended(self, now: float) -> int:
+        """Drop ended tasks older than `keep_ended_seconds` from memory (the store has them)."""
+        cutoff = now - self._keep_ended_seconds
+        ids = []
+        ended = self._ended
+        while ended and ended[0][0] < cutoff:
+            ids.append(ended.popleft()[1])
+        self.world.tasks.forget(ids)
+        return len(ids)
+
+    def purge_idempotency(self, now: float) -> int:
+        """Drop idempotency records first seen more than 24 h ago (the store purges its own)."""
+        cutoff = now - RETENTION
+        old = [key for key, record in self.idempotency.items() if record.created < cutoff]
+        for key in old:
+            del self.idempotency[key]
+        return len(old)

@@ -1,0 +1,270 @@
+"""Intake: each request from `vmd.commands` is parsed, authorised and decided on arrival.
+
+The bus calls `Intake.handle` once per delivery, in arrival order (vmd.bus.consumer). The
+hot path never awaits: the request is parsed, its principal looked up, its idempotency key
+checked, `vmd.fsm.decide` applied to the world and the decision recorded into the commit
+pipeline's current turn (vmd.daemon.core), all in one synchronous step. The reply and the
+ack follow once the turn is stored and published (vmd.daemon.commit). So requests for one
+VM are decided in the order they arrived, and the consumer's prefetch bounds how many are
+in hand (STYLE.md habit 6).
+
+Checks before the decision (protocol.md §3), in order: a body over 64 KiB, not JSON, not
+an object, without a string `method`/`path`, or with a `data` that is not an object → 400
+`Malformed request: <reason>` (dead-lettered to `vmd.dead` with `x-vmd-error` when there is
+no `reply_to` to answer); no `user_id` → 403 `Authentication credentials were not
+provided.`; a user `[auth]` does not know → 403 `You do not have permission to perform this
+action.`; then `decide()` (404 `Not found`, 405, and everything of vm-status.md §3).
+
+Idempotency (protocol.md §2): the first answer of `(user_id, message_id)` is kept 24 h, in
+memory and in the store, written in the same batch as the request's effect; a repeat is
+answered with it (and in stream mode with the final reply too, or subscribed to the task's
+end) and not executed again. `GET /vm/status` is not recorded (its answer is the fleet and
+has no effect to protect). A request without `message_id` that is redelivered after a lost
+connection is matched by `(user_id, correlation_id, body)` against the answers of the last
+few thousand requests of this process (`_Memo`), so a connection cut does not run it twice.
+
+While shutting down (docs/shutdown.md) every request is answered 503 `Service unavailable`
+and held unsettled; the runner requeues it once consuming has stopped, for the next instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+from vmd.bus import BodyError, Delivery, PublishFailed, decode_object
+from vmd.bus.topology import STREAM_HEADER
+from vmd.daemon.auth import Principals
+from vmd.daemon.commit import Answer, Pipeline, Settle
+from vmd.daemon.core import STREAMS, Core
+from vmd.daemon.options import Clock
+from vmd.fsm import Kind, Route, decide, is_task_id, route, task_reply
+from vmd.model import Reply, Request, TaskId
+from vmd.obs.logging import get_logger, log_context
+from vmd.obs.metrics import DaemonMetrics
+from vmd.store import IdempotencyRecord
+
+log = get_logger(__name__)
+
+MALFORMED = "Malformed request: "
+NOT_PROVIDED = Reply(403, {"detail": "Authentication credentials were not provided."})
+DENIED = Reply(403, {"detail": "You do not have permission to perform this action."})
+UNAVAILABLE = Reply(503, {"detail": "Service unavailable"})
+
+_KINDS = {
+    Kind.LIST: "list", Kind.STATUS: "get", Kind.CURRENT_GET: "current",
+    Kind.CURRENT_PUT: "current", Kind.DEFINE: "define", Kind.TASK: "task",
+}
+_ACTIONS = frozenset({"start", "stop", "reboot"})
+# Answers of requests without a message_id remembered for a redelivery (several prefetch
+# windows' worth; a redelivery follows a reconnect within seconds).
+MEMO_SIZE = 4096
+
+
+def parse_request(body: bytes) -> Request | str:
+    """The request in a body, or the reason it is malformed (for the 400 detail)."""
+    try:
+        value = decode_object(body)
+    except BodyError as exc:
+        return exc.reason
+    method, path, data = value.get("method"), value.get("path"), value.get("data")
+    if method is None:
+        return "missing 'method'"
+    if not isinstance(method, str) or not method:
+        return "'method' must be a non-empty string"
+    if path is None:
+        return "missing 'path'"
+    if not isinstance(path, str) or not path:
+        return "'path' must be a non-empty string"
+    if data is None:
+        data = {}
+    elif not isinstance(data, dict):
+        return "'data' must be an object"
+    return Request(method, path, data)
+
+
+def request_kind(routed: Route | Reply) -> str:
+    """The metrics' `kind` label of a routed request (docs/operations.md)."""
+    if type(routed) is not Route:
+        return "other"
+    if routed.kind is Kind.ACTION:
+        return routed.action if routed.action in _ACTIONS else "other"
+    return _KINDS[routed.kind]
+
+
+def wants_stream(value: Any) -> bool:
+    """Header `stream`: JSON/AMQP true, or "true"/"1" in any case."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return value is True or (type(value) is int and value == 1)
+
+
+def subscriber(reply_to: str, correlation_id: str | None, user: str,
+               message_id: str | None) -> dict[str, Any]:
+    return {"reply_to": reply_to, "correlation_id": correlation_id, "user": user,
+            "message_id": message_id}
+
+
+class _Memo:
+    """The last answers to requests without a message_id, for their redelivery."""
+
+    __slots__ = ("_answers",)
+
+    def __init__(self) -> None:
+        self._answers: OrderedDict[tuple[str, str, bytes], Reply] = OrderedDict()
+
+    def put(self, key: tuple[str, str, bytes], reply: Reply) -> None:
+        answers = self._answers
+        answers[key] = reply
+        if len(answers) > MEMO_SIZE:
+            answers.popitem(last=False)
+
+    def get(self, key: tuple[str, str, bytes]) -> Reply | None:
+        return self._answers.get(key)
+
+
+class Intake:
+    """The `vmd.commands` handler."""
+
+    def __init__(
+        self, *, core: Core, principals: Principals, pipeline: Pipeline,
+        metrics: DaemonMetrics, clock: Clock, debug: bool = False,
+    ) -> None:
+        self.core = core
+        self.world = core.world
+        self.principals = principals
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.clock = clock
+        self.debug = debug
+        self._memo = _Memo()
+
+    async def handle(self, delivery: Delivery) -> None:
+        if delivery.stale:
+            return  # its connection is gone: the broker delivers it again, answer that one
+        started = time.perf_counter()
+        reply_to = delivery.reply_to or None
+        if self.core.draining:
+            self._hold(delivery, reply_to, started)
+            return
+        parsed = parse_request(delivery.body)
+        if type(parsed) is str:
+            reason = MALFORMED + parsed
+            if reply_to is None:
+                await self._dead_letter(delivery, reason)
+            else:
+                self._done(delivery, reply_to, Reply(400, {"detail": reason}), "other", started)
+            return
+        assert type(parsed) is Request
+        routed = route(parsed.method, parsed.path)
+        kind = request_kind(routed)
+        user = delivery.user_id
+        if not user:
+            self._done(delivery, reply_to, NOT_PROVIDED, kind, started)
+            return
+        principal = self.principals.get(user)
+        if principal is None:
+            self._done(delivery, reply_to, DENIED, kind, started)
+            return
+        stream = reply_to is not None and wants_stream(delivery.header(STREAM_HEADER))
+        message_id = delivery.message_id or None
+        memo_key = None
+        if message_id is not None:
+            record = self.core.idempotency.get((user, message_id))
+            if record is not None:
+                self._replay(delivery, record, reply_to, stream, kind, started)
+                return
+        elif reply_to is not None and delivery.correlation_id:
+            memo_key = (user, delivery.correlation_id, delivery.body)
+            if delivery.redelivered:
+                answer = self._memo.get(memo_key)
+                if answer is not None:
+                    self.metrics.idempotent_replays.inc()
+                    self._done(delivery, reply_to, answer, kind, started)
+                    return
+        if (type(routed) is Route and routed.kind is Kind.TASK
+                and self.world.tasks.get(routed.task_id) is None
+                and is_task_id(routed.task_id)):
+            # Ended and forgotten by memory: read from the store after this turn's write.
+            if reply_to is not None:
+                self.pipeline.answer(Answer(
+                    reply_to, delivery.correlation_id, None, delivery, kind, started,
+                    lookup=TaskId(routed.task_id), principal=principal))
+            self.pipeline.settle(delivery)
+            return
+        now = self.clock()
+        d = decide(self.world, principal, parsed, now, routed)
+        reply = d.reply
+        assert reply is not None
+        if stream and d.new_task is not None and reply.code == 201:
+            assert reply_to is not None
+            d.new_task.params[STREAMS] = [
+                subscriber(reply_to, delivery.correlation_id, user, message_id)]
+        self.core.record(d, now)
+        if message_id is not None and kind != "list":
+            self.core.remember(IdempotencyRecord(user, message_id, (reply,), now))
+        elif memo_key is not None:
+            self._memo.put(memo_key, reply)
+        self._done(delivery, reply_to, reply, kind, started)
+
+    def _done(self, delivery: Delivery, reply_to: str | None, reply: Reply, kind: str,
+              started: float) -> None:
+        if reply_to is not None:
+            self.pipeline.answer(
+                Answer(reply_to, delivery.correlation_id, reply, delivery, kind, started))
+        else:
+            self.metrics.request(kind, reply.code, time.perf_counter() - started)
+        self.pipeline.settle(delivery)
+        if self.debug:
+            with log_context(correlation_id=delivery.correlation_id):
+                log.debug("request", kind=kind, code=reply.code, user=delivery.user_id,
+                          message_id=delivery.message_id)
+
+    def _replay(self, delivery: Delivery, record: IdempotencyRecord, reply_to: str | None,
+                stream: bool, kind: str, started: float) -> None:
+        """A repeat of an answered request: its first answer again, nothing executed."""
+        self.metrics.idempotent_replays.inc()
+        self._done(delivery, reply_to, record.replies[0], kind, started)
+        if not stream or reply_to is None:
+            return
+        cid = delivery.correlation_id
+        if len(record.replies) > 1:
+            self.pipeline.answer(Answer(reply_to, cid, record.replies[1]))
+            return
+        first = record.replies[0]
+        task = self.world.tasks.get(str(first.body.get("task_id"))) if first.code == 201 else None
+        if task is None:
+            return  # no task, or ended long ago: GET /task/<id>/status tells its end
+        if task.done:
+            final = task_reply(task)
+            self.pipeline.answer(Answer(reply_to, cid, final))
+            self.core.remember(IdempotencyRecord(
+                record.user, record.message_id, (first, final), record.created))
+            return
+        sub = subscriber(reply_to, cid, record.user, record.message_id)
+        subs: list[dict[str, Any]] = task.params.setdefault(STREAMS, [])
+        if sub not in subs:
+            subs.append(sub)
+            self.core.persist_task(task)
+
+    def _hold(self, delivery: Delivery, reply_to: str | None, started: float) -> None:
+        """Shutting down: 503 now, and back to the queue once consuming has stopped."""
+        if reply_to is not None:
+            self.pipeline.answer(Answer(
+                reply_to, delivery.correlation_id, UNAVAILABLE, delivery, "other", started))
+        self.pipeline.settle(delivery, Settle.HOLD)
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        try:
+            await delivery.dead_letter(reason)
+        except PublishFailed as exc:
+            log.warning("dead-lettering failed; requeued", error=str(exc))
+            if not delivery.settled:
+                await delivery.reject(requeue=True)
+            return
+        self.metrics.dead_lettered.inc()
+        with log_context(correlation_id=delivery.correlation_id):
+            log.info("request dead-lettered", reason=reason, user=delivery.user_id)
