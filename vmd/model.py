@@ -88,7 +88,8 @@ class Principal:
 
 @dataclass(slots=True)
 class Vm:
-    """One VM as vmd knows it. Mutated only by the VM's owner (its serial worker).
+    """One VM as vmd knows it. Mutated only by its owner, the daemon's synchronous decision
+    step (docs/daemon.md).
 
     Times are POSIX seconds (float); the API renders them as ISO-8601 with `Z`.
     """

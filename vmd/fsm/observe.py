@@ -181,7 +181,7 @@ def expand_full_sync(
     world: World, node: NodeName, observations: Iterable[Observation], listed_at: float
 ) -> list[Observation]:
     """A node's listing plus an "absent" observation (at `listed_at`) for every VM of that
-    node it does not list. The daemon may route each to its VM's serial worker."""
+    node it does not list."""
     listed = list(observations)
     seen = {o.uuid for o in listed}
     absent = sorted(world.vms.on_node(node) - seen)

@@ -1,7 +1,7 @@
 """(method, path) → what the request asks for, or the 404/405 reply (protocol.md §2-§3).
 
-Routing is separate from the decision so the daemon can route at intake (to pick the VM's
-serial worker) without deciding yet, and so 404/405 never depend on a VM's state.
+Routing is separate from the decision so the daemon can route at intake (to classify and
+count a request) without deciding yet, and so 404/405 never depend on a VM's state.
 
 Paths (one trailing `/` accepted; `<vm>` and every segment match `[A-Za-z0-9._-]+`):
 
