@@ -36,9 +36,13 @@ def _reject_constant(name: str) -> NoReturn:
     raise BodyError(f"body is not JSON ({name} is not a JSON value)")
 
 
+# One encoder for every message: json.dumps with arguments builds a new JSONEncoder per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def encode(value: Any) -> bytes:
     """JSON-encode a value; a value that JSON cannot hold is a bug in the caller (raises)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _ENCODE(value).encode()
 
 
 def decode(body: bytes, *, limit: int | None = MAX_BODY) -> Any:

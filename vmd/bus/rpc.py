@@ -190,7 +190,13 @@ class BusClient:
             first = await self._send(message, timeout)
             yield first
             if first.code == _CREATED:
-                yield await self._next_reply(correlation_id, final_timeout)
+                final = await self._next_reply(correlation_id, final_timeout)
+                # Replies are at-least-once: a request redelivered after vmd lost its
+                # connection (or restarted) may be answered 201 again. A final reply is
+                # never a 201, so a repeat of the first answer is skipped.
+                while final.code == _CREATED:
+                    final = await self._next_reply(correlation_id, final_timeout)
+                yield final
         finally:
             self._pending.pop(correlation_id, None)
 
