@@ -16,36 +16,11 @@ from typing import Any
 
 import aio_pika
 import pytest
-from support.cloud import ALICE_OWNER, BOB_OWNER, Cloud, base_env, vm_statuses, wait_for
+from support.cloud import ALICE_OWNER, Cloud, base_env, boot, vm_statuses, wait_for
 
 from vmd.client import Client
 
 pytestmark = pytest.mark.slow
-
-
-async def boot(cloud: Cloud, admin: Client, *, nodes: int = 1) -> dict[str, str]:
-    """Two nodes' worth of VMs; start everything; wait until the daemon lists them all."""
-    n1 = cloud.add_node("node1")
-    uuids = {
-        "web01.example.com": n1.create("web01.example.com", state="stopped"),
-        "db01.example.com": n1.create("db01.example.com", brand="joyent", state="running"),
-        "app01.example.com": n1.create("app01.example.com", owner=BOB_OWNER, state="running"),
-        "internal.example.com": n1.create("internal.example.com", state="running"),
-    }
-    if nodes > 1:
-        n2 = cloud.add_node("node2")
-        uuids["far01.example.com"] = n2.create("far01.example.com", state="running")
-    cloud.start()
-
-    async def listed() -> bool:
-        cloud.assert_alive()
-        try:
-            return set(await vm_statuses(admin)) == set(uuids)
-        except Exception:
-            return False
-
-    await wait_for(listed, timeout=30, interval=0.3)
-    return uuids
 
 
 async def test_start_stop_freeze_unfreeze_with_vmctl(cloud: Cloud, admin: Client,

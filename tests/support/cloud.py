@@ -220,3 +220,28 @@ async def vm_statuses(client: Client) -> dict[str, str]:
     reply = await client.status_list()
     assert reply.code == 200, reply
     return {vm["hostname"]: vm["status"] for vm in reply.body["result"]}
+
+
+async def boot(cloud: Cloud, admin: Client, *, nodes: int = 1) -> dict[str, str]:
+    """Two nodes' worth of VMs; start everything; wait until the daemon lists them all."""
+    n1 = cloud.add_node("node1")
+    uuids = {
+        "web01.example.com": n1.create("web01.example.com", state="stopped"),
+        "db01.example.com": n1.create("db01.example.com", brand="joyent", state="running"),
+        "app01.example.com": n1.create("app01.example.com", owner=BOB_OWNER, state="running"),
+        "internal.example.com": n1.create("internal.example.com", state="running"),
+    }
+    if nodes > 1:
+        n2 = cloud.add_node("node2")
+        uuids["far01.example.com"] = n2.create("far01.example.com", state="running")
+    cloud.start()
+
+    async def listed() -> bool:
+        cloud.assert_alive()
+        try:
+            return set(await vm_statuses(admin)) == set(uuids)
+        except Exception:
+            return False
+
+    await wait_for(listed, timeout=30, interval=0.3)
+    return uuids
