@@ -21,6 +21,12 @@ Hence a request is acked only after its effect is stored and its reply published
 (protocol.md §2-3, STYLE.md habit 5), events of one VM leave in the order they were
 applied, and a reply never overtakes the effect it reports.
 
+The outbox (vmd.store.outbox): the write stage stores the turn's events and orders in the
+same transaction as its state; once the broker confirmed them, their deletion rides on a
+later turn's write (or an idle write after `OUTBOX_IDLE` s). At start-up `replay` puts what
+the store still holds in front of the first turn, so a crash between a write and its
+publish loses no event (no `seq` gap) and no order: at-least-once, never at-most-once.
+
 Failures: the store write is shielded (a cancelled drain stops waiting for it, never
 stops it half-way); a store error is a bug and crashes the daemon. A publish that fails
 (broker away: `NotConnected`, `ConnectionLost`, ...) is retried until it succeeds, because
@@ -39,6 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from vmd.bus import (
@@ -55,13 +62,15 @@ from vmd.bus import (
     node_tasks,
 )
 from vmd.bus.agent import order_message
+from vmd.bus.agent_messages import order_from_json
+from vmd.bus.codec import decode_object
 from vmd.bus.publish import reply_message
 from vmd.daemon.options import Clock
 from vmd.fsm import task_status
 from vmd.model import NodeName, Principal, Reply, Task, TaskId
 from vmd.obs.logging import get_logger
 from vmd.obs.metrics import DaemonMetrics
-from vmd.store import Batch, Store
+from vmd.store import EVENT, ORDER, Batch, OutboxMessage, Store
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -72,6 +81,9 @@ _UNROUTABLE_TRIES = 3
 # Messages per confirmed publish batch: a few ms of broker work, well inside the publish
 # timeout even for a full sync of many VMs (one chunk is retried, not the whole turn).
 CHUNK = 500
+# Seconds after a publish before its outbox rows are deleted by a write of their own, when
+# no other turn came to carry the deletion (at most one such write per this period).
+OUTBOX_IDLE = 1.0
 
 
 class Settle(enum.Enum):
@@ -110,6 +122,9 @@ class Turn:
     settles: list[tuple[Delivery, Settle]] = field(default_factory=list)
     lookups: list[Answer] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    # Set by the write stage: the events as published, and the turn's outbox id range.
+    outgoing: list[Outgoing] = field(default_factory=list)
+    outbox: tuple[int, int] | None = None
 
 
 def _write(store: Store, batch: Batch, lookups: Sequence[TaskId]) -> list[Task | None]:
@@ -147,6 +162,8 @@ class Pipeline:
         self._delivering: asyncio.Future[None] | None = None
         self.answered = 0
         self.unsent = 0
+        self._outbox_id = 0  # the last outbox id given
+        self._idle: asyncio.TimerHandle | None = None
 
     # -- filling the current turn (event loop, synchronous) ---------------------------------
 
@@ -169,11 +186,38 @@ class Pipeline:
         self._declared.update(nodes)
 
     async def flush(self) -> None:
-        """Return once everything decided before this call is stored, published and settled."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.turn.waiters.append(waiter)
-        self._wake.set()
-        await waiter
+        """Return once everything decided before this call is stored, published and settled,
+        and its outbox rows deleted (a second round writes the deletions the first booked)."""
+        for _ in range(2):
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.turn.waiters.append(waiter)
+            self._wake.set()
+            await waiter
+
+    def replay(self, stored: Sequence[OutboxMessage], *, due: Callable[[AgentOrder], bool]) -> int:
+        """Start-up, before the first turn: publish the outbox the store still holds (stored,
+        perhaps never published: the previous process died), in id order, ahead of anything
+        decided now. Events go out as they were; orders are decoded and re-encoded when
+        published (a fresh TTL), those `due` refuses (their task ended or is past its
+        deadline: the expiry path handles it) left out. Returns how many are sent."""
+        if not stored:
+            return 0
+        turn = Turn()
+        for message in stored:
+            if message.kind == EVENT:
+                # As `Event.outgoing` builds it: persistent, confirmed, not mandatory.
+                turn.outgoing.append(Outgoing(
+                    message.exchange, message.routing_key, message.body, mandatory=False,
+                    headers=MappingProxyType(dict(message.headers or {}))))
+            else:
+                order = order_from_json(decode_object(message.body, limit=None))
+                if due(order):
+                    turn.orders.append(order)
+        turn.outbox = (stored[0].id, stored[-1].id)
+        self._outbox_id = max(self._outbox_id, stored[-1].id)
+        # The queue is empty (nothing was written yet): the publisher takes this turn first.
+        self._written.put_nowait(turn)
+        return len(turn.outgoing) + len(turn.orders)
 
     async def run_store(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store call in the writer thread, after the writes queued before it."""
@@ -188,6 +232,7 @@ class Pipeline:
             await self._wake.wait()
             self._wake.clear()
             turn, self.turn = self.turn, Turn()
+            self._to_outbox(turn)
             lookups = [a.lookup for a in turn.lookups if a.lookup is not None]
             # Shielded: cancelling the drain must not lose a write half-way (habit 5).
             found = await asyncio.shield(
@@ -197,6 +242,39 @@ class Pipeline:
                 assert answer.principal is not None
                 answer.reply = task_status(task, answer.principal)
             await self._written.put(turn)
+
+    def _to_outbox(self, turn: Turn) -> None:
+        # Encoded once: the same bytes are stored and published. An order is stored as its
+        # JSON; its TTL is computed when it is published (`_publish`, `replay`).
+        batch = turn.batch
+        first = n = self._outbox_id
+        for event in turn.events:
+            message = event.outgoing()
+            turn.outgoing.append(message)
+            n += 1
+            batch.put_outbox(OutboxMessage(n, EVENT, message.exchange, message.routing_key,
+                                           message.body))
+        for order in turn.orders:
+            message = order_message(order, now=self._clock())
+            n += 1
+            batch.put_outbox(OutboxMessage(n, ORDER, message.exchange, message.routing_key,
+                                           message.body))
+        if n > first:
+            turn.outbox = (first + 1, n)
+            self._outbox_id = n
+
+    def _published(self, turn: Turn) -> None:
+        """The turn's messages are confirmed: delete its outbox rows with a later write."""
+        if turn.outbox is None:
+            return
+        self.turn.batch.delete_outbox(*turn.outbox)
+        if self._idle is None:
+            self._idle = asyncio.get_running_loop().call_later(OUTBOX_IDLE, self._idle_write)
+
+    def _idle_write(self) -> None:
+        # A turn written meanwhile took the deletions already: this write is then empty.
+        self._idle = None
+        self._wake.set()
 
     async def run_publisher(self) -> None:
         while True:
@@ -222,6 +300,7 @@ class Pipeline:
             sent = await self._publish(turn)
         except (BusClosed, BusFailed):
             return  # closed, or failed (the runner exits): unacked requests are redelivered
+        self._published(turn)
         for answer in sent:
             if answer.kind is not None:
                 assert answer.reply is not None
@@ -250,7 +329,7 @@ class Pipeline:
         orders = turn.orders
         await self._declare([o.node for o in orders])
         now = self._clock()
-        items: list[_Item] = [(e.outgoing(), None, False) for e in turn.events]
+        items: list[_Item] = [(m, None, False) for m in turn.outgoing]
         items += [(order_message(o, now=now), None, True) for o in orders]
         items += [(None, a, False) for a in turn.answers]
         sent: list[Answer] = []

@@ -4,12 +4,13 @@
 1. open the store and load the fleet (in the writer thread); build the `World`;
    `gc.freeze()` once it is built (measured +60 % decisions/s with a large fleet);
 2. serve `/metrics` (`[daemon] metrics`; port 0 = any free port, the bound address logged);
-3. register the consumers (reports, then commands: docs/bus.md §6), start the commit
-   pipeline, re-arm every pending task's deadline and decide the expiry of those already
-   due, apply `[daemon] maintenance`;
-4. connect (declaring the topology, and a task queue per known node) and start consuming;
+3. re-arm every pending task's deadline and decide the expiry of those already due, apply
+   `[daemon] maintenance`, queue the outbox the store still holds (published before any
+   turn: vmd.daemon.commit), start the commit pipeline;
+4. connect (declaring the topology, and a task queue per known node);
 5. ask every known node for a full sync, so in-flight tasks and anything missed while vmd
-   was down reconcile, and wait until the expiries above are stored and published;
+   was down reconcile, wait until the outbox and the expiries above are published, then
+   register the consumers (reports, then commands: docs/bus.md §6) and start consuming;
 6. start the loops (deadlines, node monitor, reconcile, housekeeping, watchdog), then
    `READY=1` with `STATUS=<n> VMs, <k> nodes online`.
 
@@ -34,7 +35,7 @@ from collections.abc import Awaitable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from vmd.bus import DAEMON, Bus, BusFailed, ConnectFailed, node_tasks
+from vmd.bus import DAEMON, AgentOrder, AgentTask, Bus, BusFailed, ConnectFailed, node_tasks
 from vmd.bus.topology import COMMANDS_QUEUE, REPORTS_QUEUE
 from vmd.config import Settings
 from vmd.daemon.auth import Principals
@@ -91,6 +92,7 @@ class Daemon:
             raise StartupError(str(exc), 2) from None
         now = self.clock()
         fleet = await loop.run_in_executor(self.executor, self.store.load_fleet, now)
+        outbox = await loop.run_in_executor(self.executor, self.store.load_outbox)
         nodes = fleet.nodes
         self.world = World(
             vms=VmIndex(fleet.vms.values()), tasks=TaskBook(fleet.tasks.values()), nodes=nodes,
@@ -128,14 +130,18 @@ class Daemon:
                              debug=self.settings.log.level == "debug")
         self.reports = Reports(core=self.core, nodes=self.nodes, pipeline=self.pipeline,
                                metrics=metrics, clock=self.clock)
-        reports = await self.bus.consume(REPORTS_QUEUE, self.reports.handle,
-                                         prefetch=ds.prefetch)
-        await self.bus.consume(COMMANDS_QUEUE, self.intake.handle, prefetch=ds.prefetch)
-        self._spawn("store-writer", self.pipeline.run_writer())
-        self._spawn("publisher", self.pipeline.run_publisher())
         self.core.restore(fleet.tasks.values())
         self.nodes.restore(now)
         expired = self.core.expire_due(now)
+        # What the previous process stored but maybe never published goes out first: after
+        # the expiries above were decided (an order of a task they ended is left out), ahead
+        # of every turn (the writer starts after this) and before consuming (below).
+        replayed = self.pipeline.replay(outbox, due=lambda order: _due(order, self.world, now))
+        if outbox:
+            log.info("publishing the outbox left by the previous process", stored=len(outbox),
+                     to_send=replayed)
+        self._spawn("store-writer", self.pipeline.run_writer())
+        self._spawn("publisher", self.pipeline.run_publisher())
         # The fleet is built: keep the collector from rescanning it (docs/store.md).
         gc.freeze()
         try:
@@ -146,6 +152,11 @@ class Daemon:
         for name in sorted(nodes):
             self.nodes.request_sync(name, "daemon start")
         await self.pipeline.flush()
+        # Consumers last: the replayed outbox and the expiries are published (docs/bus.md §6:
+        # reports, then commands, back to back).
+        reports = await self.bus.consume(REPORTS_QUEUE, self.reports.handle,
+                                         prefetch=ds.prefetch)
+        await self.bus.consume(COMMANDS_QUEUE, self.intake.handle, prefetch=ds.prefetch)
         self._spawn("deadlines", run_deadlines(deadlines=self.core.deadlines,
                                                expire=self.core.expire_due, clock=self.clock,
                                                tick=options.tick))
@@ -247,6 +258,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.executor, self.store.close)
         await asyncio.to_thread(self.executor.shutdown, True)
+
+
+def _due(order: AgentOrder, world: World, now: float) -> bool:
+    """A stored order is sent again unless its task ended or its deadline passed."""
+    if not isinstance(order, AgentTask):
+        return True
+    task = world.tasks.get(order.task_id)
+    return task is not None and not task.done and task.deadline > now
 
 
 async def _within(aw: Awaitable[None], timeout: float, hurry: asyncio.Event) -> bool:

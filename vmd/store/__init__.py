@@ -1,4 +1,4 @@
-"""Durable state in SQLite: VMs, nodes, tasks and idempotency keys.
+"""Durable state in SQLite: VMs, nodes, tasks, idempotency keys and the outbox.
 
 The daemon's entry points: `Store.open(path)`, `Store.write(Batch)` (one transaction per
 event-loop turn), `Store.load_fleet(now)` (restore after a restart), `Store.purge(now)`.
@@ -6,6 +6,7 @@ See docs/store.md.
 """
 
 from vmd.store.batch import Batch
+from vmd.store.outbox import EVENT, ORDER, OutboxMessage
 from vmd.store.records import (
     RETENTION,
     Fleet,
@@ -18,12 +19,15 @@ from vmd.store.schema import SCHEMA_VERSION
 from vmd.store.store import Store
 
 __all__ = [
+    "EVENT",
+    "ORDER",
     "RETENTION",
     "SCHEMA_VERSION",
     "Batch",
     "Fleet",
     "IdempotencyKey",
     "IdempotencyRecord",
+    "OutboxMessage",
     "Purged",
     "Store",
     "StoreError",

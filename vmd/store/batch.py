@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from vmd.model import Node, NodeName, Task, TaskId, Vm, VmUuid
+from vmd.store.outbox import OutboxMessage, outbox_row
 from vmd.store.records import IdempotencyRecord
 from vmd.store.rows import (
     IDEMPOTENCY,
@@ -58,13 +59,16 @@ class Changes:
 class Batch:
     """Changes to write atomically. Not thread-safe: fill it in one thread, then hand it over."""
 
-    __slots__ = ("_idempotency", "_nodes", "_tasks", "_vms")
+    __slots__ = ("_idempotency", "_nodes", "_tasks", "_vms", "outbox_deletes", "outbox_puts")
 
     def __init__(self) -> None:
         self._vms = Changes(VMS)
         self._nodes = Changes(NODES)
         self._tasks = Changes(TASKS)
         self._idempotency = Changes(IDEMPOTENCY)
+        # The outbox (vmd.store.outbox) is append-only: rows to insert, id ranges to delete.
+        self.outbox_puts: list[Row] = []
+        self.outbox_deletes: list[tuple[int, int]] = []
 
     def put_vm(self, vm: Vm) -> None:
         self._vms.put((vm.uuid,), vm_row(vm))
@@ -90,6 +94,14 @@ class Batch:
     def delete_idempotency(self, user: str, message_id: str) -> None:
         self._idempotency.delete((user, message_id))
 
+    def put_outbox(self, message: OutboxMessage) -> None:
+        """A message to publish once this batch is stored (its id must be new)."""
+        self.outbox_puts.append(outbox_row(message))
+
+    def delete_outbox(self, first: int, last: int) -> None:
+        """Outbox messages `first..last` (inclusive) were confirmed by the broker."""
+        self.outbox_deletes.append((first, last))
+
     def changes(self) -> Iterator[Changes]:
         """Each table's changes, in a fixed order (the order does not matter: no foreign keys)."""
         yield self._vms
@@ -99,4 +111,5 @@ class Batch:
 
     def __len__(self) -> int:
         """The number of rows this batch will upsert or delete."""
-        return sum(len(c) for c in self.changes())
+        return (sum(len(c) for c in self.changes())
+                + len(self.outbox_puts) + len(self.outbox_deletes))

@@ -88,6 +88,20 @@ MIGRATIONS: tuple[Step, ...] = (
         """,
         "CREATE INDEX idempotency_created ON idempotency (created)",
     ),
+    # 2: the outbox (vmd.store.outbox): events and agent orders stored with the turn that
+    # made them, deleted once the broker confirmed them, re-published at start-up.
+    (
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('event', 'order')),
+            exchange TEXT NOT NULL,
+            routing_key TEXT NOT NULL,
+            body BLOB NOT NULL,
+            headers TEXT
+        ) STRICT
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from types import TracebackType
 
 from vmd.model import Node, NodeName, Task, TaskId, Vm, VmUuid
+from vmd.store import outbox
 from vmd.store.batch import Batch
 from vmd.store.records import RETENTION, Fleet, IdempotencyRecord, Purged, StoreError
 from vmd.store.restore import load_fleet
@@ -122,6 +123,10 @@ class Store:
                         conn.executemany(changes.table.delete_sql, changes.deletes)
                     if changes.puts:
                         conn.executemany(changes.table.upsert_sql, changes.puts.values())
+                if batch.outbox_deletes:
+                    conn.executemany(outbox.DELETE_SQL, batch.outbox_deletes)
+                if batch.outbox_puts:
+                    conn.executemany(outbox.INSERT_SQL, batch.outbox_puts)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -197,6 +202,11 @@ class Store:
         """
         with self._exclusive():
             return load_fleet(self._conn, live_since=now - self.retention)
+
+    def load_outbox(self) -> list[outbox.OutboxMessage]:
+        """The outbox messages not yet deleted (maybe never published), in id order."""
+        with self._exclusive():
+            return [outbox.outbox_from_row(row) for row in self._conn.execute(outbox.SELECT_SQL)]
 
     def get_vm(self, uuid: VmUuid) -> Vm | None:
         row = self._get(VMS.get_sql, (uuid,))
