@@ -182,7 +182,7 @@ async def test_sigkill_mid_task_then_restart(
     make_agent: Callable[..., Awaitable[FakeAgent]],
     make_client: Callable[..., Awaitable[BusClient]], events: EventLog,
 ) -> None:
-    first = spawn(notify, start_deadline=3)
+    first = spawn(notify, start_deadline=8)
     await first.ready()
     agent = await make_agent("node1")
     await seed_remote(agent)
@@ -203,7 +203,7 @@ async def test_sigkill_mid_task_then_restart(
     agent.auto_sync = False  # the node did not change: the re-sync finds nothing new
     first.proc.kill()
     first.proc.wait(10)
-    second = spawn(notify, start_deadline=3)
+    second = spawn(notify, start_deadline=8)
     assert (await second.ready(count=2)).endswith("STATUS=5 VMs, 1 nodes online")
     web02 = tasks["web02.example.com"]
     await agent.result(web02)

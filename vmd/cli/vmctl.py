@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from typing import TextIO
@@ -80,7 +81,19 @@ def _output(inv: Invocation, reply: Reply) -> str:
     return render_json(inv.method, inv.path, reply)
 
 
+def _exit_interrupted(inv: Invocation, waiter: _Waiter) -> None:
+    """Ctrl-C: print what we have and leave at once. Closing the broker connection politely
+    can take long on a loaded broker; the broker notices the closed socket by itself, and the
+    task goes on in vmd either way."""
+    code = _interrupted(inv, waiter)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 async def _run(inv: Invocation, waiter: _Waiter) -> int:
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGINT, _exit_interrupted, inv, waiter)
     client = Client(
         inv.url,
         timeout=inv.timeout,
