@@ -21,11 +21,12 @@ Hence a request is acked only after its effect is stored and its reply published
 (protocol.md §2-3, STYLE.md habit 5), events of one VM leave in the order they were
 applied, and a reply never overtakes the effect it reports.
 
-The outbox (vmd.store.outbox): the write stage stores the turn's events and orders in the
-same transaction as its state; once the broker confirmed them, their deletion rides on a
-later turn's write (or an idle write after `OUTBOX_IDLE` s). At start-up `replay` puts what
-the store still holds in front of the first turn, so a crash between a write and its
-publish loses no event (no `seq` gap) and no order: at-least-once, never at-most-once.
+The outbox (vmd.store.outbox): the write stage stores the turn's events, orders and stream
+mode's final replies in the same transaction as its state; once the broker confirmed them,
+their deletion rides on a later turn's write (or an idle write after `OUTBOX_IDLE` s). At
+start-up `replay` puts what the store still holds in front of the first turn, so a crash
+between a write and its publish loses no event (no `seq` gap), no order and no final reply:
+at-least-once, never at-most-once.
 
 Failures: the store write is shielded (a cancelled drain stops waiting for it, never
 stops it half-way); a store error is a bug and crashes the daemon. A publish that fails
@@ -70,7 +71,7 @@ from vmd.fsm import task_status
 from vmd.model import NodeName, Principal, Reply, Task, TaskId
 from vmd.obs.logging import get_logger
 from vmd.obs.metrics import DaemonMetrics
-from vmd.store import EVENT, ORDER, Batch, OutboxMessage, Store
+from vmd.store import EVENT, ORDER, REPLY, Batch, OutboxMessage, Store
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -209,6 +210,12 @@ class Pipeline:
                 turn.outgoing.append(Outgoing(
                     message.exchange, message.routing_key, message.body, mandatory=False,
                     headers=MappingProxyType(dict(message.headers or {}))))
+            elif message.kind == REPLY:
+                # A final reply of stream mode, as `reply_message` builds it.
+                turn.outgoing.append(Outgoing(
+                    message.exchange, message.routing_key, message.body, mandatory=False,
+                    persistent=False, headers=MappingProxyType(dict(message.headers or {})),
+                    correlation_id=message.correlation_id))
             else:
                 order = order_from_json(decode_object(message.body, limit=None))
                 if due(order):
@@ -259,6 +266,16 @@ class Pipeline:
             n += 1
             batch.put_outbox(OutboxMessage(n, ORDER, message.exchange, message.routing_key,
                                            message.body))
+        for answer in turn.answers:
+            # Stream mode's final replies (no request of theirs to redeliver): a crash before
+            # they are published must not lose them. Replies to a request are not stored:
+            # the request, unacked, comes again and is answered from its idempotency record.
+            if answer.delivery is None and answer.reply is not None:
+                message = _reply(answer)
+                n += 1
+                batch.put_outbox(OutboxMessage(n, REPLY, message.exchange, message.routing_key,
+                                               message.body, dict(message.headers),
+                                               message.correlation_id))
         if n > first:
             turn.outbox = (first + 1, n)
             self._outbox_id = n

@@ -20,7 +20,7 @@ memory and in the store, written in the same batch as the request's effect; a re
 answered with it (and in stream mode with the final reply too, or subscribed to the task's
 end) and not executed again. `GET /vm/status` is not recorded (its answer is the fleet and
 has no effect to protect). A request without `message_id` that is redelivered after a lost
-connection is matched by `(user_id, correlation_id, body)` against the answers of the last
+connection is matched by `(user_id, correlation_id, body digest)` against the answers of the last
 few thousand requests of this process (`_Memo`), so a connection cut does not run it twice.
 
 While shutting down (docs/shutdown.md) every request is answered 503 `Service unavailable`
@@ -29,6 +29,7 @@ and held unsettled; the runner requeues it once consuming has stopped, for the n
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from typing import Any
@@ -60,6 +61,9 @@ _ACTIONS = frozenset({"start", "stop", "reboot"})
 # Answers of requests without a message_id remembered for a redelivery (several prefetch
 # windows' worth; a redelivery follows a reconnect within seconds).
 MEMO_SIZE = 4096
+# Stream subscribers of one task (the first request and its repeats with the same message_id
+# from other connections); a repeat beyond it replaces the oldest.
+MAX_STREAMS = 8
 
 
 def parse_request(body: bytes) -> Request | str:
@@ -178,7 +182,10 @@ class Intake:
                 self._replay(delivery, record, reply_to, stream, kind, started)
                 return
         elif reply_to is not None and delivery.correlation_id:
-            memo_key = (user, delivery.correlation_id, delivery.body)
+            # A digest, not the body: 4096 bodies of up to 64 KiB would be 256 MiB
+            # (found by the fault suite's fuzzer, docs/reliability.md).
+            memo_key = (user, delivery.correlation_id,
+                        hashlib.blake2b(delivery.body, digest_size=16).digest())
             if delivery.redelivered:
                 answer = self._memo.get(memo_key)
                 if answer is not None:
@@ -247,6 +254,12 @@ class Intake:
         sub = subscriber(reply_to, cid, record.user, record.message_id)
         subs: list[dict[str, Any]] = task.params.setdefault(STREAMS, [])
         if sub not in subs:
+            # Bounded: each repeat would otherwise add one and rewrite the whole task, so
+            # repeating one request made the daemon's work grow with the square of the
+            # repeats (found by the fault suite, docs/reliability.md). The newest repeat is
+            # the one whose connection is most likely alive: the oldest gives way.
+            if len(subs) >= MAX_STREAMS:
+                del subs[0]
             subs.append(sub)
             self.core.persist_task(task)
 

@@ -6,8 +6,9 @@
    every (re)connect);
 2. start the reporter, the syncer (first full sync at once) and the housekeeping loop
    (broker reconnect -> full sync, metrics, deadlines of waiting tasks, STATUS);
-3. once the first full sync is confirmed: consume the node's task queue, start the
-   heartbeats, `READY=1`;
+3. once the first full sync is confirmed: report the tasks the previous run started and
+   never finished (killed meanwhile: outcome unknown), consume the node's task queue, start
+   the heartbeats, `READY=1`;
 4. run until SIGTERM/SIGINT (`Shutdown`), a fatal error (SSH host key rejected, unusable SSH
    settings, an internal bug) or the bus failing for good;
 5. shut down in the order of docs/shutdown.md ("The node agent"), return the exit code.
@@ -26,14 +27,14 @@ from typing import Any
 
 from vmd.bus import Bus, BusError, BusSettings, Consumer, agent_topology, task_queue
 from vmd.config import AgentSettings
-from vmd.model import NodeName
+from vmd.model import NodeName, VmUuid
 from vmd.obs import systemd
 from vmd.obs.logging import get_logger
 from vmd.obs.metrics import AgentMetrics
 
 from .backend import Opened, open_backend
 from .errors import HostKeyRejected, SshConfigError
-from .journal import Journal, journal_path
+from .journal import Entry, Journal, journal_path
 from .metered import Metered
 from .reporter import Reporter
 from .scheduler import Job
@@ -140,6 +141,8 @@ class Agent:
         start) before anything else runs.
         """
         self.journal.open()
+        # Read before anything runs: started by the previous run, never finished.
+        orphans = self.journal.unfinished()
         try:
             self._set_status("connecting to the broker")
             # The watchdog first: the first connect may retry for a while.
@@ -156,16 +159,25 @@ class Agent:
             self.syncer.request("agent start")
             self._set_status(f"listing node {self.node}")
             try:
-                await self._serve(shutdown)
+                await self._serve(shutdown, orphans)
             except Exception as exc:  # e.g. the broker refused our consumer: a bug to fix
                 self._fatal(exc)
             return await self._shutdown(shutdown)
         finally:
             self.journal.close()
 
-    async def _serve(self, shutdown: Shutdown) -> None:
+    async def _serve(self, shutdown: Shutdown, orphans: list[Entry]) -> None:
         if not await self._until(self.syncer.synced, shutdown):
             return
+        # After the first full sync (reports keep their order): the daemon has the node's
+        # truth when it reverts these tasks' VMs.
+        if orphans:
+            inventory = self.syncer.inventory
+            n = self.runner.report_orphans(
+                orphans, lambda uuid: str(inventory.get(VmUuid(uuid), {}).get("hostname")
+                                          or uuid))
+            log.warning("tasks of the previous run ended without an outcome: reported unknown",
+                        tasks=n)
         self.consumer = await self.bus.consume(
             task_queue(self.node), self.runner.handle,
             prefetch=max(64, 4 * self.settings.max_parallel))

@@ -136,6 +136,12 @@ class Journal:
             return None
         return entry
 
+    def unfinished(self) -> list[Entry]:
+        """Tasks started and neither finished nor withdrawn (within the retention): at open,
+        the ones the last run of the agent was running when it died."""
+        cutoff = self._clock() - self.retention
+        return [e for e in self._entries.values() if e.outcome is None and e.started >= cutoff]
+
     def _load(self) -> None:
         try:
             data = self.path.read_bytes()

@@ -11,7 +11,9 @@ once (the bus calls it once per delivery, in order). For each delivery:
 3. A power task found in the journal (docs/agent.md): acked, never run again. If its outcome
    was recorded it is reported again; otherwise the agent died while it ran and its outcome
    is unknown: a FAILURE (returncode 255, `outcome unknown`, the VM's node state in the
-   message) is reported, so the daemon reverts and re-syncs (vm-status.md §3.6).
+   message) is reported, so the daemon reverts and re-syncs (vm-status.md §3.6). Such
+   orphans are also reported once at start (`report_orphans`), without waiting for a
+   redelivery that will not come when their ack had reached the broker.
 4. Past its deadline: rejected without requeue. The task queue dead-letters it to the
    reports queue, where the daemon sees `TaskUndelivered(reason="rejected")` and revokes it
    (as for a task that expired in the queue); the daemon's own deadline timer covers it too.
@@ -22,6 +24,8 @@ A launched job (`_run`): deadline checked again; for power tasks the start is jo
 `consumer_timeout`; if the ack cannot be sent the connection was lost, the journal entry is
 withdrawn and vmadm does not run: the broker delivers the task again); vmadm runs with the
 deadline; the outcome is journaled and reported (`TaskResult`), and the next job may start.
+A `current` task (a read, not journaled) is acked after its result is reported instead: an
+agent killed while it runs leaves it unacked, so the broker gives it to the next agent.
 A job whose vmadm is killed (preempted by a forced stop, or at the end of a shutdown drain)
 reports a FAILURE with returncode 137 saying why.
 """
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from vmd.bus import (
@@ -94,6 +98,7 @@ class TaskRunner:
         self.scheduler = Scheduler(max_parallel, launch=self._launch, preempt=self._preempt)
         self.draining = False
         self._side: set[asyncio.Task[object]] = set()
+        self._reporting: set[str] = set()  # orphans whose unknown outcome is being reported
         # Counters (tests, logs).
         self.repeats = 0
         self.expired = 0
@@ -136,6 +141,10 @@ class TaskRunner:
                     job.delivery = delivery
                 return
             entry = self.journal.get(task.task_id) if task.action is not Action.CURRENT else None
+            if entry is not None and task.task_id in self._reporting:
+                log.info("task delivered again while its unknown outcome is reported: acked")
+                await delivery.ack()
+                return
             if entry is not None:
                 self.repeats += 1
                 log.warning("task delivered again after it was started: not run again",
@@ -236,10 +245,12 @@ class TaskRunner:
                 await self._report(task, TaskOutcome(
                     OutcomeKind.FAILURE, UNKNOWN_RC, f"vmd agent: task not run: {exc}"))
                 return
-        if not await delivery.ack():
+        # A `current` task (a read, at most 30 s) is acked only once its result is reported:
+        # if the agent dies meanwhile the broker delivers it again, to the restarted agent,
+        # instead of the daemon waiting for its deadline.
+        if journaled and not await delivery.ack():
             log.warning("task's ack failed (connection lost): not run (it comes again)")
-            if journaled:
-                await self.journal.dropped(task.task_id)
+            await self.journal.dropped(task.task_id)
             return
         outcome = await self._execute(job)
         log.info("task done", outcome=outcome.kind.value, rc=outcome.returncode,
@@ -248,10 +259,11 @@ class TaskRunner:
         # reported (the reporter keeps the order of results). The journal knows the outcome
         # from now on, so a repeat of the task arriving meanwhile gets it too.
         durable = self.journal.finished(task.task_id, outcome) if journaled else None
-        self._spawn(self._record(task, outcome, durable), f"report:{task.task_id}")
+        self._spawn(self._record(task, outcome, durable, None if journaled else delivery),
+                    f"report:{task.task_id}")
 
     async def _record(self, task: AgentTask, outcome: TaskOutcome,
-                      durable: Awaitable[None] | None) -> None:
+                      durable: Awaitable[None] | None, unacked: Delivery | None = None) -> None:
         with log_context(task_id=task.task_id, vm=task.uuid, node=self.node):
             report = asyncio.ensure_future(self._report(task, outcome))
             if durable is not None:
@@ -260,6 +272,8 @@ class TaskRunner:
                 except JournalError as exc:
                     log.error("cannot journal the outcome", error=str(exc))
             await report
+            if unacked is not None:
+                await unacked.ack()  # False when stale: it comes again, a harmless repeat
             self.completed += 1
 
     async def _execute(self, job: Job) -> TaskOutcome:
@@ -296,6 +310,29 @@ class TaskRunner:
             self.on_fatal(exc)
             return TaskOutcome(OutcomeKind.FAILURE, UNKNOWN_RC, str(exc))
         raise exc
+
+    def report_orphans(self, entries: Iterable[Entry], hostname_of: Callable[[str], str]) -> int:
+        """Report the tasks the previous run of this agent started and never finished (it
+        was killed while they ran): outcome unknown, as for a redelivery (step 3), but now.
+        Their deliveries were acked when they started, so nothing else would tell the
+        daemon, which would keep the VM `starting`/`stopping` until the task's deadline."""
+        n = 0
+        for entry in entries:
+            if self.scheduler.find(entry.task_id) is not None:
+                continue  # delivered again and taken meanwhile
+            task = AgentTask(entry.task_id, VmUuid(entry.uuid), hostname_of(entry.uuid),
+                             self.node, Action(entry.action), {}, entry.started, entry.started)
+            self.repeats += 1
+            self._reporting.add(entry.task_id)
+            self._spawn(self._orphan(task, entry), f"orphan:{entry.task_id}")
+            n += 1
+        return n
+
+    async def _orphan(self, task: AgentTask, entry: Entry) -> None:
+        try:
+            await self._repeat(task, entry)
+        finally:
+            self._reporting.discard(task.task_id)
 
     async def _repeat(self, task: AgentTask, entry: Entry) -> None:
         with log_context(task_id=task.task_id, vm=task.uuid, node=self.node):

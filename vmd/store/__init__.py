@@ -6,7 +6,7 @@ See docs/store.md.
 """
 
 from vmd.store.batch import Batch
-from vmd.store.outbox import EVENT, ORDER, OutboxMessage
+from vmd.store.outbox import EVENT, ORDER, REPLY, OutboxMessage
 from vmd.store.records import (
     RETENTION,
     Fleet,
@@ -21,6 +21,7 @@ from vmd.store.store import Store
 __all__ = [
     "EVENT",
     "ORDER",
+    "REPLY",
     "RETENTION",
     "SCHEMA_VERSION",
     "Batch",

@@ -1,0 +1,279 @@
+"""Hostile input: hypothesis generates requests that vmd must refuse, the fuzzer sends them.
+
+Every generated `Hostile` request is invalid by construction, in one of these ways (the
+`kind`, counted in the figures): a body that is not JSON or not an object; `method`/`path`/
+`data` of the wrong type; a body near or over the 64 KiB limit; a wrong value at every
+parameter key of start/stop/reboot (only keys the action reads, on VMs whose brand
+validates them: an ignored key would let the request through, rightly); huge strings and
+numbers; unicode, path traversal and shell syntax in VM names and in `cdimage`; unknown
+methods; forged or odd properties (no `user_id`, a user vmd does not know, a `user_id` that
+is not the connection's, odd headers, content types and ids, a `reply_to` naming one of
+vmd's own queues).
+
+What each must get (`expect`):
+- `4xx`: exactly one reply, code 400-499;
+- `dead`: no `reply_to` and unparsable: a copy in `vmd.dead` (matched by `message_id`);
+- `refused`: the broker itself refuses it (a forged `user_id` closes the channel);
+- `silent`: no `reply_to` but parsable: no answer to give; it must have no effect either;
+- `misdirected`: `reply_to` is a vmd queue: the reply lands there and is dead-lettered by
+  its consumer (daemon or agent) as malformed; nothing may crash or run.
+
+The generation uses hypothesis' strategies through one `@given` run that collects the
+examples (`generate`), so sending can be pipelined afterwards (hundreds in flight).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+from .cluster import VmInfo
+
+MAX_BODY = 64 * 1024
+SHELL = ["; rm -rf /", "$(reboot)", "`id`", "| halt", "&& poweroff", "\n/usr/sbin/halt",
+         "' OR '1'='1", "${IFS}reboot", "> /etc/passwd", "\x00", "*", "-F", "--force"]
+TRAVERSAL = ["../../etc/passwd", "..", "/iso/../../../etc/shadow", "%2e%2e%2f%2e%2e",
+             "....//....//", "..\\..\\windows", "/dev/zero", "debian-12.iso/../x",
+             "../debian-12.iso", "./debian-12.iso", "debian-12.iso\x00.txt", "debian-12.iso "]
+UNICODE = ["\uff57\uff45\uff42\uff10\uff11", "web01\u202e", "ẅëḃ01.example.com", "😀",
+           "\u0000", "\ud7ff", "名前.example.com", "ɐʎ", "web\u200b01"]
+METHODS = ["POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "", " ", "G ET",
+           "PUTT", "GETT", "\u0000", "ПУТ", "GET\n", "*"]
+ACTION_KEYS = {
+    "start": ("update", "cdimage", "cdimage_once", "cdimage2"),
+    "stop": ("update", "force", "timeout", "freeze", "unfreeze"),
+    "reboot": ("update", "force", "timeout"),
+}
+
+
+@dataclass
+class Hostile:
+    kind: str
+    body: bytes
+    user: str = "alice"  # the connection's user
+    user_id: str | None = "alice"  # the property (None: absent)
+    reply: str = "direct"  # direct | none | own-queue | vmd:<queue>
+    expect: str = "4xx"
+    message_id: str | None = None
+    correlation_id: str | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    content_type: str | None = "application/json"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+# Strategies are built once (building them per draw costs more than drawing).
+HUGE = st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", "😀", "/", ".", "\\", "$", "0"]),
+                 st.integers(100, 60_000))
+WRONG_BOOL = st.one_of(
+    st.sampled_from(["yes", "no", "on", "off", "tru", "", " true", "null", "2", "-1",
+                     "\uff34\uff32\uff35\uff25", "1.0", "0x1", "t", "y"]),
+    st.integers().filter(lambda n: n not in (0, 1)),
+    st.floats(allow_nan=True).filter(lambda f: f not in (0.0, 1.0)),
+    st.lists(st.booleans(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.booleans(), max_size=2),
+    st.none(), st.just(10**40), HUGE,
+)
+WRONG_TIMEOUT = st.one_of(
+    st.integers(max_value=-1), st.integers(min_value=3601), st.just(10**100),
+    st.floats(allow_nan=True, allow_infinity=True).filter(
+        lambda f: not (f == f and f not in (float("inf"), float("-inf")) and f.is_integer()
+                       and 0 <= f <= 3600)),
+    st.sampled_from(["", "abc", "60s", "-5", "1e3", "\uff13\uff16", " 60", "0x10", "60.0",
+                     "NaN"]),
+    st.booleans(), st.none(), st.lists(st.integers(0, 10), max_size=2), st.just({}), HUGE,
+)
+WRONG_ISO = st.one_of(
+    st.sampled_from(SHELL + TRAVERSAL + UNICODE),
+    st.text(min_size=1, max_size=40).filter(lambda t: t != "debian-12.iso"),
+    HUGE, st.integers(), st.booleans(), st.lists(st.text(max_size=5), max_size=3),
+    st.just({"path": "/iso/debian-12.iso"}),
+)
+WRONG_TYPE = st.one_of(st.integers(), st.none(), st.lists(st.text(max_size=3), max_size=2),
+                       st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+                       st.just(""), st.booleans())
+NOT_JSON = st.one_of(
+    st.binary(min_size=1, max_size=300).filter(lambda b: _not_json(b)),
+    st.sampled_from([b"{", b"{'method': 'GET'}", b"\xff\xfe{}", b"NaN", b"{\"a\":}",
+                     b'{"method": "GET", "path": "/vm/status"', b"\x00" * 10]))
+NOT_OBJECT = st.one_of(st.lists(st.integers(), max_size=5), st.integers(),
+                       st.text(max_size=20), st.none(), st.booleans())
+BAD_DATA = st.one_of(st.lists(st.integers(), max_size=3), st.text(max_size=10), st.integers(),
+                     st.booleans(), st.floats(allow_nan=False))
+ODD_SEGMENT = st.one_of(st.sampled_from(SHELL + TRAVERSAL + UNICODE),
+                        st.text(min_size=1, max_size=30), HUGE)
+ODD_METHOD = st.one_of(st.sampled_from(METHODS), st.text(max_size=10).filter(
+    lambda m: m.upper() not in ("GET", "PUT")))
+ODD_HEADERS = st.dictionaries(
+    st.sampled_from(["stream", "x-vmd-error", "code", "x-death", "priority"]),
+    st.one_of(st.text(max_size=20), st.integers(-2**63, 2**63 - 1), st.booleans(), st.none()),
+    max_size=3)
+NOISE = st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=8), st.integers(),
+                                                       st.none()), max_size=2)
+KINDS = ["not-json", "not-object", "bad-method-path", "bad-data", "too-big", "bad-param",
+         "bad-path", "unknown-method", "no-user-id", "unknown-user", "forged-user-id",
+         "odd-properties", "no-reply-to", "misdirected",
+         # weights: the parameter and path cases have the most shapes
+         "bad-param", "bad-param", "bad-param", "bad-path", "bad-path"]
+
+
+@st.composite
+def hostile(draw: st.DrawFn, fleet: tuple[VmInfo, ...],
+            params: st.SearchStrategy[dict[str, Any]]) -> Hostile:
+    kind = draw(st.sampled_from(KINDS))
+    vm = draw(st.sampled_from(fleet))
+    name = vm.hostname if draw(st.booleans()) else vm.uuid
+    # Ids are made unique when sent (hypothesis repeats small values on purpose).
+    h = Hostile(kind, b"", user=vm.user, user_id=vm.user,
+                message_id="" if draw(st.integers(0, 4)) else None)
+    if kind == "not-json":
+        h.body = draw(NOT_JSON)
+    elif kind == "not-object":
+        h.body = _json(draw(NOT_OBJECT))
+    elif kind == "bad-method-path":
+        body: dict[str, Any] = {"method": "GET", "path": f"/vm/{name}/status"}
+        which = draw(st.sampled_from(["method", "path", "both", "missing-method",
+                                      "missing-path"]))
+        if which in ("method", "both"):
+            body["method"] = draw(WRONG_TYPE)
+        if which in ("path", "both"):
+            body["path"] = draw(WRONG_TYPE)
+        if which.startswith("missing"):
+            del body[which.split("-")[1]]
+        h.body = _json(body)
+    elif kind == "bad-data":
+        data = draw(BAD_DATA)
+        h.body = _json({"method": "PUT", "path": f"/vm/{name}/status/start", "data": data})
+    elif kind == "too-big":
+        h.body = _json({"method": "PUT", "path": f"/vm/{name}/status/stop",
+                        "data": {"x": "a" * draw(st.integers(MAX_BODY, MAX_BODY + 5000))}})
+    elif kind == "bad-param":
+        h.body = _json(draw(params))
+    elif kind == "bad-path":
+        segment = draw(ODD_SEGMENT)
+        tail = draw(st.sampled_from(["/status", "/status/start", "/status/stop",
+                                     "/status/current", "/define", "/status/start/x",
+                                     "/status/../../status/start", ""]))
+        path = draw(st.sampled_from([f"/vm/{segment}{tail}", f"/vm/{name}/{segment}",
+                                     f"/{segment}/vm/{name}/status", f"/task/{segment}/status",
+                                     f"/vm/{name}/status/{segment}", segment,
+                                     f"/vm/{name}{tail}/{segment}"]))
+        method = draw(st.sampled_from(["GET", "PUT"]))
+        if method == "GET" and path in (f"/vm/{name}/status/{segment}",):
+            method = "PUT"  # GET of any action name reads the VM's status (200)
+        h.body = _json({"method": method, "path": path, "data": {"force": True}})
+        if _is_valid_path(h.body, fleet):
+            h.body = _json({"method": "PUT", "path": f"/vm/{segment}x/status/start"})
+    elif kind == "unknown-method":
+        method = draw(ODD_METHOD)
+        path = draw(st.sampled_from(["/vm/status", f"/vm/{name}/status",
+                                     f"/vm/{name}/status/start", f"/vm/{name}/define",
+                                     "/task/0-a2327793-2600-423d-9f07/status"]))
+        h.body = _json({"method": method, "path": path})
+    elif kind in ("no-user-id", "unknown-user", "forged-user-id", "odd-properties"):
+        h.body = _json(draw(params) if kind == "odd-properties" else
+                       {"method": "PUT", "path": f"/vm/{name}/status/start"})
+        if kind == "no-user-id":
+            h.user_id = None
+            h.expect = "4xx"
+        elif kind == "unknown-user":
+            h.user = h.user_id = "vmd-api"  # a broker user vmd's [auth] does not know
+        elif kind == "forged-user-id":
+            h.user_id = "admin" if vm.user != "admin" else "alice"
+            h.expect = "refused"
+        else:
+            h.headers = draw(ODD_HEADERS)
+            h.content_type = draw(st.sampled_from([None, "text/plain", "application/x-pickle",
+                                                   "", "application/json; charset=latin1"]))
+            h.correlation_id = draw(st.text(max_size=100))
+            h.message_id = draw(st.one_of(st.none(), st.text(min_size=1, max_size=80)))
+            h.reply = draw(st.sampled_from(["direct", "own-queue"]))
+    elif kind == "no-reply-to":
+        h.reply = "none"
+        if draw(st.booleans()):
+            h.body = draw(NOT_JSON)
+            h.expect = "dead"
+            h.message_id = ""
+        else:
+            h.body = _json(draw(params))
+            h.expect = "silent"
+    else:
+        h.reply = "vmd:" + draw(st.sampled_from(
+            ["vmd.agent.reports", "vmd.agent.tasks.node1", "vmd.commands", "vmd.dead"]))
+        h.body = _json(draw(params))
+        h.expect = "misdirected"
+    return h
+
+
+@st.composite
+def bad_param(draw: st.DrawFn, fleet: tuple[VmInfo, ...]) -> dict[str, Any]:
+    """A start/stop/reboot with at least one invalid parameter the action reads."""
+    action = draw(st.sampled_from(sorted(ACTION_KEYS)))
+    keys = ACTION_KEYS[action]
+    hvm = [vm for vm in fleet if vm.brand in ("kvm", "bhyve")]
+    key = draw(st.sampled_from(keys))
+    vm = draw(st.sampled_from(hvm if key == "timeout" else fleet))
+    if key == "timeout":
+        value = draw(WRONG_TIMEOUT)
+    elif key in ("cdimage", "cdimage2"):
+        value = draw(WRONG_ISO)
+    else:
+        value = draw(WRONG_BOOL)
+    data: dict[str, Any] = {key: value}
+    if key == "cdimage2" and draw(st.booleans()):
+        data["cdimage"] = None  # cdimage2 needs cdimage: an error either way
+    for extra in draw(st.lists(st.sampled_from(keys), max_size=2, unique=True)):
+        if extra != key:
+            data.setdefault(extra, draw(st.one_of(st.booleans(), st.integers(0, 1))))
+    for k, v in draw(NOISE).items():
+        data.setdefault(k, v)
+    name = vm.hostname if draw(st.booleans()) else vm.uuid
+    return {"method": "PUT", "path": f"/vm/{name}/status/{action}", "data": data}
+
+
+def _not_json(raw: bytes) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:
+        return True
+    return False
+
+
+def _is_valid_path(body: bytes, fleet: tuple[VmInfo, ...]) -> bool:
+    """A generated "bad path" that happens to address a real VM's status or action."""
+    path = json.loads(body)["path"]
+    names = {vm.hostname for vm in fleet} | {vm.uuid for vm in fleet}
+    parts = [p for p in path.split("/") if p]
+    return len(parts) >= 3 and parts[0] == "vm" and parts[1] in names and \
+        parts[2] == "status" and len(parts) <= 4
+
+
+def generate(fleet: list[VmInfo], n: int, *, seed_value: int = 20261127,
+             per_example: int = 10) -> list[Hostile]:
+    """`n` hostile requests drawn by hypothesis (reproducible with `seed_value`); each
+    example is a batch of `per_example` (the engine's cost per example is then shared)."""
+    out: list[Hostile] = []
+    frozen = tuple(fleet)
+
+    @seed(seed_value)
+    @settings(max_examples=max(1, n // per_example), database=None, deadline=None,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(st.lists(hostile(frozen, bad_param(frozen)), min_size=per_example,
+                    max_size=per_example))
+    def collect(batch: list[Hostile]) -> None:
+        out.extend(batch)
+
+    collect()
+    # hypothesis may stop early once it has seen enough distinct examples: top up.
+    rng = random.Random(seed_value)
+    while len(out) < n:
+        out.append(dataclasses.replace(rng.choice(out)))
+    return out[:n]
