@@ -4,6 +4,7 @@ configuration errors."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import Callable
@@ -60,7 +61,12 @@ async def test_sigterm_lets_a_running_stop_finish_and_report(
                                          timeout=0))
     await wait_calls(sim, lambda ls: any(x.endswith("-> running") for x in ls), uuid)
     agent.signal(signal.SIGTERM)
-    # Tasks sent now are not taken: they stay in the queue for the next agent.
+    # Once the agent says it drains (its consumer is cancelled), tasks sent are not taken:
+    # they stay in the queue for the next agent.
+    async with asyncio.timeout(20):
+        while not any("STATUS=draining" in m for _, m in notifications.messages):
+            notifications.drain()
+            await asyncio.sleep(0.02)
     later = await daemon.send(daemon.task(uuid, "current", hostname=H))
     assert await agent.wait(30) == 0, agent.stderr()
 
