@@ -1,7 +1,7 @@
 """The internal agent protocol: one typed definition of every message daemon and agents swap.
 
 The daemon and the node agents are separate processes (often separate machines), so their
-messages are JSON with explicit validation, never serialized Python objects; this module is the single
+messages are JSON with explicit validation, never serialized Python objects; this module is the one
 place that says what each message holds, shared by both sides. docs/bus.md has the schemas.
 
 Every body is a JSON object with `"v": 1` and a `"kind"`:
