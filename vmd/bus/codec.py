@@ -57,6 +57,12 @@ def decode(body: bytes, *, limit: int | None = MAX_BODY) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise BodyError(f"body is not JSON ({exc.msg} at position {exc.pos})") from None
+    except BodyError:
+        raise  # NaN/Infinity (`_reject_constant`)
+    except ValueError:
+        # Valid JSON, but an integer literal over Python's 4300-digit conversion limit: the
+        # bare ValueError crashed the daemon (found by the fault suite's fuzzer).
+        raise BodyError("body is not JSON (a number is too long)") from None
     except RecursionError:
         raise BodyError("body is not JSON (nested too deeply)") from None
 

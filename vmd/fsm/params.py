@@ -80,10 +80,15 @@ def parse_timeout(value: Any) -> int | None:
     """A timeout in 0..3600 from a JSON integer, integral float or digit string; else None."""
     if type(value) is int:
         number = value
-    elif (type(value) is float and value.is_integer()) or (
-        isinstance(value, str) and value.isascii() and value.isdigit()
-    ):
+    elif type(value) is float and value.is_integer():
         number = int(value)
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        try:
+            number = int(value)
+        except ValueError:
+            # Over Python's 4300-digit limit for int(str): the ValueError crashed the
+            # daemon (found by the fault suite's fuzzer, docs/reliability.md).
+            return None
     else:
         return None
     return number if 0 <= number <= MAX_TIMEOUT else None
