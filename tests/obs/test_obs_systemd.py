@@ -196,3 +196,23 @@ async def test_disabled_watchdog_waits_until_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert receiver.messages() == []
+
+
+def test_a_reader_that_never_drains_does_not_block(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    # A receiver that never reads: its queue fills, and notify must drop, not block.
+    path = str(tmp_path / "full.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        results = []
+        done = threading.Event()
+
+        def flood() -> None:
+            for _ in range(5000):
+                results.append(systemd.status("x" * 1000))
+            done.set()
+
+        threading.Thread(target=flood, daemon=True).start()
+        assert done.wait(20), "notify blocked on a full socket"
+        assert results[0] is True and results[-1] is False

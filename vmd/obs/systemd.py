@@ -34,6 +34,9 @@ def notify(message: str, *, environ: Mapping[str, str] | None = None) -> bool:
         return False  # vsock:... and others: not used by the units we ship
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Never block the event loop: a reader that does not drain its queue (systemd
+            # stuck, a test harness) costs this one datagram, not a frozen process.
+            sock.setblocking(False)
             sock.connect(address)
             sock.sendall(message.encode())
     except OSError:
