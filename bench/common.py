@@ -48,11 +48,19 @@ def amqp_url(user: str, vhost: str = VHOST) -> str:
     return f"amqp://{user}:{user}@127.0.0.1:5672/{vhost}"
 
 
-def fresh_vhost(vhost: str = VHOST) -> None:
-    """Delete and re-create the benchmark vhost (users and permissions included)."""
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, check=False)
-    subprocess.run([str(ROOT / "scripts" / "ensure-rabbitmq"), vhost], check=True,
-                   capture_output=True)
+def fresh_vhost(vhost: str = VHOST, attempts: int = 5) -> None:
+    """Delete and re-create the benchmark vhost (users and permissions included). Retried:
+    on a shared machine another suite may be restarting the broker application."""
+    for attempt in range(1, attempts + 1):
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True,
+                       check=False)
+        done = subprocess.run([str(ROOT / "scripts" / "ensure-rabbitmq"), vhost],
+                              capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return
+        if attempt == attempts:
+            raise RuntimeError(f"scripts/ensure-rabbitmq {vhost} failed: {done.stderr.strip()}")
+        time.sleep(5)
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+
 import pytest
 
 from vmd.bus import MAX_BODY, BodyError, decode, decode_object, encode
@@ -18,6 +21,40 @@ def test_encode_is_compact_utf8() -> None:
 def test_encode_refuses_nan() -> None:
     with pytest.raises(ValueError):
         encode({"x": float("nan")})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"code": 201, "status": "PENDING", "result": None, "task_id": "0-a"},
+                     id="reply"),
+        pytest.param({"s": "é ü \u2028 \x1f \"q\" \\", "t": 1764222062.3, "b": [True, False]},
+                     id="escapes-and-floats"),
+        pytest.param({1: "int key", "big": 2**70}, id="what-only-json-handles"),
+        pytest.param([{"hostname": "a", "tasks": {}, "status_change": None}] * 3, id="list"),
+    ],
+)
+def test_encode_writes_what_the_strict_json_encoder_writes(value: object) -> None:
+    strict = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert encode(value) == strict.encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"x": None, "y": [1, {"z": float("inf")}]}, id="inf-next-to-null"),
+        pytest.param([None, float("nan")], id="nan-in-list"),
+        pytest.param((float("-inf"),), id="tuple"),
+    ],
+)
+def test_encode_refuses_non_finite_floats_anywhere(value: object) -> None:
+    with pytest.raises(ValueError):
+        encode(value)
+
+
+def test_encode_refuses_what_json_refuses() -> None:
+    with pytest.raises(TypeError):
+        encode({"when": datetime.datetime(2026, 1, 1)})
 
 
 def test_round_trip() -> None:

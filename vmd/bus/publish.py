@@ -7,8 +7,17 @@ Throughput comes from having many publishes in flight, not from dropping confirm
 their confirms together.
 
 Why the order holds although the publishes run concurrently: `asyncio.gather` starts the
-tasks in list order, and each reaches aiormq's per-channel FIFO lock (which writes the frames)
-before its first suspension; `tests/bus/test_publish.py` checks it on 500 messages.
+tasks in list order, and each reaches aiormq's per-channel FIFO lock (which queues the frames
+for the connection's writer) before its first suspension; `tests/bus/test_publish.py` checks
+it on 500 messages.
+
+Why aiormq's `basic_publish` is called directly, with `wait=False` (docs/performance.md):
+aio-pika's `Exchange.publish` builds a `Message` and then its properties for every publish,
+and calls `basic_publish` with its default `wait=True`, which holds the channel's lock until
+the connection's writer has written that message, so a batch of N publishes took N writer
+round trips in turn. With `wait=False` the lock is held only to queue the frames; the
+broker's confirm (or return, or nack) is still awaited for each message, so what a caller
+learns is unchanged. Measured: about a fifth less daemon CPU in the event storm.
 
 Mandatory or not (libraries.md §2.3): requests, agent tasks, reports and dead letters are
 mandatory (an unbound key is an error: `Unroutable`); events are not (no subscriber is fine);
@@ -21,11 +30,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
-import aio_pika
+import aiormq
 import aiormq.exceptions as amqp_errors
 
 from vmd.bus import codec
@@ -33,6 +41,9 @@ from vmd.bus.errors import ConnectionLost, PublishFailed, PublishRefused, Unrout
 from vmd.bus.link import Session, describe
 from vmd.bus.topology import CODE_HEADER, DEFAULT_EXCHANGE, EVENTS_EXCHANGE
 from vmd.model import JsonObject, Reply
+
+_PERSISTENT = 2  # AMQP delivery_mode
+_TRANSIENT = 1
 
 
 def _no_headers() -> Mapping[str, Any]:
@@ -58,24 +69,18 @@ class Outgoing:
     # Per-message TTL in milliseconds (RabbitMQ `expiration`); None = no TTL.
     expiration_ms: int | None = None
 
-    def message(self) -> aio_pika.Message:
-        return aio_pika.Message(
-            self.body,
-            headers=dict(self.headers),
+    def properties(self) -> aiormq.spec.Basic.Properties:
+        """The AMQP properties (what aio-pika's `Message.properties` would build)."""
+        return aiormq.spec.Basic.Properties(
             content_type=self.content_type,
-            delivery_mode=(
-                aio_pika.DeliveryMode.PERSISTENT
-                if self.persistent
-                else aio_pika.DeliveryMode.NOT_PERSISTENT
-            ),
+            headers=dict(self.headers),
+            delivery_mode=_PERSISTENT if self.persistent else _TRANSIENT,
             correlation_id=self.correlation_id,
-            message_id=self.message_id,
             reply_to=self.reply_to,
+            expiration=None if self.expiration_ms is None else str(self.expiration_ms),
+            message_id=self.message_id,
+            message_type=self.type,
             user_id=self.user_id,
-            type=self.type,
-            expiration=(
-                None if self.expiration_ms is None else timedelta(milliseconds=self.expiration_ms)
-            ),
         )
 
 
@@ -130,20 +135,30 @@ def translate(exc: BaseException, message: Outgoing) -> PublishFailed:
     raise exc
 
 
-async def _publish_one(session: Session, message: Outgoing) -> None:
-    exchange = await session.exchange(message.exchange)
-    await exchange.publish(message.message(), message.routing_key, mandatory=message.mandatory)
+async def _publish_one(channel: aiormq.Channel, message: Outgoing) -> None:
+    # wait=False: see the module docstring; the confirm is still awaited.
+    await channel.basic_publish(
+        message.body,
+        exchange=message.exchange,
+        routing_key=message.routing_key,
+        properties=message.properties(),
+        mandatory=message.mandatory,
+        wait=False,
+    )
 
 
 async def publish_batch(session: Session, messages: Sequence[Outgoing]) -> None:
     """Publish all in order, await all confirms; raise the first failure (in list order)."""
     if not messages:
         return
-    # Resolve exchanges before starting the publishes, so none suspends before the lock.
-    for message in messages:
-        await session.exchange(message.exchange)
+    # Resolved before starting the publishes, so none suspends before the channel's lock.
+    channel = session.publish_channel
+    if channel.is_closed:
+        raise ConnectionLost("the publish channel was closed before the messages were sent")
+    # The concrete aiormq channel (its abstract base does not declare `wait`).
+    underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
     results = await asyncio.gather(
-        *(_publish_one(session, message) for message in messages), return_exceptions=True
+        *(_publish_one(underlay, message) for message in messages), return_exceptions=True
     )
     for message, result in zip(messages, results, strict=True):
         if isinstance(result, BaseException):

@@ -36,7 +36,7 @@ from vmd.fsm import (
     task_routing_key,
 )
 from vmd.model import Reply, Task, TaskId, VmStatus
-from vmd.obs.logging import get_logger, log_context
+from vmd.obs.logging import get_logger
 from vmd.obs.metrics import DaemonMetrics
 from vmd.store import RETENTION, IdempotencyKey, IdempotencyRecord
 
@@ -142,9 +142,10 @@ class Core:
         self._ended.append((ended, task.task_id))
         if len(self._ended) > self._keep_ended:
             self.world.tasks.forget((self._ended.popleft()[1],))
-        with log_context(task_id=task.task_id, vm=task.vm_uuid, hostname=hostname,
-                         node=task.node):
-            log.info("task ended", action=task.action.value, status=task.state.value)
+        # Debug, not info: one line per task is per-message logging on the hot path
+        # (docs/performance.md); outcomes are counted in metrics and published as events.
+        log.debug("task ended", task_id=task.task_id, vm=task.vm_uuid, hostname=hostname,
+                  node=task.node, action=task.action.value, status=task.state.value)
 
     def _add_final(self, user: str | None, message_id: str | None, final: Reply,
                    turn: Turn) -> None:

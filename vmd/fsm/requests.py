@@ -12,6 +12,7 @@ answers 404).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import Any
 
 from vmd.fsm import replies
@@ -19,7 +20,7 @@ from vmd.fsm.decision import Decision
 from vmd.fsm.definitions import disk_resize
 from vmd.fsm.lookup import find_vm
 from vmd.fsm.power import get_current, put_action, put_current
-from vmd.fsm.render import vm_status_object
+from vmd.fsm.render import vm_status_object, vm_status_objects
 from vmd.fsm.routing import Kind, Route, route
 from vmd.fsm.world import World
 from vmd.model import Principal, Reply, Request, Task, Vm
@@ -33,6 +34,11 @@ _INVALID_ORDER_BY = replies.error(412, replies.INVALID_ORDER_BY)
 def _none_last_key(vm: Vm) -> tuple[bool, float]:
     t = vm.status_change
     return (t is not None, 0.0 if t is None else t)
+
+
+# The default order (hostname, ties by uuid) in one sort.
+_BY_HOSTNAME = [("hostname", False)]
+_HOSTNAME_UUID = attrgetter("hostname", "uuid")
 
 
 # Sort keys of `order_by`; a VM whose status never changed sorts first (ascending).
@@ -83,11 +89,13 @@ def list_status(world: World, principal: Principal, data: Mapping[str, Any]) -> 
         return Decision(reply=_INVALID_ORDER_BY)
     vms: list[Vm] = list(world.vms if principal.admin else
                          world.vms.owned_by(principal.owner_uuids))
-    vms.sort(key=SORT_KEYS["uuid"])  # a stable final tie-break
-    for name, descending in reversed(order):
-        vms.sort(key=SORT_KEYS[name], reverse=descending)
-    nodes, pending_of = world.nodes, world.tasks.pending_of
-    result = [vm_status_object(vm, nodes, pending_of(vm.uuid)) for vm in vms]
+    if order == _BY_HOSTNAME:
+        vms.sort(key=_HOSTNAME_UUID)
+    else:
+        vms.sort(key=SORT_KEYS["uuid"])  # a stable final tie-break
+        for name, descending in reversed(order):
+            vms.sort(key=SORT_KEYS[name], reverse=descending)
+    result = vm_status_objects(vms, world.nodes, world.tasks.pending_of)
     return Decision(reply=replies.success(result, world.new_task_id()))
 
 

@@ -158,7 +158,7 @@ class TaskRunner:
                             late=round(self.clock() - task.deadline, 3))
                 await delivery.reject(requeue=False)
                 return
-            log.info("task received")
+            log.debug("task received")  # per task: not at info (docs/performance.md)
             self.scheduler.submit(Job(task, delivery))
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
@@ -253,8 +253,8 @@ class TaskRunner:
             await self.journal.dropped(task.task_id)
             return
         outcome = await self._execute(job)
-        log.info("task done", outcome=outcome.kind.value, rc=outcome.returncode,
-                 message=outcome.message)
+        log.debug("task done", outcome=outcome.kind.value, rc=outcome.returncode,
+                  message=outcome.message)
         # vmadm is done: the VM's next task may start while this outcome is recorded and
         # reported (the reporter keeps the order of results). The journal knows the outcome
         # from now on, so a repeat of the task arriving meanwhile gets it too.
