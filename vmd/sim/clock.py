@@ -8,6 +8,7 @@ close to the interpreter's own start-up time.
 
 from __future__ import annotations
 
+import os
 import time
 
 from vmd.sim import store
@@ -23,10 +24,12 @@ if TYPE_CHECKING:
 
 
 def settle_if_due(env: Env) -> None:
-    """Settle the world if (and only if) a scheduled step is due."""
+    """Settle the world if (and only if) a scheduled step is due, or a change is left
+    half-applied by a killed process (`commit.json`: taking the lock finishes it)."""
+    unfinished = os.path.exists(env.path(store.COMMIT))
     sched = store.read_json(env.path(store.SCHEDULE), []) or []
     now = time.time()
-    if any(s["due"] <= now for s in sched):
+    if unfinished or any(s["due"] <= now for s in sched):
         from vmd.sim.world import World
 
         with World(env) as w:

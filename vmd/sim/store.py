@@ -3,12 +3,22 @@
 Layout (reference vmadm.md §4.3): `vms/<uuid>.json` (VM record), `vms/<uuid>.sim.json`
 (behaviour knobs, last start options), `sim.json` (global knobs, counters),
 `schedule.json` (pending timed steps), `events.jsonl` (journal), `calls.jsonl` (audit
-of invocations), `lock`.
+of invocations), `lock`, and `commit.json` while a change is being applied.
 
 Concurrency rules: every read-modify-write happens under one exclusive `flock` on
 `lock`; whole files are replaced by write-then-rename, so a lock-free reader sees
 either the old or the new version, never a torn one. The journal and the calls log
 are append-only; a reader of the journal consumes complete lines only.
+
+Crash safety: one change touches several files (a VM record, the schedule, the journal,
+`sim.json`). A `vmadm` process can be SIGKILLed at any point (a caller's timeout, an agent
+restarting its `vmadm events`), and a change applied half-way would be a node no real one
+can be: a zone left `shutting_down` with the step that halts it lost, a state change with
+no event. So a change is first written whole to `commit.json` (write-then-rename: the
+commit point), then applied file by file, then `commit.json` is removed; whoever takes the
+lock next and finds `commit.json` applies it again (`recover`). Re-applying is harmless:
+whole-file replacements are idempotent and the journal is cut back to its recorded length
+before the lines are appended.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ SIM = "sim.json"
 JOURNAL = "events.jsonl"
 CALLS = "calls.jsonl"
 LOCK = "lock"
+COMMIT = "commit.json"
 
 
 def vm_path(env: Env, uuid: str) -> str:
@@ -76,6 +87,52 @@ def append_lines(path: str, lines: list[str]) -> None:
             data = data[n:]
     finally:
         os.close(fd)
+
+
+def commit(env: Env, txn: dict[str, Any]) -> None:
+    """Apply one change to the files crash-safely (see the module docstring). `txn`:
+    `write` {path: value}, `remove` [path], `journal` [line]. Caller holds the lock."""
+    if not txn["journal"]:
+        txn["journal_size"] = None
+    else:
+        try:
+            txn["journal_size"] = os.path.getsize(env.path(JOURNAL))
+        except FileNotFoundError:
+            txn["journal_size"] = 0
+    path = env.path(COMMIT)
+    write_json(path, txn)
+    _apply(env, txn)
+    remove(path)
+
+
+def recover(env: Env) -> None:
+    """Finish a change whose process died while applying it (caller holds the lock)."""
+    path = env.path(COMMIT)
+    txn = read_json(path)
+    if txn is None:
+        return
+    _apply(env, txn)
+    remove(path)
+
+
+def _apply(env: Env, txn: dict[str, Any]) -> None:
+    for target, value in txn["write"].items():
+        write_json(target, value)
+    for target in txn["remove"]:
+        remove(target)
+    size = txn.get("journal_size")
+    if size is not None:
+        journal = env.path(JOURNAL)
+        data_len = len(("\n".join(txn["journal"]) + "\n").encode("utf-8"))
+        try:
+            current = os.path.getsize(journal)
+        except FileNotFoundError:
+            current = 0
+        if current == size + data_len:
+            return  # appended before the crash
+        if current != size:
+            os.truncate(journal, size)  # a partial append: cut it back
+        append_lines(journal, txn["journal"])
 
 
 def dumps(value: Any) -> str:

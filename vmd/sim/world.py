@@ -62,6 +62,11 @@ class World:
 
     def __enter__(self) -> World:
         self._lock.__enter__()
+        try:
+            store.recover(self.env)  # a change its process died applying
+        except BaseException:
+            self._lock.__exit__()
+            raise
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -283,29 +288,32 @@ class World:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
     def _commit(self) -> None:
+        writes: dict[str, Any] = {}
+        removes: list[str] = []
         for uuid in self._dirty:
             rec = self._recs.get(uuid)
             if rec is not None:
-                store.write_json(store.vm_path(self.env, uuid), rec)
+                writes[store.vm_path(self.env, uuid)] = rec
         for uuid in self._gone:
-            store.remove(store.vm_path(self.env, uuid))
-            store.remove(store.vm_sim_path(self.env, uuid))
+            removes += [store.vm_path(self.env, uuid), store.vm_sim_path(self.env, uuid)]
         for uuid in self._vm_sims_dirty - self._gone:
-            store.write_json(store.vm_sim_path(self.env, uuid), self._vm_sims[uuid])
+            writes[store.vm_sim_path(self.env, uuid)] = self._vm_sims[uuid]
         if self._sched_dirty:
-            store.write_json(self.env.path(store.SCHEDULE), self.schedule())
-        if self._events:
-            # Records are on disk before their events: a journal reader that looks
-            # a VM up after an event finds at least that state.
-            lines = []
-            for ev in self._events:
-                ev["seq"] = self.counter("seq", 0)
-                lines.append(store.dumps(ev))
-            store.append_lines(self.env.path(store.JOURNAL), lines)
+            writes[self.env.path(store.SCHEDULE)] = self.schedule()
+        # Records are applied before their events: a journal reader that looks a VM up
+        # after an event finds at least that state.
+        lines = []
+        for ev in self._events:
+            ev["seq"] = self.counter("seq", 0)
+            lines.append(store.dumps(ev))
         if self._sim_dirty:
             sim = self.sim()
             sim.setdefault("server_uuid", new_uuid())
-            store.write_json(self.env.path(store.SIM), sim)
+            writes[self.env.path(store.SIM)] = sim
+        if writes or removes or lines:
+            # One crash-safe change (store.commit): a SIGKILL half-way through is finished
+            # by the next process that takes the lock.
+            store.commit(self.env, {"write": writes, "remove": removes, "journal": lines})
         self._dirty.clear()
         self._gone.clear()
         self._vm_sims_dirty.clear()
