@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from vmd.bus import BusSettings, ConnectFailed
+from vmd.cli.runtime import tune_gc
 from vmd.config import ConfigError, load
 from vmd.node_agent.agent import EXIT_CONFIG, EXIT_FATAL, Agent, Shutdown
 from vmd.node_agent.backend import open_backend
@@ -38,6 +39,7 @@ def run(config: Path) -> int:
     assert settings.agent is not None and settings.broker is not None
     agent_settings = settings.agent
     configure_logging(settings.log.level, settings.log.format)
+    tune_gc()
     try:
         bus_settings = BusSettings(
             url=settings.broker.url,

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from vmd import config
+from vmd.cli.runtime import tune_gc
 from vmd.obs.logging import configure_logging
 
 EXIT_CONFIG = 2
@@ -23,6 +24,7 @@ def run(config_path: Path) -> int:
         print(f"vmd daemon: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log.level, settings.log.format)
+    tune_gc()
     # Imported after the settings are valid: a typo in the file costs no heavy imports.
     from vmd.daemon.runner import main
 
