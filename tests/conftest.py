@@ -41,11 +41,6 @@ from vmd.bus.topology import DAEMON, node_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The fault suite (tests/reliability) restarts the whole RabbitMQ application and runs for
-# minutes; until it has proven stable on CI's machine it runs on its own, not in the default
-# test command: `VMD_RELIABILITY=1 pytest tests/reliability` or `scripts/reliability`
-# (docs/reliability.md).
-collect_ignore = [] if os.environ.get("VMD_RELIABILITY") == "1" else ["reliability"]
 BROKER_HOST = "127.0.0.1"
 BROKER_PORT = 5672
 TEST_NODES = tuple(f"node{i}" for i in range(1, 10))

@@ -1,7 +1,10 @@
 """Fixtures of the fault suite: where scenarios run, and their figures shown with the result.
 
-Run while others test on this machine with your own vhost: `VMD_TEST_VHOST=vmd-rel-dev`.
-The long version of every scenario is `tests/reliability/run_long.py` (docs/reliability.md).
+The short version of every scenario runs with the rest of the tests (`scripts/test`, CI);
+`pytest tests/reliability` runs it alone. Run while others test on this machine with your own
+vhost: `VMD_TEST_VHOST=vmd-rel-dev` (the broker-restart scenario still restarts the whole
+broker). The long version of every scenario is `scripts/reliability`
+(tests/reliability/run_long.py, docs/reliability.md).
 """
 
 from __future__ import annotations

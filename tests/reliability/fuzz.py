@@ -5,10 +5,11 @@ Every generated `Hostile` request is invalid by construction, in one of these wa
 `data` of the wrong type; a body near or over the 64 KiB limit; a wrong value at every
 parameter key of start/stop/reboot (only keys the action reads, on VMs whose brand
 validates them: an ignored key would let the request through, rightly); huge strings and
-numbers; unicode, path traversal and shell syntax in VM names and in `cdimage`; unknown
-methods; forged or odd properties (no `user_id`, a user vmd does not know, a `user_id` that
-is not the connection's, odd headers, content types and ids, a `reply_to` naming one of
-vmd's own queues).
+numbers (digit strings and number literals over Python's 4300-digit conversion limit,
+literals that overflow to infinity); unicode, path traversal and shell syntax in VM names
+and in `cdimage`; unknown methods; forged or odd properties (no `user_id`, a user vmd does
+not know, a `user_id` that is not the connection's, odd headers, content types and ids, a
+`reply_to` naming one of vmd's own queues).
 
 What each must get (`expect`):
 - `4xx`: exactly one reply, code 400-499;
@@ -120,7 +121,7 @@ NOISE = st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=8), st.i
                                                        st.none()), max_size=2)
 KINDS = ["not-json", "not-object", "bad-method-path", "bad-data", "too-big", "bad-param",
          "bad-path", "unknown-method", "no-user-id", "unknown-user", "forged-user-id",
-         "odd-properties", "no-reply-to", "misdirected",
+         "odd-properties", "no-reply-to", "misdirected", "huge-number",
          # weights: the parameter and path cases have the most shapes
          "bad-param", "bad-param", "bad-param", "bad-path", "bad-path"]
 
@@ -155,6 +156,18 @@ def hostile(draw: st.DrawFn, fleet: tuple[VmInfo, ...],
     elif kind == "too-big":
         h.body = _json({"method": "PUT", "path": f"/vm/{name}/status/stop",
                         "data": {"x": "a" * draw(st.integers(MAX_BODY, MAX_BODY + 5000))}})
+    elif kind == "huge-number":
+        # Number literals JSON allows and Python cannot convert (over 4300 digits) or
+        # turns into infinities; built as bytes: json.dumps cannot write them.
+        literal = draw(st.one_of(
+            st.builds(lambda d, n: d * n, st.sampled_from([b"9", b"1", b"-9"]),
+                      st.integers(4301, 30_000)),
+            st.sampled_from([b"1e99999", b"-1e99999", b"1" + b"0" * 400 + b".5"])))
+        key = draw(st.sampled_from(["timeout", "force", "update", "cdimage"]))
+        action = {"cdimage": "start", "update": "start"}.get(key, "stop")
+        hvm = next(v for v in fleet if v.brand in ("kvm", "bhyve"))
+        h.body = (b'{"method": "PUT", "path": "/vm/' + hvm.uuid.encode() + b"/status/" +
+                  action.encode() + b'", "data": {"' + key.encode() + b'": ' + literal + b"}}")
     elif kind == "bad-param":
         h.body = _json(draw(params))
     elif kind == "bad-path":

@@ -89,6 +89,7 @@ class Fuzzer:
         self.links: dict[str, _UserLink] = {}
         self.replies: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         self.arrived = asyncio.Event()
+        self._forging = asyncio.Semaphore(4)
 
     async def __aenter__(self) -> Fuzzer:
         for user in USERS:
@@ -127,16 +128,22 @@ class Fuzzer:
             correlation_id=cid, message_id=h.message_id, headers=h.headers,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         if h.expect == "refused":
-            # A channel of its own: the broker closes it (PRECONDITION_FAILED).
-            channel = await link.connection.channel(publisher_confirms=True)
-            try:
-                exchange = await channel.get_exchange("vmd.commands", ensure=False)
-                await exchange.publish(message, "command", timeout=10)
-            except Exception:
-                return "refused"
-            finally:
-                with contextlib.suppress(Exception):
-                    await channel.close()
+            # A connection of its own: the broker closes the channel (PRECONDITION_FAILED),
+            # and channels opened and closed by the hundred on one connection race in
+            # aiormq's channel numbering (`second 'channel.open' seen`).
+            async with self._forging:
+                connection = await aio_pika.connect(
+                    self.url_for(h.user),
+                    client_properties={"connection_name": f"rel-fuzz-forged:{h.user}"})
+                try:
+                    channel = await connection.channel(publisher_confirms=True)
+                    exchange = await channel.get_exchange("vmd.commands", ensure=False)
+                    await exchange.publish(message, "command", timeout=10)
+                except Exception:
+                    return "refused"
+                finally:
+                    with contextlib.suppress(Exception):
+                        await connection.close()
             return "sent"
         exchange = await link.channel.get_exchange("vmd.commands", ensure=False)
         await exchange.publish(message, "command", timeout=30)
@@ -230,6 +237,8 @@ async def _send_all(fuzzer: Fuzzer, requests: list[Hostile], inflight: int, clou
         if i % every == every - 1:
             await asyncio.gather(*tasks)
             tasks = []
+            if not cloud.alive("daemon"):
+                raise AssertionError(f"the daemon died:\n{cloud.log('daemon')[-3000:]}")
             sample = rss_kib(pid)
             f.rss_samples_kib.append(sample)
             if not f.rss_start_kib:

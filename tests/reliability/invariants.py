@@ -105,7 +105,7 @@ class StuckWatch:
     bound on top."""
 
     def __init__(self, load: Load, timing: Timing, fleet: list[VmInfo], *, every: float = 1.0,
-                 slack: float = 2.0) -> None:
+                 slack: float = 3.0) -> None:
         self.load = load
         self.timing = timing
         self.slack = slack
