@@ -351,10 +351,14 @@ def run_vmd(args: argparse.Namespace) -> tuple[float, list[VmdResult]]:
                 half = await driver.open_loop(max(1.0, peak.rate / 2), args.warmup,
                                               args.seconds, meter)
                 cloud.assert_alive()
+                extra = []
+                for rate in args.rates:
+                    extra.append(await driver.open_loop(rate, args.warmup, args.seconds, meter))
+                    cloud.assert_alive()
                 if driver.timeouts:
                     print(f"no answer within {driver.timeout:g}s for {len(driver.timeouts)} "
                           f"commands, e.g. {driver.timeouts[:3]}")
-                return [peak, half]
+                return [peak, half, *extra]
 
         results = run_loop(drive(), args.uvloop)
         return ready_s, results
@@ -400,7 +404,17 @@ def report(args: argparse.Namespace, raw: RawResult, raw_cpu: dict[str, float],
         print(f"{r.label}: answers {dict(r.codes)}"
               + (f", {r.skipped} arrivals found no idle VM" if r.skipped else ""))
         print("  " + _cpu_line(r.cpu, r.seconds, r.commands, "command"))
-    peak, half = vmd
+    peak, half = vmd[:2]
+    if len(vmd) > 2:
+        print()
+        print("cost of a command against the offered rate (all processes, broker included)")
+        common.print_table(
+            ["run", "commands/s", "201 p50 ms", "201 p99 ms", "final p99 ms",
+             "CPU ms per command", "CPU busy of 2 cores"],
+            [[r.label, r.rate, r.first.summary()["p50_ms"], r.first.summary()["p99_ms"],
+              r.final.summary()["p99_ms"], sum(r.cpu.values()) / max(1, r.commands) * 1e3,
+              f"{sum(r.cpu.values()) / (r.seconds * (os.cpu_count() or 1)):.0%}"]
+             for r in sorted(vmd, key=lambda r: r.rate)])
     raw_cost = sum(raw_cpu.values()) / max(1, raw.round_trips)
     vmd_cost = sum(peak.cpu.values()) / max(1, peak.commands)
     print()
@@ -435,6 +449,9 @@ def main() -> int:
                         help="run every process (echo, client, daemon, agents) on uvloop")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the daemon and the first agent during the peak run")
+    parser.add_argument("--rates", type=lambda text: [float(r) for r in text.split(",")],
+                        default=[], help="also run paced at these rates (e.g. 50,100,200) "
+                        "and print latency and CPU per command against the rate")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:

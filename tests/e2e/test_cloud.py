@@ -160,8 +160,16 @@ async def test_node_loss_and_return(cloud: Cloud, admin: Client) -> None:
     cloud.node("node1").vmadm("start", cloud_uuid(cloud, "web01.example.com"), check=True)
     cloud.start_agent(cloud.node("node1"))
     await wait_for(lambda: _status_is(admin, "web01.example.com", "running"), timeout=15)
-    reply = await admin.status("web01.example.com")
-    assert reply.body["result"]["node_status"] == "online"
+
+    # The returning agent's full sync may arrive before its first heartbeat, and only a
+    # heartbeat makes a node online again (vm-status.md §1, docs/daemon.md).
+    async def online() -> bool:
+        reply = await admin.status("web01.example.com")
+        return reply.body.get("result", {}).get("node_status") == "online"
+
+    await wait_for(online, timeout=10)
+    reply = await admin.start("web01.example.com")
+    assert (reply.code, reply.body.get("detail")) != (423, "Node is not operational")
 
 
 def cloud_uuid(cloud: Cloud, hostname: str) -> str:
