@@ -12,6 +12,15 @@ arrived: the "one owner per VM" of STYLE.md habit 2 without a lock or a per-VM q
 `Core` also holds what the decision step reads besides the `World`: the idempotency records
 of answered requests, the task deadlines, and the ended tasks kept in memory. Nodes are
 vmd.daemon.nodes.
+
+Idempotency records live 24 h (protocol.md §2), so at a steady rate of requests with a
+`message_id` their number is that rate times a day. Their answers are what costs memory
+(~0.7-1.4 KB a record, docs/operations.md), and a repeat nearly always comes within seconds
+(a client's retry after a lost connection). So a record keeps its answers in memory for
+`Options.idempotency_hot_seconds` (`idempotency`, "hot"); after that only its key and
+creation time stay (`cold`, ~200 B), and the intake reads the answers of a repeat that late
+from the store. A record whose task is still pending stays hot: its stream-mode final reply
+is added to it when the task ends.
 """
 
 from __future__ import annotations
@@ -61,7 +70,11 @@ class Core:
         pipeline: Pipeline,
     ) -> None:
         self.world = world
-        self.idempotency = idempotency
+        # Hot records, in order of creation (so `cool` and the purge look at the front only).
+        self.idempotency = dict(sorted(idempotency.items(), key=lambda kv: kv[1].created))
+        # Cold records: key -> creation time; the answers are in the store.
+        self.cold: dict[IdempotencyKey, float] = {}
+        self._hot_seconds = options.idempotency_hot_seconds
         self.metrics = metrics
         self.pipeline = pipeline
         self.deadlines = Deadlines()
@@ -160,8 +173,11 @@ class Core:
         turn.batch.put_idempotency(record)
 
     def remember(self, record: IdempotencyRecord) -> None:
-        """A request answered for the first time: keep its answer for 24 h (same batch)."""
-        self.idempotency[record.user, record.message_id] = record
+        """A request answered for the first time (or a record read back from the store and
+        completed): keep its answers for 24 h (same batch), in memory while hot."""
+        key = (record.user, record.message_id)
+        self.cold.pop(key, None)
+        self.idempotency[key] = record
         self.pipeline.turn.batch.put_idempotency(record)
 
     # -- deadlines ----------------------------------------------------------------------------
@@ -188,10 +204,33 @@ class Core:
         self.world.tasks.forget(ids)
         return len(ids)
 
+    def cool(self, now: float) -> int:
+        """Drop the answers of records older than the hot period from memory, keeping their
+        keys (see the module docstring); those of a pending task stay. Returns how many."""
+        cutoff = now - self._hot_seconds
+        tasks = self.world.tasks
+        cooled = []
+        for key, record in self.idempotency.items():
+            if record.created >= cutoff:
+                break  # in order of creation: the rest are younger
+            first = record.replies[0]
+            if first.code == 201:
+                task = tasks.get(str(first.body.get("task_id")))
+                if task is not None and not task.done:
+                    continue  # its final reply is still to come
+            cooled.append((key, record.created))
+        for key, created in cooled:
+            del self.idempotency[key]
+            self.cold[key] = created
+        return len(cooled)
+
     def purge_idempotency(self, now: float) -> int:
         """Drop idempotency records first seen more than 24 h ago (the store purges its own)."""
         cutoff = now - RETENTION
         old = [key for key, record in self.idempotency.items() if record.created < cutoff]
         for key in old:
             del self.idempotency[key]
-        return len(old)
+        old_cold = [key for key, created in self.cold.items() if created < cutoff]
+        for key in old_cold:
+            del self.cold[key]
+        return len(old) + len(old_cold)

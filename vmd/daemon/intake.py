@@ -44,7 +44,7 @@ from vmd.fsm import Kind, Route, decide, is_task_id, route, task_reply
 from vmd.model import Reply, Request, TaskId
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.metrics import DaemonMetrics
-from vmd.store import IdempotencyRecord
+from vmd.store import IdempotencyRecord, Store
 
 log = get_logger(__name__)
 
@@ -134,10 +134,11 @@ class Intake:
     """The `vmd.commands` handler."""
 
     def __init__(
-        self, *, core: Core, principals: Principals, pipeline: Pipeline,
+        self, *, core: Core, principals: Principals, pipeline: Pipeline, store: Store,
         metrics: DaemonMetrics, clock: Clock, debug: bool = False,
     ) -> None:
         self.core = core
+        self.store = store
         self.world = core.world
         self.principals = principals
         self.pipeline = pipeline
@@ -177,7 +178,14 @@ class Intake:
         message_id = delivery.message_id or None
         memo_key = None
         if message_id is not None:
-            record = self.core.idempotency.get((user, message_id))
+            key = (user, message_id)
+            record = self.core.idempotency.get(key)
+            if record is None and key in self.core.cold:
+                # A repeat after the record cooled (minutes later, rare): its answers are
+                # in the store. The only await before a decision; none changes a VM.
+                record = await self._recall(key)
+                if delivery.stale:
+                    return  # redelivered: that one is answered
             if record is not None:
                 self._replay(delivery, record, reply_to, stream, kind, started)
                 return
@@ -216,6 +224,16 @@ class Intake:
         elif memo_key is not None:
             self._memo.put(memo_key, reply)
         self._done(delivery, reply_to, reply, kind, started)
+
+    async def _recall(self, key: tuple[str, str]) -> IdempotencyRecord | None:
+        """A cold record, read from the store (after the writes queued before it). None if
+        the store no longer has it: past 24 h, the request is new (protocol.md §2)."""
+        user, message_id = key
+        record = await self.pipeline.run_store(self.store.get_idempotency, user, message_id,
+                                               self.clock())
+        if record is None:
+            self.core.cold.pop(key, None)
+        return record
 
     def _done(self, delivery: Delivery, reply_to: str | None, reply: Reply, kind: str,
               started: float) -> None:

@@ -35,6 +35,10 @@ class Options:
     # most recent ones, at most this many and at most this old; the store keeps all 24 h.
     keep_ended: int = 10_000
     keep_ended_seconds: float = 600.0
+    # Idempotency records younger than this keep their answers in memory; older ones keep
+    # only their key (a repeat that late reads its answers from the store). All are kept
+    # 24 h (protocol.md §2); docs/operations.md "Sizing the daemon's memory".
+    idempotency_hot_seconds: float = 600.0
     # Pause between attempts to publish a commit whose publish failed (broker away).
     retry_delay: float = 0.2
     # How long the last step of the shutdown waits for the bus to settle what is left.

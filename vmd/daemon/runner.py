@@ -126,7 +126,8 @@ class Daemon:
                            heartbeat_interval=ds.heartbeat_interval,
                            maintenance=ds.maintenance)
         self.intake = Intake(core=self.core, principals=Principals(self.settings.auth),
-                             pipeline=self.pipeline, metrics=metrics, clock=self.clock,
+                             pipeline=self.pipeline, store=self.store, metrics=metrics,
+                             clock=self.clock,
                              debug=self.settings.log.level == "debug")
         self.reports = Reports(core=self.core, nodes=self.nodes, pipeline=self.pipeline,
                                metrics=metrics, clock=self.clock)
