@@ -89,7 +89,7 @@ async def test_cold_keys_survive_a_restart_and_go_at_24_hours(
     key = ("admin", "freeze-late")
     await eventually(lambda: key in cloud.daemon.core.cold, what="the record cooled")
     await cloud.daemon.shutdown()
-    # A new process: the store's record comes back hot, then cools again.
+    # A new process: the record, restored from the store, is cooled at start-up.
     daemon = await start_daemon(options=daemon_options(idempotency_hot_seconds=HOT))
     await eventually(lambda: key in daemon.core.cold, what="the restored record cooled")
     admin = await make_client("admin")

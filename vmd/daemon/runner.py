@@ -132,6 +132,10 @@ class Daemon:
         self.reports = Reports(core=self.core, nodes=self.nodes, pipeline=self.pipeline,
                                metrics=metrics, clock=self.clock)
         self.core.restore(fleet.tasks.values())
+        # The store gave every live record whole: keep the answers of the recent ones only,
+        # now rather than in the first housekeeping tick, while nothing waits for the loop.
+        self.core.cool(now)
+        fleet.idempotency.clear()
         self.nodes.restore(now)
         expired = self.core.expire_due(now)
         # What the previous process stored but maybe never published goes out first: after
