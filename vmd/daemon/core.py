@@ -18,7 +18,7 @@ Idempotency records live 24 h (protocol.md §2), so at a steady rate of requests
 (~0.7-1.4 KB a record, docs/operations.md), and a repeat nearly always comes within seconds
 (a client's retry after a lost connection). So a record keeps its answers in memory for
 `Options.idempotency_hot_seconds` (`idempotency`, "hot"); after that only its key and
-creation time stay (`cold`, ~200 B), and the intake reads the answers of a repeat that late
+creation time stay (`cold`, ~270 B), and the intake reads the answers of a repeat that late
 from the store. A record whose task is still pending stays hot: its stream-mode final reply
 is added to it when the task ends.
 """

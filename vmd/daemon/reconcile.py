@@ -7,12 +7,11 @@ every `[daemon] reconcile_interval` each online node's agent is asked for a full
 `vmd_drift_corrected_total`, each applied change's age in `vmd_reconcile_lag_seconds`.
 
 Housekeeping, every `tick`: ended tasks older than `Options.keep_ended_seconds` leave memory
-(the store keeps them; `GET /task/<id>/status` reads it), and so do the answers of
-idempotency records older than `Options.idempotency_hot_seconds` (vmd.daemon.core); the
-broker reconnect count is
-exported; and every `Options.purge_interval` (first at start) ended tasks and idempotency
-keys older than 24 h are purged from the store (in the writer thread, after the writes
-queued before it) and from memory.
+(the store keeps them; `GET /task/<id>/status` reads it), and so do the answers of idempotency
+records older than `Options.idempotency_hot_seconds` (vmd.daemon.core); the broker reconnect
+count is exported; and every `Options.purge_interval` (first at start) ended tasks and
+idempotency keys older than 24 h are purged from the store (in the writer thread, after the
+writes queued before it) and from memory.
 """
 
 from __future__ import annotations
