@@ -35,6 +35,7 @@ from typing import Any
 import aio_pika
 import pytest
 from support.proxy import TcpProxy
+from support.strays import kill_strays
 
 from vmd.bus import BusSettings
 from vmd.bus.topology import DAEMON, node_tasks
@@ -92,6 +93,14 @@ def _known_names() -> tuple[set[str], set[str]]:
     for node in TEST_NODES:
         topology = topology + node_tasks(node)
     return {q.name for q in topology.queues}, {e.name for e in topology.exchanges}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the session, kill the simulator processes the tests left behind
+    (the `vmd-vmadm events` of agents killed on purpose: tests/support/strays.py)."""
+    yield
+    kill_strays(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")
