@@ -75,11 +75,15 @@ def remove(path: str) -> None:
         pass
 
 
+def _lines_bytes(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
 def append_lines(path: str, lines: list[str]) -> None:
     """Append whole lines with one write on an O_APPEND descriptor."""
     if not lines:
         return
-    data = ("\n".join(lines) + "\n").encode("utf-8")
+    data = _lines_bytes(lines)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         while data:
@@ -123,7 +127,7 @@ def _apply(env: Env, txn: dict[str, Any]) -> None:
     size = txn.get("journal_size")
     if size is not None:
         journal = env.path(JOURNAL)
-        data_len = len(("\n".join(txn["journal"]) + "\n").encode("utf-8"))
+        data_len = len(_lines_bytes(txn["journal"]))
         try:
             current = os.path.getsize(journal)
         except FileNotFoundError:
