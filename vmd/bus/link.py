@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 
 import aio_pika
 import aiormq.exceptions as amqp_errors
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq import spec
 
 from vmd.bus.errors import BusClosed, BusFailed, ConnectFailed
@@ -86,7 +86,6 @@ class Session:
         self._closing = False
         self._channels: list[AbstractChannel] = []
         self._publish_channel: AbstractChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
         connection.close_callbacks.add(self._on_connection_closed)
 
     @property
@@ -149,15 +148,6 @@ class Session:
     @publish_channel.setter
     def publish_channel(self, channel: AbstractChannel) -> None:
         self._publish_channel = channel
-        self._exchanges = {"": channel.default_exchange}
-
-    async def exchange(self, name: str) -> AbstractExchange:
-        """A handle on an exchange for publishing, without a declare (one per name)."""
-        exchange = self._exchanges.get(name)
-        if exchange is None:
-            exchange = await self.publish_channel.get_exchange(name, ensure=False)
-            self._exchanges[name] = exchange
-        return exchange
 
     async def close(self) -> None:
         """Close the connection (which closes its channels). Never raises."""
