@@ -16,6 +16,14 @@ through `json`, as before); whatever orjson refuses goes to `json` too. Decoding
 `json`: orjson reads an integer beyond 64 bits as a float, which would change what a
 request's parameters mean, and request bodies are small.
 
+Decoding is strict about what JSON text may spell but no receiver can hold (issue 12): a
+lone UTF-16 surrogate (`"\\ud800"`: a `str` that cannot be encoded as UTF-8 again, so an
+answer echoing it could not be sent) and a number that is not finite (`1e400` reads as
+`inf`; `NaN`/`Infinity` are not JSON) are a `BodyError`, like any other malformed body. Both
+checks cost nothing on the usual body: a float literal goes through `_finite_float` (ints
+and bodies without floats do not), and the walk that looks for surrogates runs only when
+the text holds a `\\uD...` escape, the only way to spell one in valid UTF-8.
+
 `BodyError.reason` is a short phrase; the daemon wraps it into its 400 text
 (`Malformed request: <reason>`), so the wording of the answer stays the daemon's decision.
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, NoReturn
 
 import orjson
@@ -87,6 +96,36 @@ def _finite(value: Any) -> bool:
     return True
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not _isfinite(value):
+        raise BodyError("body is not JSON (a number is out of range)")
+    return value
+
+
+# One decoder for every call (json.loads with arguments builds a new one per call).
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_in(value: Any) -> str | None:
+    """The first lone surrogate in a decoded value's strings (keys too), as `\\uXXXX`.
+    Iterative: the value may be nested as deep as the parser allowed."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found is not None:
+                return f"\\u{ord(found.group()):04x}"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 def decode(body: bytes, *, limit: int | None = MAX_BODY) -> Any:
     """Parse a body, checking its size first. Raises `BodyError`."""
     if limit is not None and len(body) > limit:
@@ -96,17 +135,23 @@ def decode(body: bytes, *, limit: int | None = MAX_BODY) -> Any:
     except UnicodeDecodeError:
         raise BodyError("body is not UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = _DECODE(text)
     except json.JSONDecodeError as exc:
         raise BodyError(f"body is not JSON ({exc.msg} at position {exc.pos})") from None
     except BodyError:
-        raise  # NaN/Infinity (`_reject_constant`)
+        raise  # NaN/Infinity (`_reject_constant`), 1e400 (`_finite_float`)
     except ValueError:
         # Valid JSON, but an integer literal over Python's 4300-digit conversion limit: the
         # bare ValueError crashed the daemon (found by the fault suite's fuzzer).
         raise BodyError("body is not JSON (a number is too long)") from None
     except RecursionError:
         raise BodyError("body is not JSON (nested too deeply)") from None
+    # UTF-8 cannot hold a surrogate (the decode above refuses one): only an escape can.
+    if "\\ud" in text or "\\uD" in text:
+        surrogate = _surrogate_in(value)
+        if surrogate is not None:
+            raise BodyError(f"body is not JSON (a lone surrogate {surrogate} in a string)")
+    return value
 
 
 def decode_object(body: bytes, *, limit: int | None = MAX_BODY) -> JsonObject:
