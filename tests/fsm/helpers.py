@@ -6,6 +6,7 @@ writing `vm.status`, so a test row sees the same power slot and tasks the daemon
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from vmd.fsm import (
@@ -65,7 +66,7 @@ def make_world(
         NODE: Node(NODE, node_status, isos=ISOS),
         NODE2: Node(NODE2, NodeStatus.ONLINE, isos=frozenset()),
     }
-    new_task_id = task_id_factory(0, seed=7)
+    new_task_id = task_id_factory(0, randbits=random.Random(7).getrandbits)
     return World(VmIndex(vms), TaskBook(), nodes, settings or FsmSettings(), new_task_id)
 
 

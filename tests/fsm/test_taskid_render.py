@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import random
 import re
+import secrets
 
 from vmd.fsm import (
     is_task_id,
@@ -24,8 +27,15 @@ def test_task_ids() -> None:
     ids = {new() for _ in range(20_000)}
     assert len(ids) == 20_000 and all(SHAPE.match(i) for i in ids)
     assert task_id_factory(12)().startswith("12-")
-    assert task_id_factory(0, seed=1)() == task_id_factory(0, seed=1)()
+    seeded = [task_id_factory(0, randbits=random.Random(1).getrandbits)() for _ in range(2)]
+    assert seeded[0] == seeded[1]
     assert is_task_id("0-a2327793-2600-423d-9f07") and not is_task_id("0-a2327793")
+
+
+def test_task_ids_come_from_the_csprng() -> None:
+    # Issue 12: random.Random's ids were predictable from the ids the list answers hand out.
+    default = inspect.signature(task_id_factory).parameters["randbits"].default
+    assert default is secrets.randbits
 
 
 def test_events() -> None:
