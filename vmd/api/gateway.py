@@ -4,7 +4,8 @@ Every request goes through the same steps, in upstream's order (a URL that does 
 is a 404 before anyone is asked who they are; authentication comes before the method
 check, as in Danube's views):
 
-1. outside the prefix, or a path protocol.md does not know: 404 `Not found`;
+1. outside the prefix, a path protocol.md does not know, or one with an encoded `/`
+   (`%2F`: segments are split on the raw path): 404 `Not found`;
 2. the API key (vmd.api.auth): 403;
 3. a method the path does not take: 405 `Method "X" not allowed.`;
 4. `data`: the query string (GET) or the JSON body (400 when malformed; 413 over 64 KiB);
@@ -34,6 +35,7 @@ from vmd.api.translate import (
     STREAM_REQUEST_HEADER,
     accept_indent,
     body_data,
+    encoded_slash,
     keepalive_offsets,
     malformed,
     query_data,
@@ -126,7 +128,9 @@ class Gateway:
         return response
 
     async def _dispatch(self, request: web.Request, seen: _Seen) -> web.StreamResponse:
-        path = strip_prefix(request.path, self.prefix)
+        # The segments are the raw path's: an encoded "/" is no separator (docs/api.md).
+        path = None if encoded_slash(request.rel_url.raw_path) else strip_prefix(
+            request.path, self.prefix)
         if path is None:
             return self._respond(request, NOT_FOUND_REPLY)
         routed = route(request.method, path)

@@ -14,6 +14,7 @@ cannot tell who answered: `Not found`, `Malformed request: <reason>`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
@@ -34,6 +35,21 @@ ES_CLIENT: Final = "es"
 NOT_FOUND_REPLY: Final = error(404, NOT_FOUND)
 # DRF's JSONRenderer caps `Accept: application/json; indent=N` at 8.
 MAX_INDENT: Final = 8
+
+
+# `%2F` (any case) in a raw path: a "/" inside one segment.
+_ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
+
+
+def encoded_slash(raw_path: str) -> bool:
+    """Whether a raw (still percent-encoded) request path holds an encoded `/` (`%2F`).
+
+    Routing splits the path into segments; the decoded path would split `x%2Fstatus` into
+    two, so `/api/vm/x%2Fstatus%2Fcurrent` reached the status/current route of VM `x`.
+    Such a path is refused (404, docs/api.md): no VM name, task id or route segment holds a
+    `/`. Without a `%2F`, the decoded path has exactly the raw path's segments.
+    """
+    return _ENCODED_SLASH.search(raw_path) is not None
 
 
 def strip_prefix(path: str, prefix: str) -> str | None:
