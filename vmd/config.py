@@ -88,6 +88,8 @@ class AgentSettings:
     transport: str = "local"
     ssh: SshSettings | None = None
     iso_dir: str = "/iso"
+    # How to run zonecfg on the node (the ISO mount of a start from an ISO, docs/driver.md).
+    zonecfg: tuple[str, ...] = ("/usr/sbin/zonecfg",)
     backend: str = "vmadm"  # "vmadm", or "memory" (in-process simulated hypervisor: benchmarks)
     max_parallel: int = 16
     # SIGTERM: how long running vmadm calls may finish before the agent exits anyway
@@ -299,6 +301,8 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
             transport=transport or a.transport,
             ssh=ssh,
             iso_dir=r.get(t, "agent", "iso_dir", _str, a.iso_dir, what="a path") or a.iso_dir,
+            zonecfg=r.get(t, "agent", "zonecfg", _str_list, a.zonecfg, what="an argv list")
+            or a.zonecfg,
             backend=backend or a.backend,
             max_parallel=r.get(t, "agent", "max_parallel", _nonneg_int, a.max_parallel,
                                what="an integer") or a.max_parallel,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -24,6 +25,10 @@ from vmd.node_agent import LocalRunner, SshRunner, Vmadm
 BIN = Path(sys.executable).parent
 VMADM = BIN / "vmd-vmadm"
 CTL = BIN / "vmd-vmadm-ctl"
+ZONECFG = BIN / "vmd-zonecfg"
+# What an ISO start runs on the node besides vmadm (docs/driver.md).
+NODE_TOOLS = frozenset({str(VMADM), str(ZONECFG), "ls", "mkdir", "touch"})
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 TIMESCALE = "0.02"
 
 
@@ -136,7 +141,10 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
 
 @dataclass
 class SshNode:
-    """An asyncssh server on 127.0.0.1 running received commands for real (allow-listed)."""
+    """An asyncssh server on 127.0.0.1 running received commands for real (allow-listed).
+
+    Like a login shell, leading `NAME=value` words of a command line set the command's
+    environment (how the driver passes `REQ_ID`); `commands` keeps every line received."""
 
     tmp: Path
     env: dict[str, str]
@@ -154,6 +162,7 @@ class SshNode:
     active: int = 0
     max_active: int = 0
     handlers: set[asyncio.Task[None]] = field(default_factory=set)
+    commands: list[str] = field(default_factory=list)
 
     async def start(self) -> None:
         node = self
@@ -202,14 +211,19 @@ class SshNode:
         assert task is not None
         self.handlers.add(task)
         task.add_done_callback(self.handlers.discard)
+        self.commands.append(process.command or "")
         argv = shlex.split(process.command or "")
+        assigned: dict[str, str] = {}
+        while argv and _ASSIGNMENT.match(argv[0]):
+            name, _, value = argv.pop(0).partition("=")
+            assigned[name] = value
         if not argv or argv[0] not in self.allowed:
             process.stderr.write(f"command not allowed: {process.command!r}\n".encode())
             process.exit(126)
             return
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**os.environ, **self.env},
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, **self.env, **assigned},
             start_new_session=True)
         self.pids.append(proc.pid)
         self.active += 1
@@ -273,7 +287,7 @@ class SshNode:
 
 @pytest.fixture
 async def ssh_node(tmp_path: Path, sim: Sim) -> AsyncIterator[SshNode]:
-    node = SshNode(tmp_path, sim.env, frozenset({str(VMADM), "ls", sys.executable}))
+    node = SshNode(tmp_path, sim.env, NODE_TOOLS | {sys.executable})
     await node.start()
     yield node
     await node.stop()
@@ -296,10 +310,11 @@ async def make_driver(request: pytest.FixtureRequest, sim: Sim,
         if request.param == "local":
             runner: LocalRunner | SshRunner = LocalRunner(env=sim.env)
         else:
-            node = SshNode(tmp_path, sim.env, frozenset({str(VMADM), "ls"}))
+            node = SshNode(tmp_path, sim.env, NODE_TOOLS)
             await node.start()
             nodes.append(node)
             runner = SshRunner(node.settings())
+        kwargs.setdefault("zonecfg", [str(ZONECFG)])
         driver = Vmadm(runner, node=NodeName("cn1"), vmadm=[str(VMADM)],
                        iso_dir=str(sim.iso_dir), **kwargs)  # type: ignore[arg-type]
         drivers.append(driver)

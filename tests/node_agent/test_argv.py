@@ -124,3 +124,24 @@ def test_cdimage2_needs_cdimage() -> None:
 )
 def test_stop_time_limit(brand: str, force: bool, timeout: int | None, expected: float) -> None:
     assert Timeouts().stop(brand, force=force, timeout=timeout) == expected
+
+
+def test_zonecfg_iso_mount_is_one_argument() -> None:
+    assert commands.zonecfg_info_fs_args(U) == ["-z", U, "info", "fs"]
+    assert commands.zonecfg_add_iso_args(U, "/iso/") == [
+        "-z", U,
+        "add fs; set dir=/iso; set special=/iso; set type=lofs; add options [ro,nodevices]; end",
+    ]
+
+
+@pytest.mark.parametrize("iso_dir", ["/opt/my isos", "/iso;add fs", "relative", "/a/../b", "/é"])
+def test_zonecfg_refuses_an_iso_dir_it_would_misread(iso_dir: str) -> None:
+    with pytest.raises(ValidationError):
+        commands.zonecfg_add_iso_args(U, iso_dir)
+
+
+def test_fs_dirs_of_zonecfg_info() -> None:
+    info = ("fs:\n\tdir: /iso\n\tspecial: /opt/iso\n\traw not specified\n\ttype: lofs\n"
+            "\toptions: [ro,nodevices]\nnet:\n\tdir: /not-an-fs\nfs:\n\tdir: /data\n")
+    assert commands.fs_dirs(info) == {"/iso", "/data"}
+    assert commands.fs_dirs("") == set()

@@ -71,39 +71,6 @@ async def test_unknown_vm_is_not_found(make_driver: DriverFactory, sim: Sim) -> 
     assert (current.kind, current.state) == (F, None)
 
 
-async def test_kvm_iso_boot_options(make_driver: DriverFactory, sim: Sim) -> None:
-    vmadm = await make_driver()
-    await sim.ctl("iso-add", "install.iso")
-    await sim.ctl("iso-add", "drivers.iso")
-    u = await sim.create("kvm", "stopped", hostname=H)
-    started = await vmadm.start(u, brand="kvm", hostname=H, cdimage="install.iso",
-                                cdimage2="drivers.iso")
-    assert started.kind is S
-    calls = await sim.ctl("calls", u)
-    assert (f"start {u} order=c,once=d cdrom=/iso/install.iso,ide "
-            "cdrom=/iso/drivers.iso,ide -> exit 0") in calls
-    assert (await vmadm.stop(u, brand="kvm", force=True)).kind is S
-    missing = await vmadm.start(u, brand="kvm", hostname=H, cdimage="absent.iso",
-                                cdimage_once=False)
-    assert (missing.kind, missing.returncode) == (X, 1)
-    assert "Cannot find disk" in missing.message
-    assert f"start {u} order=d cdrom=/iso/absent.iso,ide -> exit 1" in (await sim.ctl("calls", u))
-
-
-async def test_bhyve_iso_goes_through_extra_opts(make_driver: DriverFactory, sim: Sim) -> None:
-    vmadm = await make_driver()
-    await sim.ctl("iso-add", "install.iso")
-    u = await sim.create("bhyve", "stopped", hostname=H)
-    assert (await vmadm.start(u, brand="bhyve", hostname=H, cdimage="install.iso")).kind is S
-    lines = [line for line in (await sim.ctl("calls", u)).splitlines()
-             if line.startswith(("update ", "start "))]
-    assert [line.split()[0] for line in lines] == ["update", "start", "update"]
-    assert lines[1] == f"start {u} -> exit 0"
-    restored = await vmadm.get(u)
-    assert restored is not None
-    assert "ahci-cd" not in str(restored.get("bhyve_extra_opts", ""))
-
-
 async def test_zone_stop_never_passes_t(make_driver: DriverFactory, sim: Sim) -> None:
     vmadm = await make_driver()
     u = await sim.create("joyent", "running", hostname=H)

@@ -6,6 +6,7 @@ import pytest
 
 from vmd.node_agent import commands, validate
 from vmd.node_agent.errors import ValidationError
+from vmd.node_agent.runner import remote_command
 
 U = "54f1cc77-68f1-42ab-acac-5c4f64f5d6e0"
 
@@ -164,3 +165,21 @@ def test_payload_accepts_nested_and_null() -> None:
 def test_brand_rejects(value: str) -> None:
     with pytest.raises(ValidationError, match="invalid brand"):
         validate.brand(value)
+
+
+@pytest.mark.parametrize("value", ["0-a2327793-2600-423d-9f07", "vmd-sync-0a1b2c3d4e5f", "x"])
+def test_req_id_accepts(value: str) -> None:
+    assert validate.req_id(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "-x", "a b", "a;b", "a\nb", "x" * 129, "é", 7])
+def test_req_id_rejects(value: object) -> None:
+    with pytest.raises(ValidationError):
+        validate.req_id(value)
+
+
+def test_remote_command_quotes_assignments() -> None:
+    assert remote_command(["vmadm", "get", "u"], {"REQ_ID": "a b"}) == "REQ_ID='a b' vmadm get u"
+    assert remote_command(["ls", "-1"]) == "ls -1"
+    with pytest.raises(ValueError):
+        remote_command(["ls"], {"X; rm": "1"})

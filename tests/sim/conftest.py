@@ -20,6 +20,7 @@ import pytest
 BIN = Path(sys.executable).parent
 VMADM = str(BIN / "vmd-vmadm")
 CTL = str(BIN / "vmd-vmadm-ctl")
+ZONECFG = str(BIN / "vmd-zonecfg")
 SCALE = 0.01
 OWNER = "8a1a4e6c-0000-4000-8000-000000000001"
 MISSING = "00000000-1111-4222-8333-444444444444"
@@ -123,6 +124,11 @@ class Node:
             timeout=timeout,
             env={**self.env, **env},
         )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def zonecfg(self, *args: str, **env: str) -> Result:
+        done = subprocess.run([ZONECFG, *args], capture_output=True, text=True, timeout=60,
+                              env={**self.env, **env})
         return Result(done.returncode, done.stdout, done.stderr)
 
     def ctl(self, *args: str, timeout: float = 60) -> Result:

@@ -223,21 +223,34 @@ def test_slow_guest_shutdown_and_boot(node: Node) -> None:
         assert time.monotonic() - started >= floor * node.scale
 
 
-def test_cdrom_start_needs_the_iso(node: Node) -> None:
+def test_cdrom_start_needs_the_iso_under_the_zone_root(node: Node) -> None:
     uuid = node.create("kvm", "stopped")
     args = ["start", uuid, "order=c,once=d", "cdrom=/iso/install.iso,ide"]
+    missing = (1, f"Unable to start VM {uuid}: Cannot find disk: /iso/install.iso")
     r = node.vmadm(*args)
-    assert (r.rc, r.last) == (1, f"Unable to start VM {uuid}: Cannot find disk: /iso/install.iso")
+    assert (r.rc, r.last) == missing
     node.ok("iso-add", "install.iso")
     node.ok("iso-add", "drivers.iso")
     assert node.ok("iso-list").split() == ["drivers.iso", "install.iso"]
+    # As on SmartOS: an image in the node's ISO directory is not enough, nor is the lofs
+    # mount (mounted only while the zone runs): vmadm looks under the zone's root.
+    assert (node.vmadm(*args).rc, node.vmadm(*args).last) == missing
+    iso_dir = str(node.root / "iso")
+    mount = f"add fs; set dir=/iso; set special={iso_dir}; set type=lofs; end"
+    assert node.zonecfg("-z", uuid, mount).rc == 0
+    assert (node.vmadm(*args).rc, node.vmadm(*args).last) == missing
+    placeholders = node.root / "zones" / uuid / "root" / "iso"
+    placeholders.mkdir()
+    (placeholders / "install.iso").touch()
+    (placeholders / "drivers.iso").touch()
     r = node.vmadm(*args, "cdrom=/iso/drivers.iso,ide")
     assert (r.rc, r.last) == (0, f"Successfully started VM {uuid}")
     last = json.loads(node.ok("last-start", uuid))
     assert last["boot"] == "order=c,once=d"
+    # The guest reads what the mount shows over the placeholders.
     assert last["cdroms"] == [
-        {"path": "/iso/install.iso", "model": "ide"},
-        {"path": "/iso/drivers.iso", "model": "ide"},
+        {"path": "/iso/install.iso", "model": "ide", "image": f"{iso_dir}/install.iso"},
+        {"path": "/iso/drivers.iso", "model": "ide", "image": f"{iso_dir}/drivers.iso"},
     ]
     node.ok("iso-remove", "drivers.iso")
     assert node.ok("iso-list").split() == ["install.iso"]
@@ -247,6 +260,11 @@ def test_cdrom_start_needs_the_iso(node: Node) -> None:
         f'Unable to start VM {uuid}: "floppy" is not a valid disk model for kvm brand.'
         " Valid are: virtio,scsi,ide"
     )
+    # Without a mount the guest would read the empty placeholder; with the image removed
+    # from the ISO directory, nothing.
+    assert node.vmadm("start", uuid, "cdrom=/iso/drivers.iso,ide").rc == 0
+    assert json.loads(node.ok("last-start", uuid))["cdroms"][0]["image"] is None
+    assert node.vmadm("stop", uuid).rc == 0
     assert node.vmadm("start", uuid).rc == 0
     assert json.loads(node.ok("last-start", uuid))["boot"] == "order=cd"  # the default
 
@@ -256,7 +274,7 @@ def test_bhyve_cdroms_come_from_extra_opts(node: Node) -> None:
     node.vmadm("update", uuid, stdin='{"bhyve_extra_opts": "-s 3:0,ahci-cd,/iso/x.iso"}')
     assert node.vmadm("start", uuid).rc == 0
     last = json.loads(node.ok("last-start", uuid))
-    assert last["cdroms"] == [{"path": "/iso/x.iso", "model": "ahci-cd"}]
+    assert last["cdroms"] == [{"path": "/iso/x.iso", "model": "ahci-cd", "image": None}]
     assert last["options_effective"] is False
 
 

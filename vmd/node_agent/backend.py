@@ -8,7 +8,9 @@ The agent process (`vmd.node_agent.agent`) has one code path whatever it drives:
 
 Both satisfy `Backend` structurally (no inheritance): power actions return `TaskOutcome`s,
 queries return data or raise `DriverError`s, and `watch()` yields the node's power changes
-as `Observation`s. `open_backend` builds the one the settings ask for.
+as `Observation`s. `for_task(task_id)` is the same backend for one task's calls: vmadm's
+`REQ_ID` is then the task id, so the node's vmadm logs name it. `open_backend` builds the one
+the settings ask for.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class Backend(Protocol):
     """The operations the agent runs on its node (the signatures of `Vmadm`)."""
 
     node: NodeName
+
+    def for_task(self, task_id: str) -> Backend:
+        """This backend, its calls carrying `task_id` (vmadm's `REQ_ID`)."""
+        ...
 
     async def start(
         self,
@@ -132,5 +138,6 @@ def open_backend(settings: AgentSettings) -> Opened:
     else:
         # The agent's own environment passes through (e.g. VMADM_SIM_ROOT for vmd-vmadm).
         runner = LocalRunner()
-    vmadm = Vmadm(runner, node=node, vmadm=settings.vmadm, iso_dir=settings.iso_dir)
+    vmadm = Vmadm(runner, node=node, vmadm=settings.vmadm, iso_dir=settings.iso_dir,
+                  zonecfg=settings.zonecfg)
     return Opened(vmadm, runner.aclose, runner)

@@ -172,6 +172,48 @@ def ls_argv(iso_dir: str) -> list[str]:
     return ["ls", "-1", "-p", "--", iso_dir]
 
 
+# -- preparing an ISO start (isoprep.py) ----------------------------------------------------
+
+ISO_FS_OPTIONS = "[ro,nodevices]"
+
+
+def zonecfg_info_fs_args(uuid: str) -> list[str]:
+    """`zonecfg -z <uuid> info fs`: the zone's fs resources."""
+    return ["-z", validate.uuid(uuid), "info", "fs"]
+
+
+def zonecfg_add_iso_args(uuid: str, iso_dir: str) -> list[str]:
+    """`zonecfg -z <uuid> '<subcommands>'`: the node's ISO directory lofs-mounted read-only at
+    /iso in the zone. The subcommands are ONE argument (zonecfg splits them at `;`), built
+    from validated values only: zonecfg reads blanks and `;` as separators."""
+    special = validate.node_path(iso_dir, "ISO directory")
+    script = (f"add fs; set dir={ISO_MOUNT}; set special={special}; set type=lofs; "
+              f"add options {ISO_FS_OPTIONS}; end")
+    return ["-z", validate.uuid(uuid), script]
+
+
+def fs_dirs(info: str) -> set[str]:
+    """The `dir` of every resource in `zonecfg info fs` output (`fs:` + `\tdir: /iso` ...)."""
+    dirs = set()
+    in_fs = False
+    for line in info.splitlines():
+        if not line[:1].isspace():
+            in_fs = line.strip() == "fs:"
+            continue
+        key, sep, value = line.strip().partition(":")
+        if in_fs and sep and key == "dir":
+            dirs.add(value.strip())
+    return dirs
+
+
+def mkdir_argv(path: str) -> list[str]:
+    return ["mkdir", "-p", "--", path]
+
+
+def touch_argv(paths: list[str]) -> list[str]:
+    return ["touch", "--", *paths]
+
+
 def check_iso_dir(path: str) -> str:
     """The configured ISO directory: an absolute path of printable characters."""
     if not path.startswith("/") or not path.isprintable() or "\n" in path:

@@ -16,6 +16,9 @@ result); after a stop the result is a FAILURE naming both; in a reboot the VM is
 anyway with its old definition (a failed update must not leave it down) and the result is
 a FAILURE naming the update.
 
+Every call goes to `backend.for_task(task_id)`, so vmadm's `REQ_ID` on the node is the task
+id (docs/driver.md, "Tracing a task on the node").
+
 Deadline: every vmadm call gets `run_timeout` = the time left to the task's deadline (the
 driver kills it then), and no call starts once the deadline has passed (FAILURE, 124).
 Invalid parameters are a FAILURE with returncode 2 and run nothing.
@@ -97,6 +100,7 @@ class Execution:
         try:
             validate.hostname(self.task.hostname)
             validate.uuid(self.task.uuid)
+            self.backend = self.backend.for_task(self.task.task_id)
             p = parse_params(self.task.params)
             match self.task.action:
                 case Action.CURRENT:

@@ -96,6 +96,10 @@ class MemoryNode:
         # Every power call, "<command> <uuid> [-F]": what tests and demos inspect.
         self.calls: deque[str] = deque(maxlen=100_000)
 
+    def for_task(self, task_id: str) -> MemoryNode:
+        """The same node: it keeps no per-invocation log a request id would go to."""
+        return self
+
     # -- power actions -------------------------------------------------------------------
 
     async def start(

@@ -46,6 +46,9 @@ class Metered:
         self.metrics = metrics
         self.node: NodeName = backend.node
 
+    def for_task(self, task_id: str) -> Metered:
+        return Metered(self.backend.for_task(task_id), self.metrics)
+
     async def _timed(
         self, command: str, call: Awaitable[T], label: Callable[[T], str]
     ) -> T:

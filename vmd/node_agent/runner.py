@@ -4,9 +4,14 @@ The vmadm driver only builds argument lists; a runner executes them, either on t
 (`LocalRunner`: the agent runs on the compute node, or against the simulator) or over SSH
 (`vmd.node_agent.ssh.SshRunner`). Both offer the same two operations:
 
-- `run(argv, stdin=..., timeout=...)`: run to completion and collect rc/stdout/stderr; at the
-  time limit the command is killed and a `RunResult` with `timed_out=True` is returned.
-- `spawn(argv)`: a long-running command read line by line (`vmadm events`).
+- `run(argv, stdin=..., timeout=..., env=...)`: run to completion and collect
+  rc/stdout/stderr; at the time limit the command is killed and a `RunResult` with
+  `timed_out=True` is returned.
+- `spawn(argv, env=...)`: a long-running command read line by line (`vmadm events`).
+
+`env` holds variables for that one command (vmadm's `REQ_ID`): locally they are added to the
+child's environment; over SSH, which does not forward the environment, they become leading
+`NAME=value` assignments of the remote command line (`remote_command`).
 
 The local runner never uses a shell: `asyncio.create_subprocess_exec` with the argv list.
 Each command runs in its own session and process group (`start_new_session=True`), and on
@@ -24,6 +29,8 @@ import asyncio
 import collections
 import contextlib
 import os
+import re
+import shlex
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +41,7 @@ from .errors import CannotExecute
 # The `ready` line of `vmadm events` carries every VM of the node on one line.
 LINE_LIMIT = 64 * 1024 * 1024
 STDERR_TAIL = 4096
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +74,33 @@ class Runner(Protocol):
     """Runs argv lists on one node."""
 
     async def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
     ) -> RunResult: ...
 
-    async def spawn(self, argv: Sequence[str]) -> Stream: ...
+    async def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Stream:
+        ...
 
     async def aclose(self) -> None: ...
+
+
+def check_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """Per-command variables: names of `[A-Z_][A-Z0-9_]*`, values without NUL or newline."""
+    checked = dict(env or {})
+    for name, value in checked.items():
+        if not _ENV_NAME.fullmatch(name) or "\0" in value or "\n" in value:
+            raise ValueError(f"unusable environment variable {name!r}={value!r:.40}")
+    return checked
+
+
+def remote_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """One command line for a remote POSIX shell: `NAME=value ... argv`, every word quoted."""
+    assignments = [f"{k}={shlex.quote(v)}" for k, v in check_env(env).items()]
+    return " ".join([*assignments, shlex.join(argv)])
 
 
 def decode(data: bytes) -> str:
@@ -125,21 +154,29 @@ class LocalRunner:
         self._kill_wait = kill_wait
         self._line_limit = line_limit
 
-    def _environ(self) -> dict[str, str] | None:
-        return {**os.environ, **self._env} if self._env else None
+    def _environ(self, extra: Mapping[str, str] | None) -> dict[str, str] | None:
+        if not self._env and not extra:
+            return None
+        return {**os.environ, **self._env, **check_env(extra)}
 
     async def _exec(
-        self, argv: Sequence[str], *, stdin: int, limit: int = LINE_LIMIT
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: int,
+        limit: int = LINE_LIMIT,
+        env: Mapping[str, str] | None = None,
     ) -> asyncio.subprocess.Process:
         if not argv:
             raise ValueError("empty argv")
+        environ = self._environ(env)
         try:
             return await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=stdin,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=self._environ(),
+                env=environ,
                 start_new_session=True,
                 limit=limit,
             )
@@ -147,10 +184,16 @@ class LocalRunner:
             raise CannotExecute(f"cannot execute {argv[0]!r}: {exc.strerror or exc}") from None
 
     async def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
     ) -> RunResult:
         proc = await self._exec(
-            argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL
+            argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            env=env,
         )
         talk = asyncio.ensure_future(proc.communicate(stdin or None))
         try:
@@ -181,8 +224,11 @@ class LocalRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), self._kill_wait)
 
-    async def spawn(self, argv: Sequence[str]) -> LocalStream:
-        proc = await self._exec(argv, stdin=asyncio.subprocess.DEVNULL, limit=self._line_limit)
+    async def spawn(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> LocalStream:
+        proc = await self._exec(argv, stdin=asyncio.subprocess.DEVNULL, limit=self._line_limit,
+                                env=env)
         assert proc.stderr is not None
         tail = TailBuffer()
         drain = asyncio.ensure_future(drain_into(proc.stderr.read, tail))

@@ -8,7 +8,9 @@ Security rules (never relaxed, not even for tests):
   is never passed. The user's `~/.ssh/config` and ssh-agent are not consulted: only the
   configured client keys authenticate.
 - The remote command is one string parsed by the node's login shell, so it is built with
-  `shlex.join(argv)` from values that were already validated (`validate`).
+  `shlex.join(argv)` from values that were already validated (`validate`); per-command
+  variables (`REQ_ID`) are leading `NAME=value` assignments, the value quoted the same way
+  (SSH does not forward the environment).
 - No pseudo-terminal (`term_type=None`, `request_pty=False`): vmadm refuses JSON on a tty
   stdin. stdin is /dev/null unless input is given (a command reading stdin would otherwise
   hang until the time limit).
@@ -33,16 +35,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shlex
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import asyncssh
 
 from vmd.config import SshSettings
 
 from .errors import HostKeyRejected, NodeUnreachable, SshConfigError
-from .runner import RunResult, TailBuffer, decode, drain_into
+from .runner import RunResult, TailBuffer, decode, drain_into, remote_command
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +186,14 @@ class SshRunner:
             await asyncio.wait_for(proc.wait_closed(), self._kill_wait)
 
     async def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
     ) -> RunResult:
-        command = shlex.join(argv)
+        command = remote_command(argv, env)
         async with self._sessions:
             proc = await self._open(command, with_stdin=bool(stdin))
             talk = asyncio.ensure_future(proc.communicate(stdin or None))
@@ -216,10 +222,13 @@ class SshRunner:
                 )
             return RunResult(returncode, decode(out), decode(err))
 
-    async def spawn(self, argv: Sequence[str]) -> SshStream:
+    async def spawn(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> SshStream:
+        command = remote_command(argv, env)
         await self._sessions.acquire()
         try:
-            proc = await self._open(shlex.join(argv), with_stdin=False)
+            proc = await self._open(command, with_stdin=False)
         except BaseException:
             self._sessions.release()
             raise

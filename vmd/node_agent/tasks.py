@@ -351,7 +351,7 @@ class TaskRunner:
         name = task.hostname
         try:
             async with asyncio.timeout(30.0):
-                now = await self.backend.current(task.uuid, hostname=name)
+                now = await self.backend.for_task(task.task_id).current(task.uuid, hostname=name)
         except (TimeoutError, ValueError):
             now = None
         if now is not None and now.kind is OutcomeKind.SUCCESS:

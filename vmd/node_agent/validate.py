@@ -25,12 +25,20 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 # no `/`, no spaces, no shell metacharacters.
 _ISO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
+# vmadm's REQ_ID: a vmd task id (`0-a2327793-2600-423d-9f07`) or the agent's own
+# `vmd-sync-<hex>`; a charset that needs no quoting anywhere.
+_REQ_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+# A node path that goes into a zonecfg subcommand or a placeholder path: zonecfg splits its
+# command line on blanks and `;`, so only a plain, absolute, portable path.
+_NODE_PATH = re.compile(r"/[A-Za-z0-9._+/-]*")
 
 BRANDS = frozenset({"kvm", "bhyve", "joyent", "joyent-minimal", "lx"})
 HVM_BRANDS = frozenset({"kvm", "bhyve"})
 
 ISO_NAME_MAX = 255
 HOSTNAME_MAX = 253
+REQ_ID_MAX = 128
+NODE_PATH_MAX = 1024
 TIMEOUT_MAX = 3600
 PAYLOAD_MAX_BYTES = 1 << 20
 
@@ -108,3 +116,28 @@ def payload(value: object) -> JsonObject:
         raise ValidationError("invalid update payload: larger than 1 MiB")
     return value
 
+
+
+def req_id(value: object) -> str:
+    """The request id vmadm stamps into its per-invocation log (`REQ_ID`)."""
+    if (
+        not isinstance(value, str)
+        or not value.isascii()
+        or len(value) > REQ_ID_MAX
+        or not _REQ_ID.fullmatch(value)
+    ):
+        raise ValidationError(f"invalid request id: {_show(value)}")
+    return value
+
+
+def node_path(value: object, what: str = "path") -> str:
+    """An absolute path on the node (ISO directory, zonepath): plain characters, no `..`."""
+    if (
+        not isinstance(value, str)
+        or not value.isascii()
+        or len(value) > NODE_PATH_MAX
+        or not _NODE_PATH.fullmatch(value)
+        or ".." in value.split("/")
+    ):
+        raise ValidationError(f"invalid {what}: {_show(value)} (a plain absolute path)")
+    return value.rstrip("/") or "/"

@@ -9,6 +9,13 @@ runs) and a rejected SSH host key or unusable SSH settings escape as exceptions.
 Queries (`get`, `state`, `listing`, `isos`) return data or raise `VmadmError` (vmadm failed
 or printed garbage) / `RunnerError` (the command could not be run).
 
+Every command carries `REQ_ID` (vmadm stamps it into its per-invocation log on the node):
+the task's id in the copy `for_task(task_id)` returns, else a fresh `vmd-sync-<hex>` per
+call (the agent's own listings, events streams, ISO listings and lookups).
+
+A start from an ISO on kvm or bhyve first prepares the zone (`isoprep`: the lofs mount of the
+ISO directory at /iso and the placeholder files vmadm's path check needs).
+
 `state()` uses `vmadm get <uuid>` rather than `vmadm list -p -H -o state uuid=<uuid>`:
 an absent VM is then an explicit `No such zone configured` (exit 1) instead of an empty
 output that a broken filter would produce as well, `get` looks up one VM by key instead of
@@ -18,8 +25,10 @@ filtering a listing, and the full object it returns also serves `current()`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 
 from vmd.model import JsonObject, NodeName, OutcomeKind, TaskOutcome, VmUuid
@@ -27,10 +36,18 @@ from vmd.model import JsonObject, NodeName, OutcomeKind, TaskOutcome, VmUuid
 from . import classify, commands, events, validate
 from .commands import Timeouts
 from .errors import RunnerError, VmadmError
+from .isoprep import IsoPrep
 from .runner import Runner, RunResult, Stream
 from .watch import NodeWatcher, WatchSettings
 
 log = logging.getLogger(__name__)
+
+SYNC_PREFIX = "vmd-sync-"
+
+
+def sync_id() -> str:
+    """A request id for one of the agent's own calls (not a task's)."""
+    return SYNC_PREFIX + os.urandom(6).hex()
 
 
 class Vmadm:
@@ -44,14 +61,31 @@ class Vmadm:
         vmadm: Sequence[str] = ("/usr/sbin/vmadm",),
         iso_dir: str = "/iso",
         timeouts: Timeouts | None = None,
+        zonecfg: Sequence[str] = ("/usr/sbin/zonecfg",),
     ) -> None:
-        if not vmadm:
-            raise ValueError("the vmadm command is empty")
+        if not vmadm or not zonecfg:
+            raise ValueError("the vmadm or zonecfg command is empty")
         self.runner = runner
         self.node = node
         self.vmadm = tuple(vmadm)
+        self.zonecfg = tuple(zonecfg)
         self.iso_dir = commands.check_iso_dir(iso_dir)
         self.timeouts = timeouts or Timeouts()
+        self.req_id: str | None = None  # None: a fresh sync id per call
+
+    def for_task(self, task_id: str) -> Vmadm:
+        """This driver with every command carrying `REQ_ID=<task_id>` (same runner)."""
+        bound = copy.copy(self)
+        bound.req_id = validate.req_id(task_id)
+        return bound
+
+    def _env(self) -> dict[str, str]:
+        return {"REQ_ID": self.req_id or sync_id()}
+
+    async def _run(
+        self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
+    ) -> RunResult:
+        return await self.runner.run(argv, stdin=stdin, timeout=timeout, env=self._env())
 
     # -- power actions -------------------------------------------------------------------
 
@@ -73,6 +107,8 @@ class Vmadm:
         restored afterwards, whatever the start's outcome (as Danube Cloud does; so
         `cdimage_once` has no effect on bhyve: the CD is there for this boot only).
         OS zones: an ISO request is ignored (vmadm ignores start options for zones).
+        kvm and bhyve: the zone is prepared first (`isoprep`); a failure there is the
+        start's FAILURE and vmadm start does not run.
         """
         args = commands.start_args(
             uuid, brand=brand, cdimage=cdimage, cdimage_once=cdimage_once, cdimage2=cdimage2
@@ -80,21 +116,46 @@ class Vmadm:
         name = _hostname(hostname)
         limit = _limit(run_timeout, self.timeouts.start)
         vm = VmUuid(uuid)
-        if cdimage is not None and brand == "bhyve":
-            return await self._start_bhyve_iso(vm, name, cdimage, cdimage2, limit)
-        if cdimage is not None and brand not in validate.HVM_BRANDS:
+        if cdimage is not None and brand in validate.HVM_BRANDS:
+            isos = [cdimage] if cdimage2 is None else [cdimage, cdimage2]
+            return await self._start_iso(vm, brand, name, args, isos, limit)
+        if cdimage is not None:
             log.info("start %s: ISO %s ignored for brand %s", uuid, cdimage, brand)
         return await self._action(args, uuid=vm, hostname=name, timeout=limit)
 
-    async def _start_bhyve_iso(
-        self, uuid: VmUuid, name: str | None, cdimage: str, cdimage2: str | None, limit: float
+    async def _start_iso(
+        self, uuid: VmUuid, brand: str, name: str | None, args: list[str], isos: list[str],
+        limit: float,
     ) -> TaskOutcome:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
         try:
             vm = await self.get(uuid)
         except (VmadmError, RunnerError) as exc:
             return classify.not_run(f"vmadm get {name or uuid}", _rc(exc), str(exc))
         if vm is None:
             return TaskOutcome(OutcomeKind.NOT_FOUND, 1, f"VM {name or uuid} not found")
+        # A running VM: nothing to prepare (its zone is up); vmadm answers "already running".
+        if events.state_of(vm) != "running":
+            failed = await IsoPrep(
+                self._run, zonecfg=self.zonecfg, uuid=uuid, zonepath=vm.get("zonepath"),
+                iso_dir=self.iso_dir, names=isos, deadline=deadline,
+                query_timeout=self.timeouts.query).run()
+            if failed is not None:
+                message = classify.humanize(failed.message, uuid, name)
+                log.info("start %s: ISO preparation failed: %s", uuid, message)
+                return TaskOutcome(failed.kind, failed.returncode, message)
+        left = deadline - loop.time()
+        if left <= 0:
+            return classify.timed_out(f"vmadm start {name or uuid}", limit)
+        if brand == "bhyve":
+            return await self._start_bhyve_iso(vm, uuid, name, isos, left)
+        return await self._action(args, uuid=uuid, hostname=name, timeout=left)
+
+    async def _start_bhyve_iso(
+        self, vm: JsonObject, uuid: VmUuid, name: str | None, isos: list[str], limit: float
+    ) -> TaskOutcome:
+        cdimage, cdimage2 = isos[0], (isos[1] if len(isos) > 1 else None)
         current = vm.get("bhyve_extra_opts")
         current = current if isinstance(current, str) else None
         opts = commands.bhyve_extra_opts(current, cdimage, cdimage2)
@@ -182,7 +243,7 @@ class Vmadm:
     ) -> TaskOutcome:
         what = "vmadm " + " ".join(args[:2])
         try:
-            result = await self.runner.run([*self.vmadm, *args], stdin=stdin, timeout=timeout)
+            result = await self._run([*self.vmadm, *args], timeout, stdin)
         except RunnerError as exc:
             outcome = classify.not_run(what, exc.returncode, str(exc))
         else:
@@ -198,7 +259,7 @@ class Vmadm:
 
     async def _query(self, argv: list[str]) -> RunResult:
         timeout = self.timeouts.query
-        result = await self.runner.run(argv, timeout=timeout)
+        result = await self._run(argv, timeout)
         if result.timed_out:
             raise VmadmError(f"{' '.join(argv[-2:])}: no answer within {timeout:g} s (killed)")
         return result
@@ -275,7 +336,7 @@ class Vmadm:
 
     async def events_stream(self) -> Stream:
         """A running `vmadm events -j -r` (used by the watcher)."""
-        return await self.runner.spawn([*self.vmadm, *commands.events_args()])
+        return await self.runner.spawn([*self.vmadm, *commands.events_args()], env=self._env())
 
     def watch(
         self,

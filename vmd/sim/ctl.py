@@ -124,6 +124,10 @@ def cmd_create(env: Env, args: list[str]) -> int:
         )
         if o.get("docker") and brand not in vmobj.HVM_BRANDS:
             rec["config"]["docker"] = True
+        # The zone's directory on this host (a real node: /zones/<uuid>): the driver puts
+        # the ISO placeholders under <zonepath>/root, where vmadm's start looks for them.
+        rec["config"]["zonepath"] = env.path("zones", uuid)
+        os.makedirs(env.path("zones", uuid, "root"), exist_ok=True)
         w.create(rec)
     print(uuid)
     return 0
@@ -135,6 +139,9 @@ def cmd_destroy(env: Env, args: list[str]) -> int:
     with World(env) as w:
         _existing(w, uuid)
         w.destroy(uuid)
+    import shutil
+
+    shutil.rmtree(env.path("zones", uuid), ignore_errors=True)
     return 0
 
 
@@ -249,9 +256,11 @@ def cmd_iso_list(env: Env, args: list[str]) -> int:
 
 
 def cmd_calls(env: Env, args: list[str]) -> int:
+    req_id = "--req-id" in args
+    args = [a for a in args if a != "--req-id"]
     if len(args) > 1 or (args and not is_uuid(args[0])):
-        raise CtlError("calls: expected at most one VM uuid")
-    for line in ctl_knobs.call_lines(env, args[0] if args else None):
+        raise CtlError("calls: expected [--req-id] and at most one VM uuid")
+    for line in ctl_knobs.call_lines(env, args[0] if args else None, req_id=req_id):
         print(line)
     return 0
 

@@ -174,11 +174,15 @@ def _calls(env: Env) -> list[Json]:
     return starts
 
 
-def call_lines(env: Env, uuid: str | None) -> list[str]:
-    """`<argv joined> -> exit N`; `-> running` while alive, `-> killed` if it died silently."""
+def call_lines(env: Env, uuid: str | None, *, req_id: bool = False) -> list[str]:
+    """`<argv joined> -> exit N`; `-> running` while alive, `-> killed` if it died silently.
+    A `vmd-zonecfg` call starts with `zonecfg`; `req_id`: each line starts with the call's
+    `REQ_ID=<id> ` (when it had one)."""
     lines = []
     for call in _calls(env):
         argv = [str(a) for a in call.get("argv", [])]
+        if call.get("prog"):
+            argv.insert(0, str(call["prog"]))
         if uuid is not None and not any(uuid in a for a in argv):
             continue
         end = call["end"]
@@ -188,7 +192,8 @@ def call_lines(env: Env, uuid: str | None) -> list[str]:
             outcome = "running"
         else:
             outcome = "killed"
-        lines.append(f"{' '.join(argv)} -> {outcome}")
+        prefix = f"REQ_ID={call['req_id']} " if req_id and "req_id" in call else ""
+        lines.append(f"{prefix}{' '.join(argv)} -> {outcome}")
     return lines
 
 

@@ -31,9 +31,14 @@ def _matching(entries: Any, names: tuple[str, ...]) -> list[Json]:
     return [e for e in entries if isinstance(e, dict) and e.get("cmd") in names]
 
 
-def take_faults(env: Env, cmd: str, canonical: str, uuid: str | None) -> Json:
-    """Consume the injected faults that match this call (VM knobs first, then global)."""
-    names = (cmd, canonical, "*")
+def take_faults(
+    env: Env, cmd: str, canonical: str, uuid: str | None, *, any_cmd: bool = True
+) -> Json:
+    """Consume the injected faults that match this call (VM knobs first, then global).
+
+    `any_cmd=False`: entries for `*` do not match (`vmd-zonecfg`: `*` means any vmadm call).
+    """
+    names = (cmd, canonical, "*") if any_cmd else (cmd, canonical)
     sources = [store.read_json(env.path(store.SIM), {}) or {}]
     if uuid is not None:
         sources.insert(0, store.read_json(store.vm_sim_path(env, uuid), {}) or {})

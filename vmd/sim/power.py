@@ -42,17 +42,42 @@ def _watch_timeout(what: str, uuid: str) -> str:
     return f'first of 1 error: vminfod watchForChanges "VM.js {what} ({uuid})" timeout exceeded'
 
 
+def _zone_root(env: Env, rec: Json) -> str:
+    return env.path("zones", rec["config"]["uuid"], "root")
+
+
 def _disk_exists(env: Env, rec: Json, path: str) -> bool:
+    """vmadm's check of an extra disk or CD-ROM: a disk of the VM, or a path under the zone's
+    root as the global zone sees it (reference §1.2). Like the real one it does not look
+    through the zone's lofs mounts (they exist only while the zone runs): an ISO in the node's
+    ISO directory passes only once a placeholder `<zone root>/iso/<name>` exists."""
     if any(d.get("path") == path for d in rec["config"].get("disks", [])):
         return True
-    rel = path.lstrip("/")
-    if path.startswith("/iso/") and os.path.isfile(env.path("iso", path[len("/iso/") :])):
-        return True  # the node's ISO directory, lofs-mounted at /iso in the zone
-    return os.path.exists(env.path("zones", rec["config"]["uuid"], "root", rel))
+    return os.path.exists(os.path.join(_zone_root(env, rec), path.lstrip("/")))
 
 
-def _last_start(rec: Json, extra: Json) -> Json:
-    """What this boot got, for assertions: KVM's QEMU boot order and drives, bhyve's CDs."""
+def _image(env: Env, rec: Json, path: str) -> str | None:
+    """The file the guest reads for `path` once the zone runs: through the zone's lofs mount
+    covering `path` (the longest), else the file under the zone root; None if missing."""
+    mounts = sorted(
+        (
+            (str(fs.get("target") or "").rstrip("/"), str(fs.get("source") or ""))
+            for fs in rec["config"].get("filesystems", [])
+            if fs.get("type") == "lofs"
+        ),
+        key=lambda m: -len(m[0]),
+    )
+    host = os.path.join(_zone_root(env, rec), path.lstrip("/"))
+    for target, source in mounts:
+        if target and path.startswith(target + "/"):
+            host = os.path.join(source, path[len(target) + 1 :])
+            break
+    return host if os.path.isfile(host) else None
+
+
+def _last_start(env: Env, rec: Json, extra: Json) -> Json:
+    """What this boot got, for assertions: KVM's QEMU boot order and drives, bhyve's CDs,
+    and for each CD the `image` the guest reads (`_image`)."""
     config = rec["config"]
     disks = extra.get("disks", [])
     cdroms = [{"path": d["path"], "model": d["model"]} for d in disks if d["media"] == "cdrom"]
@@ -65,6 +90,8 @@ def _last_start(rec: Json, extra: Json) -> Json:
             for o in opts
             if o.count(",") >= 2 and o.split(",")[1] == "ahci-cd"
         ]
+    for cd in cdroms:
+        cd["image"] = _image(env, rec, cd["path"])
     return {
         "at": iso(time.time()),
         "brand": config.get("brand"),
@@ -104,7 +131,7 @@ def start(env: Env, io: Io, uuid: str, extra: Json) -> int:
                         f'Unable to start VM {uuid}: "{d["model"]}" is not a valid disk model'
                         f" for {brand} brand. Valid are: {','.join(DISK_MODELS)}"
                     )
-        w.touch_vm_sim(uuid)["last_start"] = _last_start(rec, extra)
+        w.touch_vm_sim(uuid)["last_start"] = _last_start(env, rec, extra)
         ops.begin_boot(w, uuid)
     outcome = wait_for(
         env, uuid, lambda r: vmobj.state_of(r) in ("running", "stopped"), PROVISION_TIMEOUT

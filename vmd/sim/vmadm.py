@@ -271,9 +271,12 @@ def _dispatch(
     return listing.lookup(env, io, opts, rest)
 
 
-def _record_start(env: Env, argv: list[str]) -> str:
+def record_start(env: Env, argv: list[str], *, prog: str | None = None) -> str:
+    """The start line of a call in calls.jsonl (`prog`: another program than vmadm)."""
     call_id = f"{os.getpid()}-{time.time_ns()}"
     entry: Json = {"ev": "start", "id": call_id, "argv": argv, "t": now_iso()}
+    if prog is not None:
+        entry["prog"] = prog
     entry.update(store.owner_token())
     for var in ("REQ_ID", "VMADM_IDENT"):
         if var in os.environ:
@@ -282,7 +285,7 @@ def _record_start(env: Env, argv: list[str]) -> str:
     return call_id
 
 
-def _record_end(env: Env, call_id: str, code: int, io: Io) -> None:
+def record_end(env: Env, call_id: str, code: int, io: Io) -> None:
     entry = {
         "ev": "end",
         "id": call_id,
@@ -308,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     if fatal:
         io.err(f"FATAL: cannot run because: {fatal}")
         return 2
-    call_id = _record_start(env, args)
+    call_id = record_start(env, args)
     try:
         code = run(env, io, args)
     except Fail as exc:
@@ -330,5 +333,5 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    _record_end(env, call_id, code, io)
+    record_end(env, call_id, code, io)
     return code
