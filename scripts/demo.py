@@ -103,6 +103,7 @@ heartbeat_interval = 2
 poll_interval = 30
 metrics = "127.0.0.1:{9465 + i}"
 iso_dir = "{base / node / 'sim' / 'iso'}"
+zonecfg = ["vmd-zonecfg"]
 state_dir = "{base / node / 'agent-state'}"
 
 [log]

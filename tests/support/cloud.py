@@ -137,6 +137,7 @@ heartbeat_interval = 0.5
 poll_interval = 5
 metrics = "127.0.0.1:0"
 iso_dir = "{node.root / 'iso'}"
+zonecfg = ["vmd-zonecfg"]
 state_dir = "{self.base / node.name / 'agent-state'}"
 drain_timeout = 10
 {self.agent_extra}
