@@ -136,3 +136,34 @@ async def test_stop_consuming_leaves_deliveries_in_hand_to_the_owner(
     gate.set()
     assert await bus.drain(timeout=2) == 0
     assert len(kept) == 4  # nothing new was handed over after the cancel
+
+
+async def test_the_loop_runs_between_two_buffered_deliveries(
+    make_bus: MakeBus, amqp_channel: aio_pika.abc.AbstractChannel
+) -> None:
+    """A burst of deliveries is not handled as one block (issue 12): another task gets a
+    turn of the loop between any two handler calls, even when the handler never awaits."""
+    bus = await make_bus()
+    await _fill(amqp_channel, 200)
+    turns = 0
+    seen: list[int] = []
+    kept: list[Delivery] = []
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def handle(delivery: Delivery) -> None:
+        seen.append(turns)  # no await: what used to run back to back for a full buffer
+        kept.append(delivery)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        await bus.consume(COMMANDS_QUEUE, handle, prefetch=200)
+        await _until(lambda: len(seen) == 200)
+    finally:
+        ticking.cancel()
+    assert len(set(seen)) == 200, f"{200 - len(set(seen))} handled without a loop turn"
+    await asyncio.gather(*(d.ack() for d in kept))
