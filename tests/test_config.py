@@ -28,6 +28,7 @@ alice = ["8a1a4e6c-0000-4000-8000-000000000001"]
 [agent]
 node = "node01"
 vmadm = ["vmd-vmadm"]
+zonecfg = ["vmd-zonecfg"]
 heartbeat_interval = 5
 poll_interval = 60
 metrics = "127.0.0.1:9465"
@@ -58,6 +59,7 @@ def test_full_file_loads_with_every_documented_key(tmp_path: Path) -> None:
     assert s.auth.owners["alice"] == frozenset({"8a1a4e6c-0000-4000-8000-000000000001"})
     assert s.agent is not None and s.agent.ssh is not None
     assert s.agent.vmadm == ("vmd-vmadm",)
+    assert s.agent.zonecfg == ("vmd-zonecfg",)
     assert s.agent.ssh.client_keys == (Path("/etc/vmd/id_ed25519"),)
     assert s.agent.ssh.known_hosts == Path("/etc/vmd/known_hosts")
 
