@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from vmd.fsm import is_task_id, iso_time, replies
-from vmd.fsm.requests import parse_order_by
+from vmd.fsm.params import parse_order_by
 from vmd.model import NodeStatus, OutcomeKind, Principal, TaskState, VmStatus
 
 from .helpers import (

@@ -78,6 +78,13 @@ def encode(value: Any) -> bytes:
     return out
 
 
+def fragment(encoded: bytes) -> Any:
+    """JSON text already made by `encode`, to embed as is in a value given to `encode`: the
+    daemon encodes a big list in slices (vmd.daemon.listing) and not again in its reply.
+    (`_finite` does not look into it: it was checked when it was encoded.)"""
+    return orjson.Fragment(encoded)
+
+
 def _finite(value: Any) -> bool:
     """No NaN/Infinity anywhere in a JSON-like value."""
     if isinstance(value, float):

@@ -39,6 +39,7 @@ from vmd.bus.topology import STREAM_HEADER
 from vmd.daemon.auth import Principals
 from vmd.daemon.commit import Answer, Pipeline, Settle
 from vmd.daemon.core import STREAMS, Core
+from vmd.daemon.listing import Lister
 from vmd.daemon.options import Clock
 from vmd.fsm import Kind, Route, decide, is_task_id, route, task_reply
 from vmd.model import Reply, Request, TaskId
@@ -146,6 +147,7 @@ class Intake:
         self.clock = clock
         self.debug = debug
         self._memo = _Memo()
+        self.lister = Lister(world=self.world)
 
     async def handle(self, delivery: Delivery) -> None:
         if delivery.stale:
@@ -209,6 +211,11 @@ class Intake:
                     reply_to, delivery.correlation_id, None, delivery, kind, started,
                     lookup=TaskId(routed.task_id), principal=principal))
             self.pipeline.settle(delivery)
+            return
+        if kind == "list" and self.lister.takes(principal):
+            # Too big for one step: built in slices, answered when done (vmd.daemon.listing).
+            self.lister.submit(principal, parsed.data, delivery, lambda reply: self._done(
+                delivery, reply_to, reply, kind, started))
             return
         now = self.clock()
         d = decide(self.world, principal, parsed, now, routed)

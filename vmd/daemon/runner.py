@@ -147,6 +147,7 @@ class Daemon:
                      to_send=replayed)
         self._spawn("store-writer", self.pipeline.run_writer())
         self._spawn("publisher", self.pipeline.run_publisher())
+        self._spawn("lister", self.intake.lister.run())
         # The fleet is built: keep the collector from rescanning it (docs/store.md).
         gc.freeze()
         try:
@@ -216,7 +217,7 @@ class Daemon:
         await self._cancel("deadlines", "node-monitor", "reconcile", "housekeeping")
         # 2. Finish what is in hand, up to the drain deadline.
         systemd.status("draining: finishing requests in hand")
-        flushed = await _within(self.pipeline.flush(), self.daemon_settings.drain_timeout, hurry)
+        flushed = await _within(self._finish(), self.daemon_settings.drain_timeout, hurry)
         if not flushed:
             log.warning("drain deadline reached; unfinished requests go back to their queue")
         # 3. Requeue what was answered 503 (or not started) and held.
@@ -238,6 +239,11 @@ class Daemon:
             await asyncio.to_thread(self.metrics_server.close)
         log.info("shutdown complete", answered=self.pipeline.answered, requeued=requeued,
                  left_in_hand=left, unsent=self.pipeline.unsent)
+
+    async def _finish(self) -> None:
+        # The big lists in hand are answered first (vmd.daemon.listing), then flushed.
+        await self.intake.lister.join()
+        await self.pipeline.flush()
 
     async def abort(self) -> None:
         """After a crash or a failed start: stop everything without draining."""

@@ -23,7 +23,7 @@ from typing import Any
 from vmd.fsm import replies
 from vmd.fsm.decision import Decision, StatusChange, change
 from vmd.fsm.definitions import disk_resize
-from vmd.fsm.lookup import find_vm
+from vmd.fsm.lookup import resolve_vm
 from vmd.fsm.params import PowerParams, parse_force, parse_power
 from vmd.fsm.world import World, holds
 from vmd.model import (
@@ -53,7 +53,6 @@ _ACTIONS = {"start": START, "stop": STOP, "reboot": REBOOT}
 _EVENTS = {START: "start", STOP: "stop", REBOOT: "reboot"}
 _CURRENT_OK = frozenset({RUNNING, STOPPED, STOPPING, STARTING, S.ERROR})
 
-_VM_NOT_FOUND = replies.error(404, replies.VM_NOT_FOUND)
 _NODE_DOWN = replies.error(423, replies.NODE_NOT_OPERATIONAL)
 _VM_NOT_OPERATIONAL = replies.error(423, replies.VM_NOT_OPERATIONAL)
 _BAD_ACTION = replies.error(417, replies.BAD_ACTION)
@@ -143,9 +142,9 @@ def put_action(
     data: Mapping[str, Any], now: float,
 ) -> Decision:
     """`PUT /vm/<vm>/status/<action>` for every action but `current` (§3.5)."""
-    vm = find_vm(world.vms, ident, principal)
-    if vm is None:
-        return Decision(reply=_VM_NOT_FOUND)
+    vm = resolve_vm(world.vms, ident, principal)
+    if isinstance(vm, Reply):
+        return Decision(reply=vm)
     node = world.nodes.get(vm.node)
     if node is None or node.status is not ONLINE:
         return Decision(reply=_NODE_DOWN)
@@ -233,9 +232,9 @@ def _create(
 
 def get_current(world: World, principal: Principal, ident: str, now: float) -> Decision:
     """`GET /vm/<vm>/status/current` (§3.3): a `current` task outside the power slot."""
-    vm = find_vm(world.vms, ident, principal)
-    if vm is None:
-        return Decision(reply=_VM_NOT_FOUND)
+    vm = resolve_vm(world.vms, ident, principal)
+    if isinstance(vm, Reply):
+        return Decision(reply=vm)
     if vm.status not in _CURRENT_OK:
         return Decision(reply=_VM_NOT_OPERATIONAL)
     node = world.nodes.get(vm.node)
@@ -267,9 +266,9 @@ def put_current(
     the new task keeps its previous status and holds the VM in its transitional status
     until the node's answer is applied unconditionally (vmd.fsm.completion).
     """
-    vm = find_vm(world.vms, ident, principal)
-    if vm is None:
-        return Decision(reply=_VM_NOT_FOUND)
+    vm = resolve_vm(world.vms, ident, principal)
+    if isinstance(vm, Reply):
+        return Decision(reply=vm)
     node = world.nodes.get(vm.node)
     if node is None or node.status is not ONLINE:
         return Decision(reply=_NODE_DOWN)

@@ -10,6 +10,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
+from operator import attrgetter
 from typing import Any
 
 from vmd.fsm.decision import StatusChange
@@ -69,14 +70,16 @@ def tasks_object(tasks: Collection[Task]) -> JsonObject:
     }
 
 
-def _status_object(vm: Vm, node_status: str | None, tasks: Collection[Task]) -> JsonObject:
+def _status_object(hostname: str, uuid: str, alias: str, status: VmStatus,
+                   status_change: float | None, node_status: str | None,
+                   tasks: Collection[Task]) -> JsonObject:
     # The one place that spells the keys of a status object (vm-status.md §3.1).
     return {
-        "hostname": vm.hostname,
-        "uuid": vm.uuid,
-        "alias": vm.alias,
-        "status": _STATUS[vm.status],
-        "status_change": iso_time(vm.status_change),
+        "hostname": hostname,
+        "uuid": uuid,
+        "alias": alias,
+        "status": _STATUS[status],
+        "status_change": iso_time(status_change),
         "node_status": node_status,
         "tasks": tasks_object(tasks),
     }
@@ -87,18 +90,34 @@ def vm_status_object(
 ) -> JsonObject:
     """One VM as `GET /vm/status` and `GET /vm/<vm>/status` show it (vm-status.md §3.1)."""
     node = nodes.get(vm.node)
-    return _status_object(vm, None if node is None else _NODE_STATUS[node.status], tasks)
+    return _status_object(vm.hostname, vm.uuid, vm.alias, vm.status, vm.status_change,
+                          None if node is None else _NODE_STATUS[node.status], tasks)
 
 
-def vm_status_objects(
-    vms: Iterable[Vm],
-    nodes: Mapping[NodeName, Node],
-    pending_of: Callable[[VmUuid], Collection[Task]],
+# What the list shows of a VM, copied at one moment (vmd.fsm.listing): hostname, uuid,
+# alias, status, status_change, node. A tuple: one C call copies it (`vm_row`), and the
+# default order (hostname, then uuid) is its natural order.
+Row = tuple[str, VmUuid, str, VmStatus, float | None, NodeName]
+vm_row: Callable[[Vm], Row] = attrgetter(
+    "hostname", "uuid", "alias", "status", "status_change", "node")
+
+
+def node_statuses(nodes: Mapping[NodeName, Node]) -> dict[NodeName, str]:
+    """Each node's status as the status objects show it (copied for a list's snapshot)."""
+    return {name: _NODE_STATUS[node.status] for name, node in nodes.items()}
+
+
+def row_status_objects(
+    rows: Iterable[Row],
+    node_status: Mapping[NodeName, str],
+    pending: Mapping[VmUuid, Collection[Task]],
 ) -> list[JsonObject]:
-    """`vm_status_object` of many VMs (the list of all of them), with the node statuses
-    looked up once for the whole list instead of once per VM."""
-    node_status = {name: _NODE_STATUS[node.status] for name, node in nodes.items()}.get
-    return [_status_object(vm, node_status(vm.node), pending_of(vm.uuid)) for vm in vms]
+    """The status objects of snapshot rows (`vm_status_object` of each VM as copied)."""
+    status_of = node_status.get
+    tasks_of = pending.get
+    none: tuple[Task, ...] = ()
+    return [_status_object(h, u, a, s, t, status_of(n), tasks_of(u, none))
+            for h, u, a, s, t, n in rows]
 
 
 def status_event(c: StatusChange) -> JsonObject:

@@ -61,6 +61,13 @@ def invalid_choice(value: object) -> str:
     return f"Select a valid choice. {echo(value)} is not one of the available choices."
 
 
+def shared_hostname(hostname: str, uuids: list[str]) -> str:
+    """409 (vmd's own): the hostname names several VMs the principal may see (protocol.md)."""
+    shown = ", ".join(uuids[:5]) + (", ..." if len(uuids) > 5 else "")
+    return (f"Hostname {echo(hostname)} is shared by {len(uuids)} VMs ({shown}); "
+            "use the VM's uuid")
+
+
 def frozen_message(hostname: str) -> str:
     return f"VM {hostname} is already stopped. Changing status to frozen."
 

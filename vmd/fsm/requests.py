@@ -11,99 +11,39 @@ answers 404).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from operator import attrgetter
+from collections.abc import Mapping
 from typing import Any
 
 from vmd.fsm import replies
 from vmd.fsm.decision import Decision
 from vmd.fsm.definitions import disk_resize
-from vmd.fsm.lookup import find_vm
+from vmd.fsm.listing import StatusList, open_list
+from vmd.fsm.lookup import resolve_vm
 from vmd.fsm.power import get_current, put_action, put_current
-from vmd.fsm.render import vm_status_object, vm_status_objects
+from vmd.fsm.render import vm_status_object
 from vmd.fsm.routing import Kind, Route, route
 from vmd.fsm.world import World
-from vmd.model import Principal, Reply, Request, Task, Vm
+from vmd.model import Principal, Reply, Request, Task
 
-_VM_NOT_FOUND = replies.error(404, replies.VM_NOT_FOUND)
 _TASK_NOT_FOUND = replies.error(404, replies.TASK_NOT_FOUND)
 _FORBIDDEN = replies.error(403, replies.PERMISSION_DENIED)
-_INVALID_ORDER_BY = replies.error(412, replies.INVALID_ORDER_BY)
-
-
-def _none_last_key(vm: Vm) -> tuple[bool, float]:
-    t = vm.status_change
-    return (t is not None, 0.0 if t is None else t)
-
-
-# The default order (hostname, ties by uuid) in one sort.
-_BY_HOSTNAME = [("hostname", False)]
-_HOSTNAME_UUID = attrgetter("hostname", "uuid")
-
-
-# Sort keys of `order_by`; a VM whose status never changed sorts first (ascending).
-SORT_KEYS: dict[str, Callable[[Vm], Any]] = {
-    "hostname": lambda vm: vm.hostname,
-    "alias": lambda vm: vm.alias,
-    "status": lambda vm: vm.status.value,
-    "status_change": _none_last_key,
-    "uuid": lambda vm: vm.uuid,
-}
-
-
-def parse_order_by(value: Any) -> list[tuple[str, bool]] | None:
-    """`order_by` as [(field, descending)], None when invalid (412).
-
-    A comma-separated string (or a JSON list of strings); blanks around items and empty
-    items are ignored; `-field` descending, `+field` or `field` ascending; nothing given
-    means `hostname`.
-    """
-    if value is None:
-        items: list[Any] = []
-    elif isinstance(value, str):
-        items = value.split(",")
-    elif isinstance(value, list):
-        items = value
-    else:
-        return None
-    order: list[tuple[str, bool]] = []
-    for item in items:
-        if not isinstance(item, str):
-            return None
-        name = item.strip()
-        if not name:
-            continue
-        descending = name[0] == "-"
-        if name[0] in "+-":
-            name = name[1:].strip()
-        if name not in SORT_KEYS:
-            return None
-        order.append((name, descending))
-    return order or [("hostname", False)]
 
 
 def list_status(world: World, principal: Principal, data: Mapping[str, Any]) -> Decision:
-    """`GET /vm/status` (§3.1): admins see every VM, owners their own."""
-    order = parse_order_by(data.get("order_by"))
-    if order is None:
-        return Decision(reply=_INVALID_ORDER_BY)
-    vms: list[Vm] = list(world.vms if principal.admin else
-                         world.vms.owned_by(principal.owner_uuids))
-    if order == _BY_HOSTNAME:
-        vms.sort(key=_HOSTNAME_UUID)
-    else:
-        vms.sort(key=SORT_KEYS["uuid"])  # a stable final tie-break
-        for name, descending in reversed(order):
-            vms.sort(key=SORT_KEYS[name], reverse=descending)
-    result = vm_status_objects(vms, world.nodes, world.tasks.pending_of)
-    return Decision(reply=replies.success(result, world.new_task_id()))
+    """`GET /vm/status` (§3.1) in one step: admins see every VM, owners their own. (The
+    daemon renders a big list in slices instead: vmd.fsm.listing.)"""
+    job = open_list(world, principal, data)
+    if type(job) is Reply:
+        return Decision(reply=job)
+    assert type(job) is StatusList
+    return Decision(reply=job.reply(job.render()))
 
 
 def get_status(world: World, principal: Principal, ident: str) -> Decision:
     """`GET /vm/<vm>/status` (§3.2): vmd's stored view, no node check."""
-    vm = find_vm(world.vms, ident, principal)
-    if vm is None:
-        return Decision(reply=_VM_NOT_FOUND)
+    vm = resolve_vm(world.vms, ident, principal)
+    if isinstance(vm, Reply):
+        return Decision(reply=vm)
     body = vm_status_object(vm, world.nodes, world.tasks.pending_of(vm.uuid))
     return Decision(reply=replies.success(body, world.new_task_id()))
 
@@ -124,9 +64,9 @@ def define(world: World, principal: Principal, ident: str, data: Mapping[str, An
     An empty `data` clears the pending change. The answer is 200 SUCCESS with
     `{"hostname", "uuid", "pending_definition", "disk_resize"}`.
     """
-    vm = find_vm(world.vms, ident, principal)
-    if vm is None:
-        return Decision(reply=_VM_NOT_FOUND)
+    vm = resolve_vm(world.vms, ident, principal)
+    if isinstance(vm, Reply):
+        return Decision(reply=vm)
     if not principal.admin:
         return Decision(reply=_FORBIDDEN)
     pending = dict(data) or None

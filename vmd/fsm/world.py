@@ -6,8 +6,9 @@ a new task or VM recorded) and return a `Decision` that lists everything the I/O
 must persist, publish and send; the daemon never has to replay a decision onto them.
 
 Indexes are kept small on purpose (the benchmark restores a million VMs): a VM is one
-`Vm` record referenced from `by_uuid`, `by_hostname`, and one uuid entry per node and per
-owner (for full syncs and owners' lists).
+`Vm` record referenced from `by_uuid`, `by_hostname` (or, for a hostname two VMs share,
+`shared_hostnames`), and one uuid entry per node and per owner (for full syncs and owners'
+lists).
 """
 
 from __future__ import annotations
@@ -47,15 +48,20 @@ class FsmSettings:
 class VmIndex:
     """Every VM vmd knows, by uuid, hostname, node and owner.
 
-    Hostnames are assumed unique; if two VMs share one, the one indexed last is found by
-    hostname (the other stays reachable by uuid).
+    A hostname is meant to name one VM, but nothing on a node enforces it: two VMs (of one
+    owner or of two) may share one. `by_hostname` holds the hostnames exactly one VM has
+    (the common case, one dict entry per VM); `shared_hostnames` the others, each with the
+    VMs that share it, so a lookup sees all of them (vmd.fsm.lookup: each principal among
+    those it may see). A VM renamed or gone leaves the others with its old hostname where
+    they were (a hostname left with one VM moves back to `by_hostname`).
     """
 
-    __slots__ = ("_by_node", "_by_owner", "by_hostname", "by_uuid")
+    __slots__ = ("_by_node", "_by_owner", "by_hostname", "by_uuid", "shared_hostnames")
 
     def __init__(self, vms: Iterable[Vm] = ()) -> None:
         self.by_uuid: dict[str, Vm] = {}
         self.by_hostname: dict[str, Vm] = {}
+        self.shared_hostnames: dict[str, dict[VmUuid, Vm]] = {}
         self._by_node: dict[NodeName, set[VmUuid]] = {}
         self._by_owner: dict[str, set[VmUuid]] = {}
         for vm in vms:
@@ -75,13 +81,39 @@ class VmIndex:
         if old is not None:
             self._unlink(old)
         self.by_uuid[vm.uuid] = vm
-        self.by_hostname[vm.hostname] = vm
+        self._link_hostname(vm)
         self._by_node.setdefault(vm.node, set()).add(vm.uuid)
         self._by_owner.setdefault(vm.owner_uuid, set()).add(vm.uuid)
 
+    def _link_hostname(self, vm: Vm) -> None:
+        hostname = vm.hostname
+        group = self.shared_hostnames.get(hostname)
+        if group is not None:
+            group[vm.uuid] = vm
+            return
+        other = self.by_hostname.get(hostname)
+        if other is None or other is vm:
+            self.by_hostname[hostname] = vm
+            return
+        del self.by_hostname[hostname]
+        self.shared_hostnames[hostname] = {other.uuid: other, vm.uuid: vm}
+
+    def _unlink_hostname(self, vm: Vm) -> None:
+        hostname = vm.hostname
+        if self.by_hostname.get(hostname) is vm:
+            del self.by_hostname[hostname]
+            return
+        group = self.shared_hostnames.get(hostname)
+        if group is None or group.get(vm.uuid) is not vm:
+            return
+        del group[vm.uuid]
+        if len(group) == 1:
+            (last,) = group.values()
+            del self.shared_hostnames[hostname]
+            self.by_hostname[hostname] = last
+
     def _unlink(self, vm: Vm) -> None:
-        if self.by_hostname.get(vm.hostname) is vm:
-            del self.by_hostname[vm.hostname]
+        self._unlink_hostname(vm)
         self._by_node.get(vm.node, set()).discard(vm.uuid)
         self._by_owner.get(vm.owner_uuid, set()).discard(vm.uuid)
 
@@ -101,6 +133,19 @@ class VmIndex:
 
     def on_node(self, node: NodeName) -> frozenset[VmUuid]:
         return frozenset(self._by_node.get(node, ()))
+
+    def named(self, hostname: str) -> tuple[Vm, ...]:
+        """Every VM with this hostname (usually one, or none)."""
+        vm = self.by_hostname.get(hostname)
+        if vm is not None:
+            return (vm,)
+        group = self.shared_hostnames.get(hostname)
+        return () if group is None else tuple(group.values())
+
+    def owned_count(self, owner_uuids: Iterable[str]) -> int:
+        """How many VMs these owners have."""
+        by_owner = self._by_owner
+        return sum(len(by_owner.get(owner, ())) for owner in owner_uuids)
 
     def owned_by(self, owner_uuids: Iterable[str]) -> Iterator[Vm]:
         for owner in owner_uuids:
@@ -167,6 +212,10 @@ class TaskBook:
     def pending_of(self, vm_uuid: VmUuid) -> Collection[Task]:
         pending = self._pending.get(vm_uuid)
         return () if pending is None else pending.values()
+
+    def pending_copy(self) -> dict[VmUuid, tuple[Task, ...]]:
+        """Every VM's pending tasks, copied (a list's snapshot, vmd.fsm.listing)."""
+        return {uuid: tuple(tasks.values()) for uuid, tasks in self._pending.items()}
 
     def pending(self) -> Iterator[Task]:
         """Every pending task (to re-arm deadlines after a restart)."""
