@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from vmd.fsm.decision import StatusChange
 from vmd.model import Node, NodeName, Task, TaskId, Vm, VmUuid
-from vmd.store.history import history_row
 from vmd.store.outbox import OutboxMessage, outbox_row
 from vmd.store.records import IdempotencyRecord
 from vmd.store.rows import (
@@ -61,8 +59,7 @@ class Changes:
 class Batch:
     """Changes to write atomically. Not thread-safe: fill it in one thread, then hand it over."""
 
-    __slots__ = ("_idempotency", "_nodes", "_tasks", "_vms", "history", "outbox_deletes",
-                 "outbox_puts")
+    __slots__ = ("_idempotency", "_nodes", "_tasks", "_vms", "outbox_deletes", "outbox_puts")
 
     def __init__(self) -> None:
         self._vms = Changes(VMS)
@@ -74,8 +71,6 @@ class Batch:
         self.outbox_deletes: list[tuple[int, int]] = []
 
     def put_vm(self, vm: Vm) -> None:
-        # The power history (vmd.store.history) is append-only too: one row per change.
-        self.history: list[Row] = []
         self._vms.put((vm.uuid,), vm_row(vm))
 
     def delete_vm(self, uuid: VmUuid) -> None:
@@ -105,10 +100,6 @@ class Batch:
 
     def delete_outbox(self, first: int, last: int) -> None:
         """Outbox messages `first..last` (inclusive) were confirmed by the broker."""
-    def put_history(self, c: StatusChange, recorded: float) -> None:
-        """An applied status change, for its VM's power history (`recorded`: vmd's clock)."""
-        self.history.append(history_row(c, recorded))
-
         self.outbox_deletes.append((first, last))
 
     def changes(self) -> Iterator[Changes]:
@@ -121,4 +112,4 @@ class Batch:
     def __len__(self) -> int:
         """The number of rows this batch will upsert or delete."""
         return (sum(len(c) for c in self.changes())
-                + len(self.outbox_puts) + len(self.outbox_deletes) + len(self.history))
+                + len(self.outbox_puts) + len(self.outbox_deletes))

@@ -105,19 +105,11 @@ TASKS = Table(
         "result",
         "ended",
         "previous_status",
-        "principal",
     ),
     ("task_id",),
 )
 IDEMPOTENCY = Table(
     "idempotency", ("user", "message_id", "replies", "created"), ("user", "message_id")
-)
-# A VM's power history (vmd.store.history): written with the change, never updated.
-HISTORY = Table(
-    "history",
-    ("vm_uuid", "seq", "status", "previous", "status_change", "cause", "task_id", "principal",
-     "recorded"),
-    ("vm_uuid", "seq"),
 )
 
 
@@ -209,8 +201,7 @@ def task_row(task: Task) -> Row:
 
 
 def task_from_row(row: Row) -> Task:
-    (tid, vm, action, method, params, created, deadline, owner, node, state, result, end, prev,
-     principal) = row
+    tid, vm, action, method, params, created, deadline, owner, node, state, result, end, prev = row
     return Task(
         TaskId(tid),
         VmUuid(vm),
@@ -231,7 +222,6 @@ def task_from_row(row: Row) -> Task:
 def idempotency_row(record: IdempotencyRecord) -> Row:
     replies = [{"code": r.code, "body": r.body} for r in record.replies]
     return (record.user, record.message_id, dumps(replies), record.created)
-        task.principal,
 
 
 def idempotency_from_row(row: Row) -> IdempotencyRecord:
@@ -240,4 +230,3 @@ def idempotency_from_row(row: Row) -> IdempotencyRecord:
     return IdempotencyRecord(
         user, message_id, tuple(Reply(r["code"], r["body"]) for r in decoded), created
     )
-        principal,
