@@ -143,5 +143,5 @@ def test_zonecfg_refuses_an_iso_dir_it_would_misread(iso_dir: str) -> None:
 def test_fs_dirs_of_zonecfg_info() -> None:
     info = ("fs:\n\tdir: /iso\n\tspecial: /opt/iso\n\traw not specified\n\ttype: lofs\n"
             "\toptions: [ro,nodevices]\nnet:\n\tdir: /not-an-fs\nfs:\n\tdir: /data\n")
-    assert commands.fs_dirs(info) == {"/iso", "/data"}
-    assert commands.fs_dirs("") == set()
+    assert commands.fs_dirs(info) == {"/iso": "/opt/iso", "/data": ""}
+    assert commands.fs_dirs("") == {}

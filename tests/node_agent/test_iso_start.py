@@ -180,3 +180,20 @@ async def test_an_unusable_zonepath_prepares_nothing(
     out = await vmadm.start(u, brand="kvm", cdimage="install.iso")
     assert out.kind is X and "invalid zonepath" in out.message  # before any command ran
     assert [c.split()[1] for c in await _calls(sim, u)] == ["get"]  # no zonecfg, no start
+
+
+async def test_a_mount_at_iso_from_elsewhere_is_left_alone(
+    make_driver: DriverFactory, sim: Sim
+) -> None:
+    vmadm = await make_driver()
+    await sim.ctl("iso-add", "install.iso")
+    u = await sim.create("kvm", "stopped", hostname=H)
+    other = sim.root / "other"
+    other.mkdir()
+    await sim.ctl("set", u, "filesystems=" + json.dumps(
+        [{"target": "/iso", "source": str(other), "type": "lofs", "options": ["ro"]}]))
+    assert (await vmadm.start(u, brand="kvm", cdimage="install.iso")).kind is S
+    assert "add fs" not in " ".join(await _calls(sim, u))
+    assert (await _get(sim, u))["filesystems"][0]["source"] == str(other)
+    # The guest would see the other directory, which has no such image.
+    assert json.loads(await sim.ctl("last-start", u))["cdroms"][0]["image"] is None

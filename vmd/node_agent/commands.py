@@ -192,18 +192,21 @@ def zonecfg_add_iso_args(uuid: str, iso_dir: str) -> list[str]:
     return ["-z", validate.uuid(uuid), script]
 
 
-def fs_dirs(info: str) -> set[str]:
-    """The `dir` of every resource in `zonecfg info fs` output (`fs:` + `\tdir: /iso` ...)."""
-    dirs = set()
-    in_fs = False
-    for line in info.splitlines():
+def fs_dirs(info: str) -> dict[str, str]:
+    """`dir` -> `special` of every resource in `zonecfg info fs` output (`fs:`, then
+    tab-indented `dir: /iso`, `special: /iso`, ...)."""
+    found: dict[str, str] = {}
+    current: dict[str, str] | None = None
+    for line in [*info.splitlines(), "end:"]:
         if not line[:1].isspace():
-            in_fs = line.strip() == "fs:"
+            if current is not None and "dir" in current:
+                found[current["dir"]] = current.get("special", "")
+            current = {} if line.strip() == "fs:" else None
             continue
         key, sep, value = line.strip().partition(":")
-        if in_fs and sep and key == "dir":
-            dirs.add(value.strip())
-    return dirs
+        if current is not None and sep:
+            current[key] = value.strip()
+    return found
 
 
 def mkdir_argv(path: str) -> list[str]:

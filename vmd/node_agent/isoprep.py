@@ -35,11 +35,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from vmd.model import OutcomeKind, TaskOutcome
+from vmd.obs.logging import get_logger
 
 from . import classify, commands, validate
 from .classify import TIMEOUT_RC
 from .errors import RunnerError, ValidationError
 from .runner import RunResult
+
+log = get_logger(__name__)
 
 Run = Callable[[Sequence[str], float], Awaitable[RunResult]]
 
@@ -123,7 +126,11 @@ class IsoPrep:
     async def _mount(self, iso_dir: str) -> None:
         info = await self._step(f"zonecfg -z {self.uuid} info fs",
                                 [*self.zonecfg, *commands.zonecfg_info_fs_args(self.uuid)])
-        if commands.ISO_MOUNT in commands.fs_dirs(info.stdout):
+        special = commands.fs_dirs(info.stdout).get(commands.ISO_MOUNT)
+        if special is not None:
+            if special != iso_dir:  # left alone, as Danube Cloud would: but worth a look
+                log.warning("the zone's /iso is not the ISO directory: left alone",
+                            vm=self.uuid, special=special, iso_dir=iso_dir)
             return
         await self._step(f"zonecfg -z {self.uuid} add fs",
                          [*self.zonecfg, *commands.zonecfg_add_iso_args(self.uuid, iso_dir)])
