@@ -119,11 +119,21 @@ ODD_HEADERS = st.dictionaries(
     max_size=3)
 NOISE = st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=8), st.integers(),
                                                        st.none()), max_size=2)
+# Lone UTF-16 surrogates: legal JSON text (`"\\ud800"`), not encodable as UTF-8. Each once
+# crash-looped the daemon when an answer echoed it back (issue 12, finding 1).
+SURROGATES = ["\ud800", "\udfff", "\udbff", "\udc00", "a\ud800b", "\ud83d", "\ude00x"]
+# Code points that are valid but odd: non-characters, private use, the last plane, BOM.
+ODD_CODEPOINTS = ["\uffff", "\ufffe", "\U0010ffff", "\U000fffff", "\ue000", "\ufeff",
+                  "\u2028", "\u0085", "\U0001f600\u200d", "\x7f"]
+# Literals of numbers JSON's grammar allows (or Python's decoder accepts) with no finite value.
+NON_FINITE = [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1E+999", b"2e308"]
+SORT_FIELDS = ["hostname", "alias", "status", "status_change", "uuid"]
 KINDS = ["not-json", "not-object", "bad-method-path", "bad-data", "too-big", "bad-param",
          "bad-path", "unknown-method", "no-user-id", "unknown-user", "forged-user-id",
          "odd-properties", "no-reply-to", "misdirected", "huge-number",
+         "surrogate", "odd-codepoint", "non-finite", "order-by",
          # weights: the parameter and path cases have the most shapes
-         "bad-param", "bad-param", "bad-param", "bad-path", "bad-path"]
+         "bad-param", "bad-param", "bad-param", "bad-path", "bad-path", "surrogate"]
 
 
 @st.composite
@@ -168,6 +178,16 @@ def hostile(draw: st.DrawFn, fleet: tuple[VmInfo, ...],
         hvm = next(v for v in fleet if v.brand in ("kvm", "bhyve"))
         h.body = (b'{"method": "PUT", "path": "/vm/' + hvm.uuid.encode() + b"/status/" +
                   action.encode() + b'", "data": {"' + key.encode() + b'": ' + literal + b"}}")
+    elif kind == "surrogate":
+        h.body = _escaped(draw(_with_odd_text(st.sampled_from(SURROGATES), fleet, name)))
+    elif kind == "odd-codepoint":
+        h.body = _escaped(draw(_with_odd_text(st.sampled_from(ODD_CODEPOINTS), fleet, name)))
+    elif kind == "non-finite":
+        h.body, h.user = draw(_non_finite(fleet))
+        h.user_id = h.user
+    elif kind == "order-by":
+        h.body = _json({"method": "GET", "path": "/vm/status",
+                        "data": {"order_by": draw(_bad_order_by())}})
     elif kind == "bad-param":
         h.body = _json(draw(params))
     elif kind == "bad-path":
@@ -250,6 +270,83 @@ def bad_param(draw: st.DrawFn, fleet: tuple[VmInfo, ...]) -> dict[str, Any]:
         data.setdefault(k, v)
     name = vm.hostname if draw(st.booleans()) else vm.uuid
     return {"method": "PUT", "path": f"/vm/{name}/status/{action}", "data": data}
+
+
+def _escaped(value: Any) -> bytes:
+    """JSON text with every non-ASCII character escaped (`\\ud800` stays a lone surrogate)."""
+    return json.dumps(value, ensure_ascii=True).encode("ascii")
+
+
+@st.composite
+def _with_odd_text(draw: st.DrawFn, odd: st.SearchStrategy[str], fleet: tuple[VmInfo, ...],
+                   name: str) -> dict[str, Any]:
+    """A request with `odd` text in one place: the method, a path segment, a data key, a
+    string parameter, or deep inside a value; each must be a 4xx whatever the place."""
+    text = draw(odd)
+    where = draw(st.sampled_from(["method", "path-vm", "path-tail", "path-task", "data-key",
+                                  "cdimage", "cdimage2", "nested", "order_by", "define"]))
+    hvm = next(v for v in fleet if v.brand in ("kvm", "bhyve"))
+    if where == "method":
+        return {"method": draw(st.sampled_from([text, "GET" + text, text + "PUT"])),
+                "path": "/vm/status"}
+    if where == "path-vm":
+        return {"method": draw(st.sampled_from(["GET", "PUT"])),
+                "path": f"/vm/{name}{text}/status/start"}
+    if where == "path-tail":
+        return {"method": "PUT", "path": f"/vm/{name}/status/{text}"}
+    if where == "path-task":
+        return {"method": "GET", "path": f"/task/0-{text}/status"}
+    if where == "data-key":
+        return {"method": "PUT", "path": f"/vm/{hvm.uuid}/status/start",
+                "data": {text: True, "cdimage": text}}
+    if where in ("cdimage", "cdimage2"):
+        data: dict[str, Any] = {"cdimage": "debian-12.iso" if where == "cdimage2" else text}
+        if where == "cdimage2":
+            data["cdimage2"] = text
+        return {"method": "PUT", "path": f"/vm/{hvm.uuid}/status/start", "data": data}
+    if where == "order_by":
+        return {"method": "GET", "path": "/vm/status", "data": {"order_by": f"-{text}"}}
+    if where == "define":
+        # An owner's define is a 403 (admins only); the owner's own VM makes it reach the
+        # check after decoding.
+        return {"method": "PUT", "path": f"/vm/{name}/define",
+                "data": {"alias": text, "customer_metadata": {text: [text]}}}
+    return {"method": "PUT", "path": f"/vm/{hvm.uuid}/status/stop",
+            "data": {"timeout": [{"x": text}], "force": {"y": [text]}}}
+
+
+@st.composite
+def _non_finite(draw: st.DrawFn, fleet: tuple[VmInfo, ...]) -> tuple[bytes, str]:
+    """A body with a number that has no finite value, at a parameter or in an admin's
+    `define` (a stored definition once crashed the store writer on `inf`)."""
+    literal = draw(st.sampled_from(NON_FINITE))
+    hvm = next(v for v in fleet if v.brand in ("kvm", "bhyve"))
+    where = draw(st.sampled_from(["timeout", "force", "define", "define-deep", "top"]))
+    path = hvm.uuid.encode()
+    if where in ("timeout", "force"):
+        return (b'{"method": "PUT", "path": "/vm/' + path + b'/status/stop", "data": {"'
+                + where.encode() + b'": ' + literal + b"}}", hvm.user)
+    if where == "define":
+        return (b'{"method": "PUT", "path": "/vm/' + path + b'/define", "data": {"ram": '
+                + literal + b"}}", "admin")
+    if where == "define-deep":
+        return (b'{"method": "PUT", "path": "/vm/' + path + b'/define", "data": '
+                b'{"update_disks": [{"path": "/d", "size": ' + literal + b"}]}}", "admin")
+    return (b'{"method": "GET", "path": "/vm/status", "x": ' + literal + b"}", hvm.user)
+
+
+@st.composite
+def _bad_order_by(draw: st.DrawFn) -> Any:
+    """An `order_by` over the limits: a field repeated, more than the five fields, or
+    thousands of items (each once re-sorted the whole list: seconds per request)."""
+    how = draw(st.sampled_from(["repeat", "many", "huge-string", "huge-list"]))
+    field_ = draw(st.sampled_from(SORT_FIELDS))
+    if how == "repeat":
+        return f"{field_},-{field_}"
+    if how == "many":
+        return ",".join([*SORT_FIELDS, draw(st.sampled_from(SORT_FIELDS))])
+    items = [draw(st.sampled_from(SORT_FIELDS))] * draw(st.integers(6, 7000))
+    return ",".join(items) if how == "huge-string" else items
 
 
 def _not_json(raw: bytes) -> bool:

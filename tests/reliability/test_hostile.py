@@ -28,3 +28,5 @@ async def test_hostile_requests_are_refused_without_effect(rel_env: Env) -> None
     assert (f.rss_end_kib - f.rss_start_kib) / 1024 < GROWTH_MIB, f.summary()
     # Every category was exercised.
     assert set(f.by_expect) == {"4xx", "dead", "refused", "silent", "misdirected"}
+    # The classes that found issue 12's crashes and stalls were all sent.
+    assert {"surrogate", "odd-codepoint", "non-finite", "order-by"} <= set(f.by_kind)
