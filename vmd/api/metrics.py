@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from vmd import __version__
+from vmd.obs.looplag import loop_lag_histogram
 from vmd.obs.metrics import OTHER, REQUEST_BUCKETS, REQUEST_KINDS, new_registry
 
 STREAM_OUTCOMES: Final = ("final", "timeout", "shutdown", "disconnected")
@@ -61,6 +62,7 @@ class ApiMetrics:
             "Time from receiving an HTTP request to sending its status (for a stream: the "
             "201), by kind.", ["kind"], buckets=REQUEST_BUCKETS, registry=r)
         self.streams = Gauge("vmd_api_streams", "ES-STREAM responses open now.", registry=r)
+        self.loop_lag = loop_lag_histogram(r)  # observed by vmd.obs.looplag
         self.streams_ended = Counter(
             "vmd_api_streams_ended", "ES-STREAM responses ended, by how they ended.",
             ["outcome"], registry=r)

@@ -33,6 +33,7 @@ from vmd.bus.topology import COMMANDS_EXCHANGE
 from vmd.config import ApiSettings
 from vmd.obs import systemd
 from vmd.obs.logging import get_logger
+from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import MetricsServeError, MetricsServer, serve_metrics, split_address
 
 log = get_logger("vmd.api")
@@ -216,9 +217,12 @@ async def run(settings: ApiSettings) -> int:
         await service.start()
         systemd.ready(f"serving {service.url}/")
         watchdog = asyncio.create_task(systemd.watchdog_loop(), name="vmd-api watchdog")
+        lag = asyncio.create_task(monitor_loop_lag(observe=service.metrics.loop_lag.observe),
+                                  name="vmd-api loop-lag")
         try:
             await stop.wait()
         finally:
+            lag.cancel()
             systemd.stopping(f"draining (up to {settings.drain_timeout:g}s)")
             log.info("stopping", streams=service.gateway.streams)
             watchdog.cancel()

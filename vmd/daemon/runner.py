@@ -50,6 +50,7 @@ from vmd.daemon.reports import Reports
 from vmd.fsm import FsmSettings, TaskBook, VmIndex, World, task_id_factory
 from vmd.obs import systemd
 from vmd.obs.logging import get_logger
+from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import DaemonMetrics, MetricsServeError, MetricsServer, serve_metrics
 from vmd.store import Store, StoreError
 
@@ -176,6 +177,7 @@ class Daemon:
             metrics=metrics, clock=self.clock, tick=options.tick,
             purge_interval=options.purge_interval))
         self._spawn("watchdog", systemd.watchdog_loop())
+        self._spawn("loop-lag", monitor_loop_lag(observe=metrics.loop_lag.observe))
         self.running = True
         status = f"{len(self.world.vms)} VMs, {len(self.nodes.online())} nodes online"
         systemd.ready(status)

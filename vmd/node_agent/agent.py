@@ -30,6 +30,7 @@ from vmd.config import AgentSettings
 from vmd.model import NodeName, VmUuid
 from vmd.obs import systemd
 from vmd.obs.logging import get_logger
+from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import AgentMetrics
 
 from .backend import Opened, open_backend
@@ -153,6 +154,7 @@ class Agent:
                 await self._stop_task("watchdog")
                 raise
             self._start("reporter", self.reporter.run())
+            self._start("loop-lag", monitor_loop_lag(observe=self.metrics.loop_lag.observe))
             self._start("housekeeping", self._housekeeping())
             self._start("syncer", self.syncer.run())
             self._start("bus", self._watch_bus())

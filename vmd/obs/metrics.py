@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector
 
 from vmd import __version__
 from vmd.model import Action, Cause, NodeStatus, OutcomeKind, VmStatus
+from vmd.obs.looplag import loop_lag_histogram
 
 OTHER: Final = "other"
 
@@ -172,6 +173,7 @@ class DaemonMetrics:
         self.registry = registry if registry is not None else new_registry()
         r = self.registry
         _build_info(r, "daemon")
+        self.loop_lag = loop_lag_histogram(r)  # observed by vmd.obs.looplag
         # Zeros until the daemon fills them (`vm_status.reset(...)` after loading the store,
         # then `.move(old, new)` per change), or hands in its own source (`set_vm_counts`).
         self.vm_status = StatusCounts(VM_STATUSES)
@@ -269,6 +271,7 @@ class AgentMetrics:
         self.registry = registry if registry is not None else new_registry()
         r = self.registry
         _build_info(r, "agent")
+        self.loop_lag = loop_lag_histogram(r)  # observed by vmd.obs.looplag
         self.vmadm_calls = Counter(
             "vmd_vmadm_calls", "vmadm invocations ended, by command and outcome.",
             ["command", "outcome"], registry=r)
