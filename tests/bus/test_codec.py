@@ -8,6 +8,7 @@ import json
 import pytest
 
 from vmd.bus import MAX_BODY, BodyError, decode, decode_object, encode
+from vmd.bus.codec import EncodeError
 
 
 def test_limit_is_64_kib() -> None:
@@ -53,7 +54,7 @@ def test_encode_refuses_non_finite_floats_anywhere(value: object) -> None:
 
 
 def test_encode_refuses_what_json_refuses() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(EncodeError):
         encode({"when": datetime.datetime(2026, 1, 1)})
 
 

@@ -53,6 +53,15 @@ class BodyError(ValueError):
         self.reason = reason
 
 
+class EncodeError(ValueError):
+    """A value JSON cannot carry (a lone surrogate, NaN, a type JSON lacks, nesting too deep).
+
+    A bug where the value was made, but never the process's end: the daemon records each
+    answer, event and order encoded, so the one that raises this fails its own request
+    (500 `Internal error`, dead-lettered), not the turn (docs/reliability.md).
+    """
+
+
 def _reject_constant(name: str) -> NoReturn:
     raise BodyError(f"body is not JSON ({name} is not a JSON value)")
 
@@ -67,15 +76,18 @@ _SCALARS = (str, int, bool, type(None))
 
 
 def encode(value: Any) -> bytes:
-    """JSON-encode a value; a value that JSON cannot hold is a bug in the caller (raises)."""
+    """JSON-encode a value. Raises `EncodeError` for a value JSON cannot hold (a bug in the
+    caller)."""
     try:
         out = orjson.dumps(value, option=_ORJSON_OPTIONS)
     except orjson.JSONEncodeError:
-        return _ENCODE(value).encode()  # raises as before, or handles what orjson does not
+        return _strict(value)  # raises as before, or handles what orjson does not
     # orjson writes NaN/Infinity as null: only a body with a null can hide one.
-    if b"null" in out and not _finite(value):
-        return _ENCODE(value).encode()  # raises ValueError
-    return out
+    try:
+        finite = b"null" not in out or _finite(value)
+    except RecursionError:
+        finite = False
+    return out if finite else _strict(value)
 
 
 def fragment(encoded: bytes) -> Any:
@@ -83,6 +95,14 @@ def fragment(encoded: bytes) -> Any:
     daemon encodes a big list in slices (vmd.daemon.listing) and not again in its reply.
     (`_finite` does not look into it: it was checked when it was encoded.)"""
     return orjson.Fragment(encoded)
+
+
+def _strict(value: Any) -> bytes:
+    try:
+        return _ENCODE(value).encode()
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # UnicodeEncodeError (a lone surrogate) is a ValueError.
+        raise EncodeError(f"not JSON-encodable ({type(exc).__name__}: {exc})"[:200]) from None
 
 
 def _finite(value: Any) -> bool:

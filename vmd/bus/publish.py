@@ -86,13 +86,22 @@ class Outgoing:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """An event for `vmd.events` (protocol.md §4): persistent, confirmed, not mandatory."""
+    """An event for `vmd.events` (protocol.md §4): persistent, confirmed, not mandatory.
+
+    Encoded when made: a body that cannot be encoded raises `EncodeError` in the decision
+    step that made it (its request's error), not later in the commit pipeline, where it
+    would fail the whole turn.
+    """
 
     routing_key: str
     body: JsonObject
+    data: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", codec.encode(self.body))
 
     def outgoing(self) -> Outgoing:
-        return Outgoing(EVENTS_EXCHANGE, self.routing_key, codec.encode(self.body), mandatory=False)
+        return Outgoing(EVENTS_EXCHANGE, self.routing_key, self.data, mandatory=False)
 
 
 def reply_message(reply_to: str, correlation_id: str | None, reply: Reply) -> Outgoing:

@@ -29,7 +29,12 @@ between a write and its publish loses no event (no `seq` gap), no order and no f
 at-least-once, never at-most-once.
 
 Failures: the store write is shielded (a cancelled drain stops waiting for it, never
-stops it half-way); a store error is a bug and crashes the daemon. A publish that fails
+stops it half-way); a store error is a bug and crashes the daemon. What one request makes
+is encoded when it is recorded (rows by `Batch.put_*`, events by `Event`, orders by
+`agent_task`, replies by `Pipeline.answer`), so a value JSON or the store cannot hold
+raises there (`UNENCODABLE`) and never joins the turn: that request is answered 500
+`Internal error` and dead-lettered (`Pipeline.fail`), and the rest of the turn is committed
+(STYLE.md habit 10, docs/reliability.md). A publish that fails
 (broker away: `NotConnected`, `ConnectionLost`, ...) is retried until it succeeds, because
 the state it announces is already stored: events and orders may then arrive twice (events
 carry `seq`; agents drop a task id they already run). A reply to a delivery that went
@@ -43,7 +48,7 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -63,18 +68,25 @@ from vmd.bus import (
     node_tasks,
 )
 from vmd.bus.agent import order_message
-from vmd.bus.agent_messages import order_from_json
-from vmd.bus.codec import decode_object
+from vmd.bus.agent_messages import order_from_json, to_json
+from vmd.bus.codec import EncodeError, decode_object, encode
 from vmd.bus.publish import reply_message
 from vmd.daemon.options import Clock
 from vmd.fsm import task_status
 from vmd.model import NodeName, Principal, Reply, Task, TaskId
-from vmd.obs.logging import get_logger
+from vmd.obs.logging import get_logger, log_context
 from vmd.obs.metrics import DaemonMetrics
-from vmd.store import EVENT, ORDER, REPLY, Batch, OutboxMessage, Store
+from vmd.store import EVENT, ORDER, REPLY, Batch, OutboxMessage, RowError, Store
 
 log = get_logger(__name__)
 T = TypeVar("T")
+Handler = Callable[[Delivery], Awaitable[None]]
+
+# What recording a request's effects raises for a value JSON or the store cannot hold: that
+# request's error (`Pipeline.fail`), never the process's (STYLE.md habit 10).
+UNENCODABLE = (EncodeError, RowError)
+INTERNAL_ERROR = Reply(500, {"detail": "Internal error"})
+UNENCODABLE_REASON = "internal error: the answer could not be encoded"
 
 # Unroutable orders (no task queue for the node, although declared) are retried this many
 # times, re-declaring the queues in between, then dropped: their tasks end at their deadline.
@@ -105,6 +117,9 @@ class Answer:
     started: float = 0.0  # time.perf_counter() when the request was received
     lookup: TaskId | None = None
     principal: Principal | None = None
+    # The reply as published, encoded when the reply is known (`Pipeline.answer`, or after
+    # the write for a lookup): an answer that cannot be encoded fails its own request only.
+    message: Outgoing | None = None
 
 
 # A message to publish: (the message, or None for a reply; the answer; is it an order).
@@ -121,6 +136,8 @@ class Turn:
     orders: list[AgentOrder] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     settles: list[tuple[Delivery, Settle]] = field(default_factory=list)
+    # Requests whose answer could not be encoded: dead-lettered with this reason, not acked.
+    failed: dict[Delivery, str] = field(default_factory=dict)
     lookups: list[Answer] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     # Set by the write stage: the events as published, and the turn's outbox id range.
@@ -177,10 +194,72 @@ class Pipeline:
 
     def answer(self, answer: Answer) -> None:
         turn = self.turn
-        turn.answers.append(answer)
         if answer.reply is None:
             turn.lookups.append(answer)
+        elif not self._encode(answer, turn):
+            return  # a final reply that cannot be encoded: dropped (logged)
+        turn.answers.append(answer)
         self._wake.set()
+
+    def fail(self, delivery: Delivery, reply_to: str | None, error: Exception,
+             kind: str | None = None, started: float = 0.0) -> None:
+        """A request whose effects could not all be recorded (`UNENCODABLE`: an answer,
+        event, order or row JSON or the store cannot hold; a bug where the value was made):
+        answered 500 `Internal error`, dead-lettered to `vmd.dead` with `x-vmd-error`, and
+        the rest of the turn goes on (docs/reliability.md)."""
+        turn = self.turn
+        self._log_failure(delivery.correlation_id, error, user=delivery.user_id,
+                          message_id=delivery.message_id, queue=delivery.queue)
+        turn.failed[delivery] = UNENCODABLE_REASON
+        # Raised after its answer and settlement were booked (same synchronous step, so
+        # in this turn): that answer becomes the 500, the settlement the dead-lettering.
+        booked = [a for a in turn.answers if a.delivery is delivery]
+        for answer in booked:
+            answer.reply = INTERNAL_ERROR
+            answer.message = reply_message(answer.reply_to, answer.correlation_id,
+                                           INTERNAL_ERROR)
+        if reply_to is not None and not booked:
+            turn.answers.append(Answer(
+                reply_to, delivery.correlation_id, INTERNAL_ERROR, delivery, kind, started,
+                message=reply_message(reply_to, delivery.correlation_id, INTERNAL_ERROR)))
+        if not any(d is delivery for d, _ in turn.settles):
+            self.settle(delivery)
+        self._wake.set()
+
+    def guard(self, handler: Handler) -> Handler:
+        """`handler` (a consumer's), with `UNENCODABLE` made the delivery's error (`fail`)
+        instead of the consumer's crash. What raises it is the synchronous step that records
+        the effects, after the handler's last await, so it is this turn's."""
+        async def guarded(delivery: Delivery) -> None:
+            try:
+                await handler(delivery)
+            except UNENCODABLE as exc:
+                self.fail(delivery, delivery.reply_to or None, exc)
+
+        return guarded
+
+    def _encode(self, answer: Answer, turn: Turn) -> bool:
+        """Encode an answer's reply now. One that cannot be encoded becomes a 500 for its
+        request (dead-lettered), or, for a final reply of stream mode, is dropped (False)."""
+        assert answer.reply is not None
+        try:
+            answer.message = reply_message(answer.reply_to, answer.correlation_id, answer.reply)
+            return True
+        except EncodeError as exc:
+            self._log_failure(answer.correlation_id, exc, code=answer.reply.code,
+                              final=answer.delivery is None)
+        if answer.delivery is None:
+            return False
+        answer.reply = INTERNAL_ERROR
+        answer.message = reply_message(answer.reply_to, answer.correlation_id, INTERNAL_ERROR)
+        turn.failed[answer.delivery] = UNENCODABLE_REASON
+        return True
+
+    def _log_failure(self, correlation_id: str | None, error: Exception, **kw: Any) -> None:
+        self._metrics.internal_errors.inc()
+        with log_context(correlation_id=correlation_id):
+            log.error("internal error: a request's answer, event, order or row cannot be "
+                      "encoded; answered 500 and dead-lettered", error=str(error)[:300], **kw)
 
     def declared(self, nodes: Sequence[str]) -> None:
         """Nodes whose task queues the bus already declares (its start-up topology)."""
@@ -248,6 +327,7 @@ class Pipeline:
             for answer, task in zip(turn.lookups, found, strict=True):
                 assert answer.principal is not None
                 answer.reply = task_status(task, answer.principal)
+                self._encode(answer, turn)
             await self._written.put(turn)
 
     def _to_outbox(self, turn: Turn) -> None:
@@ -270,8 +350,8 @@ class Pipeline:
             # Stream mode's final replies (no request of theirs to redeliver): a crash before
             # they are published must not lose them. Replies to a request are not stored:
             # the request, unacked, comes again and is answered from its idempotency record.
-            if answer.delivery is None and answer.reply is not None:
-                message = _reply(answer)
+            if answer.delivery is None and answer.message is not None:
+                message = answer.message
                 n += 1
                 batch.put_outbox(OutboxMessage(n, REPLY, message.exchange, message.routing_key,
                                                message.body, dict(message.headers),
@@ -328,7 +408,9 @@ class Pipeline:
         acks = []
         for delivery, how in turn.settles:
             if how is Settle.ACK:
-                acks.append(delivery.ack())
+                reason = turn.failed.get(delivery)
+                acks.append(delivery.ack() if reason is None
+                            else self._dead_letter(delivery, reason))
             else:
                 self.held.append(delivery)
         if acks:
@@ -365,7 +447,8 @@ class Pipeline:
                     self._unsent(answer)
                     items[i + j] = _SKIP
                 else:
-                    messages.append(_reply(answer))
+                    assert answer.message is not None  # encoded by `answer` or the writer
+                    messages.append(answer.message)
                     answers.append(answer)
             try:
                 await self._bus.publish_many(messages)
@@ -390,6 +473,18 @@ class Pipeline:
             i += len(chunk)
         return sent
 
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        try:
+            await delivery.dead_letter(reason)
+        except PublishFailed as exc:
+            # Back to the queue: the redelivery fails again, and the delivery limit ends it
+            # (docs/reliability.md) if the broker keeps refusing.
+            log.warning("dead-lettering failed; requeued", error=str(exc))
+            if not delivery.settled:
+                await delivery.reject(requeue=True)
+            return
+        self._metrics.dead_lettered.inc()
+
     def _unsent(self, answer: Answer) -> None:
         # Its request comes again (redelivered) and is answered from its idempotency record.
         self.unsent += 1
@@ -403,14 +498,13 @@ class Pipeline:
                 self._declared.add(node)
 
 
-def _reply(answer: Answer) -> Outgoing:
-    assert answer.reply is not None
-    return reply_message(answer.reply_to, answer.correlation_id, answer.reply)
-
-
 def agent_task(task: Task, hostname: str, params: dict[str, Any]) -> AgentTask:
-    """The order that sends `task` to its node's agent (`params` without daemon-only keys)."""
-    return AgentTask(
+    """The order that sends `task` to its node's agent (`params` without daemon-only keys).
+
+    Encoded once here, in the decision step that made it: an order that cannot be encoded
+    raises `EncodeError` for its request, instead of failing the whole turn when the write
+    stage stores it."""
+    order = AgentTask(
         task_id=task.task_id,
         uuid=task.vm_uuid,
         hostname=hostname,
@@ -420,3 +514,5 @@ def agent_task(task: Task, hostname: str, params: dict[str, Any]) -> AgentTask:
         created=task.created,
         deadline=task.deadline,
     )
+    encode(to_json(order))
+    return order

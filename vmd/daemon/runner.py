@@ -161,9 +161,10 @@ class Daemon:
         await self.pipeline.flush()
         # Consumers last: the replayed outbox and the expiries are published (docs/bus.md §6:
         # reports, then commands, back to back).
-        reports = await self.bus.consume(REPORTS_QUEUE, self.reports.handle,
-                                         prefetch=ds.prefetch)
-        await self.bus.consume(COMMANDS_QUEUE, self.intake.handle, prefetch=ds.prefetch)
+        reports = await self.bus.consume(
+            REPORTS_QUEUE, self.pipeline.guard(self.reports.handle), prefetch=ds.prefetch)
+        await self.bus.consume(COMMANDS_QUEUE, self.pipeline.guard(self.intake.handle),
+                               prefetch=ds.prefetch)
         self._spawn("deadlines", run_deadlines(deadlines=self.core.deadlines,
                                                expire=self.core.expire_due, clock=self.clock,
                                                tick=options.tick))

@@ -226,6 +226,11 @@ class DaemonMetrics:
         self.dead_lettered = Counter(
             "vmd_dead_lettered", "Requests sent to the vmd.dead queue (no reply_to, unparsable).",
             registry=r)
+        self.internal_errors = Counter(
+            "vmd_internal_errors",
+            "Requests answered 500 Internal error and dead-lettered: an answer, event, order "
+            "or store row of theirs could not be encoded (a bug; each is logged).",
+            registry=r)
         # Children for the fixed label sets: series exist (at 0) from the start, so rate()
         # and absent-series alerts work, and the hot path skips labels() (~1 µs a call).
         self._tasks = {(a, o): self.tasks.labels(a, o)

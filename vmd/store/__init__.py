@@ -13,6 +13,7 @@ from vmd.store.records import (
     IdempotencyKey,
     IdempotencyRecord,
     Purged,
+    RowError,
     StoreError,
 )
 from vmd.store.schema import SCHEMA_VERSION
@@ -30,6 +31,7 @@ __all__ = [
     "IdempotencyRecord",
     "OutboxMessage",
     "Purged",
+    "RowError",
     "Store",
     "StoreError",
 ]

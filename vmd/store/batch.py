@@ -25,6 +25,7 @@ from vmd.store.rows import (
     VMS,
     Row,
     Table,
+    checked,
     idempotency_row,
     node_row,
     task_row,
@@ -45,6 +46,7 @@ class Changes:
         self.deletes: set[Key] = set()
 
     def put(self, key: Key, row: Row) -> None:
+        checked(row)  # raises RowError before the batch changes
         self.deletes.discard(key)
         self.puts[key] = row
 

@@ -23,6 +23,14 @@ class StoreError(Exception):
     """
 
 
+class RowError(ValueError):
+    """A record the store cannot hold: a string that is not UTF-8 (a lone surrogate), an
+    integer beyond 64 bits, a NaN, a value JSON cannot encode. A bug where the value was
+    made; raised when the record is added to a `Batch`, so it fails the request that made
+    it (the daemon answers that one 500) and never the write of a whole turn.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     """A request already answered: `(user, message_id)` and the replies sent for it.

@@ -26,7 +26,7 @@ from vmd.model import (
     VmStatus,
     VmUuid,
 )
-from vmd.store.records import IdempotencyRecord
+from vmd.store.records import IdempotencyRecord, RowError
 
 Row = tuple[Any, ...]
 
@@ -120,7 +120,32 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
 
 
 def dumps(value: object) -> str:
-    return _ENCODE(value)
+    try:
+        return _ENCODE(value)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise RowError(f"not JSON-encodable ({type(exc).__name__}: {exc})"[:200]) from None
+
+
+_INT64 = range(-(1 << 63), 1 << 63)  # `in` is a comparison, not a scan
+
+
+def checked(row: Row) -> Row:
+    """`row` if SQLite can bind every value, else `RowError` (the batch stays as it was).
+    Cheap: an ASCII string (nearly all) is one flag test, not an encode."""
+    for value in row:
+        kind = type(value)
+        if kind is str:
+            if not value.isascii():
+                try:
+                    value.encode()
+                except UnicodeEncodeError:
+                    raise RowError("a string is not UTF-8 (a lone surrogate)") from None
+        elif kind is int:
+            if value not in _INT64:
+                raise RowError("an integer is beyond 64 bits")
+        elif kind is float and value != value:
+            raise RowError("a number is NaN")
+    return row
 
 
 def _dumps_opt(value: object | None) -> str | None:
