@@ -52,6 +52,9 @@ class DaemonSettings:
     reconcile_interval: float = 60.0
     # Compute nodes an admin has put in maintenance: `maintenance`, whatever heartbeats say.
     maintenance: frozenset[str] = frozenset()
+    # Power history (GET /vm/<vm>/status/history): entries kept per VM, and for how long.
+    history_keep: int = 100
+    history_retention: float = 30 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +274,9 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
                 r.get(t, "daemon", "maintenance", _str_list, _NO_STRS, what="a list of nodes")
                 or ()
             ),
+            history_keep=r.get(t, "daemon", "history_keep", _nonneg_int, d.history_keep,
+                               what="an integer >= 0") or 0,
+            history_retention=_num(r, t, "daemon", "history_retention", d.history_retention),
         )
 
     agent = None

@@ -143,6 +143,9 @@ class Task:
     # The VM's status before the task moved it to a transitional state, to return to on
     # failure or expiry (vm-status.md §3.6). None for tasks that do not move the VM.
     previous_status: VmStatus | None = None
+    # The AMQP user whose request created the task (None for vmd's own re-syncs): the
+    # `principal` of the status changes the task causes (protocol.md §9).
+    principal: str | None = None
 
     @property
     def done(self) -> bool:

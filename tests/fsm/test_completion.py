@@ -120,7 +120,10 @@ def test_observed_target_then_result_changes_nothing() -> None:
     world, vm, task = world_in("starting")
     assert task is not None
     d = obs(world, "running", NOW + 1)
-    assert vm.status is S.RUNNING and d.changes[0].cause is Cause.NODE
+    # The watcher's report of the task's target is the task's change (protocol.md §9).
+    (c,) = d.changes
+    assert vm.status is S.RUNNING and c.cause is Cause.TASK
+    assert (c.task_id, c.principal) == (task.task_id, task.principal)
     assert vm.task_id == task.task_id  # still in flight: a second task is refused
     assert put(world, ADMIN, "stop").reply.code == 409  # type: ignore[union-attr]
     seq = vm.seq

@@ -46,7 +46,7 @@ def test_events() -> None:
     assert status_event(c) == {
         "uuid": UUID, "hostname": HOST, "alias": "web01", "node": NODE, "owner_uuid": OWNER_A,
         "status": "starting", "previous": "stopped", "status_change": "2027-01-15T08:00:00.000Z",
-        "seq": 1, "task_id": d.new_task.task_id, "cause": "task",
+        "seq": 1, "task_id": d.new_task.task_id, "cause": "task", "principal": "admin",
     }
     assert status_routing_key(c) == f"vm.{OWNER_A}.{UUID}.status_change"
     assert c.cause is Cause.TASK

@@ -143,6 +143,7 @@ _KINDS: Final[Mapping[Kind, str]] = {
     Kind.CURRENT_PUT: "current",
     Kind.DEFINE: "define",
     Kind.TASK: "task",
+    Kind.HISTORY: "history",
 }
 
 

@@ -107,7 +107,8 @@ class Settle(enum.Enum):
 @dataclass(slots=True)
 class Answer:
     """One reply to send. `delivery` is the request it answers (None for the final reply of
-    stream mode); `reply` None means: read task `lookup` from the store after the write."""
+    stream mode); `reply` None means: read task `lookup` (or run `read`) from the store after
+    the write."""
 
     reply_to: str
     correlation_id: str | None
@@ -117,6 +118,9 @@ class Answer:
     started: float = 0.0  # time.perf_counter() when the request was received
     lookup: TaskId | None = None
     principal: Principal | None = None
+    # Or: a read that makes the reply from the store, run after the write (the power
+    # history, vmd.daemon.history).
+    read: Callable[[Store], Reply] | None = None
     # The reply as published, encoded when the reply is known (`Pipeline.answer`, or after
     # the write for a lookup): an answer that cannot be encoded fails its own request only.
     message: Outgoing | None = None
@@ -145,10 +149,12 @@ class Turn:
     outbox: tuple[int, int] | None = None
 
 
-def _write(store: Store, batch: Batch, lookups: Sequence[TaskId]) -> list[Task | None]:
+def _write(store: Store, batch: Batch, lookups: Sequence[TaskId],
+           reads: Sequence[Callable[[Store], Reply]] = ()
+           ) -> tuple[list[Task | None], list[Reply]]:
     # Runs in the writer thread: one transaction, then the reads that must see it.
     store.write(batch)
-    return [store.get_task(task_id) for task_id in lookups]
+    return [store.get_task(task_id) for task_id in lookups], [read(store) for read in reads]
 
 
 class Pipeline:
@@ -319,14 +325,18 @@ class Pipeline:
             self._wake.clear()
             turn, self.turn = self.turn, Turn()
             self._to_outbox(turn)
-            lookups = [a.lookup for a in turn.lookups if a.lookup is not None]
+            tasks = [a for a in turn.lookups if a.read is None]
+            lookups = [a.lookup for a in tasks if a.lookup is not None]
+            reads = [a for a in turn.lookups if a.read is not None]
+            readers = [r for a in reads if (r := a.read) is not None]
             # Shielded: cancelling the drain must not lose a write half-way (habit 5).
-            found = await asyncio.shield(
-                loop.run_in_executor(self._executor, _write, self._store, turn.batch, lookups)
-            )
-            for answer, task in zip(turn.lookups, found, strict=True):
+            found, answered = await asyncio.shield(loop.run_in_executor(
+                self._executor, _write, self._store, turn.batch, lookups, readers))
+            for answer, task in zip(tasks, found, strict=True):
                 assert answer.principal is not None
                 answer.reply = task_status(task, answer.principal)
+            for answer, reply in zip(reads, answered, strict=True):
+                answer.reply = reply
                 self._encode(answer, turn)
             await self._written.put(turn)
 

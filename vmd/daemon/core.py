@@ -32,6 +32,7 @@ from vmd.bus import Event
 from vmd.daemon.commit import Answer, Pipeline, Turn, agent_task
 from vmd.daemon.deadlines import Deadlines
 from vmd.daemon.options import Options
+from vmd.daemon.transitions import Transitional
 from vmd.fsm import (
     Decision,
     Ignored,
@@ -84,6 +85,8 @@ class Core:
         self._vm_counts = metrics.vm_status
         # Set by the runner when shutting down: intake answers 503 and holds deliveries.
         self.draining = False
+        # VMs in starting/stopping, for the transition metrics (vmd.daemon.transitions).
+        self.transitional = Transitional(metrics, world.tasks)
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -107,6 +110,8 @@ class Core:
             move = self._vm_counts.move
             for c in d.changes:
                 events.append(Event(status_routing_key(c), status_event(c)))
+                turn.batch.put_history(c, now)  # the power history, same transaction
+                self.transitional.changed(c, now)
                 move(c.previous.value, c.status.value)
                 status_changed(c.cause.value)
         for task in d.ended:

@@ -39,6 +39,7 @@ from vmd.bus.topology import STREAM_HEADER
 from vmd.daemon.auth import Principals
 from vmd.daemon.commit import Answer, Pipeline, Settle
 from vmd.daemon.core import STREAMS, Core
+from vmd.daemon.history import history_answer
 from vmd.daemon.listing import Lister
 from vmd.daemon.options import Clock
 from vmd.fsm import Kind, Route, decide, is_task_id, route, task_reply
@@ -57,6 +58,7 @@ UNAVAILABLE = Reply(503, {"detail": "Service unavailable"})
 _KINDS = {
     Kind.LIST: "list", Kind.STATUS: "get", Kind.CURRENT_GET: "current",
     Kind.CURRENT_PUT: "current", Kind.DEFINE: "define", Kind.TASK: "task",
+    Kind.HISTORY: "history",
 }
 _ACTIONS = frozenset({"start", "stop", "reboot"})
 # Answers of requests without a message_id remembered for a redelivery (several prefetch
@@ -219,6 +221,11 @@ class Intake:
             return
         now = self.clock()
         d = decide(self.world, principal, parsed, now, routed)
+        if d.read is not None:  # the power history: read from the store after this turn
+            if reply_to is not None:
+                self.pipeline.answer(history_answer(d.read, reply_to, delivery, kind, started))
+            self.pipeline.settle(delivery)
+            return
         reply = d.reply
         assert reply is not None
         if stream and d.new_task is not None and reply.code == 201:

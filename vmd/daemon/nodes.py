@@ -1,19 +1,23 @@
-"""Compute nodes: liveness from heartbeats, maintenance, ISO lists, `node.<node>.status` events.
+"""Compute nodes: liveness from what their agents say, maintenance, ISO lists, node events.
 
-A node is `online` while its agent's heartbeats arrive; silent for 3 x `[daemon]
-heartbeat_interval` it becomes `unreachable` (its VMs' commands answer 423 `Node is not
-operational`), and its next heartbeat makes it `online` again, at which point the daemon
-asks its agent for a full sync (a `sync_request`), so that everything that happened while
-vmd could not hear the node, and every re-sync that waited for it, converges at once.
+Any report from a node's agent (a heartbeat, a full sync, observations, a task result)
+proves the node online: an `unreachable` node becomes `online` at its agent's first report,
+so the first status a client reads after an agent's (re)connect and full sync says
+`online` next to that sync's data. Silent for 3 x the interval its own heartbeats announce
+(`interval` of each heartbeat, kept between `MIN_INTERVAL` and `MAX_INTERVAL`; `[daemon]
+heartbeat_interval` for a node not heard from yet, e.g. after a daemon restart), a node
+becomes `unreachable` (its VMs' commands answer 423 `Node is not operational`). Back
+online by any report other than a full sync, the daemon asks its agent for one (a
+`sync_request`), so that everything that happened while vmd could not hear the node, and
+every re-sync that waited for it, converges at once; back by a full sync, that sync is it.
 
 Maintenance is set by an admin in the configuration (`[daemon] maintenance = ["node07"]`,
 then a restart): such a node is `maintenance` whatever its heartbeats say; removed from the
 list it is `unreachable` until its next heartbeat. vmd adds no public path for it: the
 protocol (protocol.md §2) has none.
 
-Any other report from an online node also counts as a sign of life, and the monitor gives no
-verdict while the reports consumer is backlogged: a burst of observations must not make
-vmd mistake its own delay for a dead node.
+The monitor gives no verdict while the reports consumer is backlogged: a burst of
+observations must not make vmd mistake its own delay for a dead node.
 
 Every status change is stored (table `nodes`) and published as `node.<node>.status` with
 `{"node", "status", "previous", "time"}` in the same turn. Heartbeat times are vmd's own
@@ -36,6 +40,10 @@ from vmd.obs.metrics import DaemonMetrics
 
 log = get_logger(__name__)
 ONLINE, UNREACHABLE, MAINTENANCE = NodeStatus.ONLINE, NodeStatus.UNREACHABLE, NodeStatus.MAINTENANCE
+# Bounds on the heartbeat interval an agent announces (seconds): below the lower one the
+# monitor's own tick would decide, above the upper one a dead node would go unnoticed.
+MIN_INTERVAL = 0.1
+MAX_INTERVAL = 600.0
 
 
 def node_routing_key(node: str) -> str:
@@ -52,7 +60,9 @@ class Nodes:
         self.nodes = nodes
         self.pipeline = pipeline
         self.maintenance = maintenance
-        self.timeout = 3 * heartbeat_interval
+        self.timeout = 3 * heartbeat_interval  # for nodes not heard from yet
+        # Each node's timeout: 3 x the interval its last heartbeat announced.
+        self.timeouts: dict[NodeName, float] = {}
         self._counts = metrics.node_status
 
     def restore(self, now: float) -> None:
@@ -100,28 +110,31 @@ class Nodes:
             else:
                 log.warning("node status changed", status=status.value, previous=previous.value)
 
-    def heartbeat(self, name: NodeName, now: float) -> None:
-        """The node's agent is alive. Back from unreachable: online, and a full sync asked."""
+    def heartbeat(self, name: NodeName, now: float, interval: float | None = None) -> None:
+        """A heartbeat: the node is alive, and beats every `interval` seconds."""
+        if interval is not None:
+            self.timeouts[name] = 3 * min(MAX_INTERVAL, max(MIN_INTERVAL, interval))
+        self.alive(name, now)
+
+    def alive(self, name: NodeName, now: float, *, synced: bool = False) -> None:
+        """Any report from the node: its agent is alive. Back from unreachable: online, and
+        a full sync asked unless the report is one (`synced`)."""
         node = self.ensure(name)
         node.last_heartbeat = now
         if node.status is UNREACHABLE:
             self.set_status(node, ONLINE, now)
-            self.request_sync(node.name, "node online")
-
-    def alive(self, name: NodeName, now: float) -> None:
-        """Any report from the node: its agent is alive. Does not make a node online (only
-        a heartbeat does), but keeps an online node's heartbeats from looking late when
-        they wait behind its own burst of reports in the queue."""
-        node = self.nodes.get(name)
-        if node is not None and node.status is ONLINE:
-            node.last_heartbeat = now
+            if not synced:
+                self.request_sync(node.name, "node online")
 
     def check(self, now: float) -> int:
-        """Online nodes silent for 3 x heartbeat_interval become unreachable; how many did."""
-        cutoff = now - self.timeout
+        """Online nodes silent for 3 x their heartbeat interval become unreachable; how
+        many did."""
+        default = self.timeout
+        timeouts = self.timeouts
         n = 0
         for node in self.nodes.values():
-            if node.status is ONLINE and (node.last_heartbeat or 0.0) < cutoff:
+            if node.status is ONLINE and (node.last_heartbeat or 0.0) < (
+                    now - timeouts.get(node.name, default)):
                 self.set_status(node, UNREACHABLE, now)
                 n += 1
         return n

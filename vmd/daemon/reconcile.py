@@ -9,9 +9,10 @@ every `[daemon] reconcile_interval` each online node's agent is asked for a full
 Housekeeping, every `tick`: ended tasks older than `Options.keep_ended_seconds` leave memory
 (the store keeps them; `GET /task/<id>/status` reads it), and so do the answers of idempotency
 records older than `Options.idempotency_hot_seconds` (vmd.daemon.core); the broker reconnect
-count is exported; and every `Options.purge_interval` (first at start) ended tasks and
-idempotency keys older than 24 h are purged from the store (in the writer thread, after the
-writes queued before it) and from memory.
+count and the age of the oldest VM in starting/stopping are exported; and every
+`Options.purge_interval` (first at start) ended tasks and idempotency keys older than 24 h
+are purged from the store (in the writer thread, after the writes queued before it) and
+from memory, and power history older than `[daemon] history_retention` from the store.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vmd.daemon.options import Clock
 from vmd.obs.logging import get_logger
 from vmd.obs.metrics import DaemonMetrics
 from vmd.store import Store
+from vmd.store.history import PURGE_BATCH
 
 log = get_logger(__name__)
 
@@ -38,6 +40,20 @@ async def run_reconcile(*, nodes: Nodes, interval: float) -> None:
         for name in online:
             nodes.request_sync(name, "reconcile")
         log.debug("reconcile: full syncs requested", nodes=len(online))
+
+
+async def _purge_history(pipeline: Pipeline, store: Store, now: float) -> int:
+    """Old power history out of the store, a bounded batch per writer-thread call, so the
+    turns written meanwhile wait for one batch at most (vmd.store.history)."""
+    total = 0
+    while True:
+        n = await pipeline.run_store(store.purge_history, now)
+        total += n
+        if n < PURGE_BATCH:
+            break
+    if total:
+        log.info("purged power history", entries=total)
+    return total
 
 
 async def run_housekeeping(
@@ -55,9 +71,11 @@ async def run_housekeeping(
         if seen > reconnects:
             metrics.broker_reconnects.inc(seen - reconnects)
             reconnects = seen
+        core.transitional.export(now)
         if now >= next_purge:
             next_purge = now + purge_interval
             purged = await pipeline.run_store(store.purge, now)
+            await _purge_history(pipeline, store, now)
             keys = core.purge_idempotency(now)
             if purged.tasks or purged.idempotency or keys:
                 log.info("purged", tasks=purged.tasks, idempotency=purged.idempotency,

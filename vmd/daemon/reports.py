@@ -15,9 +15,10 @@ published. What each report does (docs/bus.md §3, vm-status.md §3.6, §5):
 
 A `TaskUndelivered` with another reason (`rejected`, `maxlen`) is logged; its deadline ends it.
 
-Liveness comes from heartbeats only (vm-status.md §1); a report from a node vmd has not
-heard of adds it as `unreachable` until its first heartbeat. A report that does not decode
-is dead-lettered to `vmd.dead` (a bug to look at, not to retry).
+Liveness comes from what the node's agent says (vmd.daemon.nodes): any report proves its
+node online (a node vmd has not heard of is added and online at once), and heartbeats say
+how long silence may last (3 x their `interval`). A report that does not decode is
+dead-lettered to `vmd.dead` (a bug to look at, not to retry).
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ class Reports:
             return
         self.nodes.ensure(report.node)
         if isinstance(report, Heartbeat):
-            self.nodes.heartbeat(report.node, now)
+            self.nodes.heartbeat(report.node, now, report.interval)
             return
-        self.nodes.alive(report.node, now)
+        self.nodes.alive(report.node, now, synced=isinstance(report, FullSync))
         if isinstance(report, ObservationReport):
             for obs in report.observations:
                 self._observed(observe(self.world, obs, now), now)

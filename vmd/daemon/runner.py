@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import signal
 import sys
@@ -87,7 +88,9 @@ class Daemon:
         ds, options = self.daemon_settings, self.options
         loop = asyncio.get_running_loop()
         try:
-            self.store = await loop.run_in_executor(self.executor, Store.open, ds.store)
+            self.store = await loop.run_in_executor(self.executor, functools.partial(
+                Store.open, ds.store, history_keep=ds.history_keep,
+                history_retention=ds.history_retention))
         except StoreError as exc:
             self.executor.shutdown(wait=False)
             raise StartupError(str(exc), 2) from None
@@ -133,6 +136,7 @@ class Daemon:
         self.reports = Reports(core=self.core, nodes=self.nodes, pipeline=self.pipeline,
                                metrics=metrics, clock=self.clock)
         self.core.restore(fleet.tasks.values())
+        self.core.transitional.seed(self.world.vms, now)
         # The store gave every live record whole: keep the answers of the recent ones only,
         # now rather than in the first housekeeping tick, while nothing waits for the loop.
         self.core.cool(now)

@@ -16,6 +16,7 @@ the I/O edge must persist, publish and send.
 
 from vmd.fsm.completion import complete_task, expire_task, start_resync
 from vmd.fsm.decision import Decision, Ignored, StatusChange
+from vmd.fsm.history import HistoryEntry, HistoryQuery, entry_of, history_reply
 from vmd.fsm.lookup import find_vm
 from vmd.fsm.machine import MACHINE
 from vmd.fsm.observe import expand_full_sync, full_sync, map_node_state, observe
@@ -37,6 +38,8 @@ __all__ = [
     "MACHINE",
     "Decision",
     "FsmSettings",
+    "HistoryEntry",
+    "HistoryQuery",
     "Ignored",
     "Kind",
     "Route",
@@ -46,10 +49,12 @@ __all__ = [
     "World",
     "complete_task",
     "decide",
+    "entry_of",
     "expand_full_sync",
     "expire_task",
     "find_vm",
     "full_sync",
+    "history_reply",
     "holds",
     "is_task_id",
     "iso_time",

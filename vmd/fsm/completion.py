@@ -76,7 +76,8 @@ def _revert(vm: Vm, task: Task, now: float) -> tuple[StatusChange, ...]:
     previous = task.previous_status
     if held is None or vm.status is not held or previous is None or previous is held:
         return ()
-    return (change(vm, f"revert_{previous.value}", now, Cause.TASK, task.task_id),)
+    return (change(vm, f"revert_{previous.value}", now, Cause.TASK, task.task_id,
+                   task.principal),)
 
 
 def complete_task(world: World, task_id: TaskId, outcome: TaskOutcome, now: float) -> Decision:
@@ -102,7 +103,7 @@ def complete_task(world: World, task_id: TaskId, outcome: TaskOutcome, now: floa
         target = S.FROZEN if freeze else _TARGET[task.action]
         if held or (freeze and vm.status is S.STOPPED):
             event = "frozen" if freeze else _SUCCESS_EVENT[task.action]
-            changes = (change(vm, event, now, Cause.TASK, task_id),)
+            changes = (change(vm, event, now, Cause.TASK, task_id, task.principal),)
         elif vm.status is not target:
             resync = (vm.uuid,)
     else:
@@ -110,7 +111,7 @@ def complete_task(world: World, task_id: TaskId, outcome: TaskOutcome, now: floa
         if not held:
             resync = (vm.uuid,)
         elif kind is OutcomeKind.NOT_FOUND:
-            changes = (change(vm, "vanished", now, Cause.TASK, task_id),)
+            changes = (change(vm, "vanished", now, Cause.TASK, task_id, task.principal),)
         else:
             changes = _revert(vm, task, now)
             resync = (vm.uuid,)
@@ -146,7 +147,8 @@ def _complete_current(
         elif forced:
             if status is not vm.status:
                 changes = (
-                    change(vm, f"force_{status.value}", now, Cause.ADMIN, task.task_id),
+                    change(vm, f"force_{status.value}", now, Cause.ADMIN, task.task_id,
+                           task.principal),
                 )
                 node_changed = True
             if outcome.change_time is not None and (

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vmd.fsm.machine import EVENTS
 from vmd.model import Cause, Reply, Task, TaskId, Vm, VmStatus, VmUuid
+
+if TYPE_CHECKING:
+    from vmd.fsm.history import HistoryQuery
 
 
 @dataclass(slots=True)
@@ -32,6 +36,10 @@ class StatusChange:
     cause: Cause
     task_id: TaskId | None
     seq: int
+    # The AMQP user whose request caused it (causes `task` and `admin`), else None.
+    principal: str | None = None
+    # When the previous status began (the VM's `status_change` before this change).
+    since: float | None = None
 
 
 class Ignored(enum.StrEnum):
@@ -58,6 +66,8 @@ class Decision:
     resync: tuple[VmUuid, ...] = ()  # VMs whose node state must be re-read
     new_vm: Vm | None = None  # a VM seen for the first time (already indexed)
     ignored: Ignored | None = None
+    # A read the daemon answers from its store after the turn's write (reply is None).
+    read: HistoryQuery | None = None
 
     @property
     def dropped(self) -> bool:
@@ -69,11 +79,13 @@ class Decision:
 
 
 def change(
-    vm: Vm, event: str, time: float, cause: Cause, task_id: TaskId | None
+    vm: Vm, event: str, time: float, cause: Cause, task_id: TaskId | None,
+    principal: str | None = None,
 ) -> StatusChange:
     """Apply one status change to `vm` through the machine and record it."""
     previous = vm.status
+    since = vm.status_change
     EVENTS[event].trigger(vm)
     vm.status_change = time
     vm.seq += 1
-    return StatusChange(vm, previous, vm.status, time, cause, task_id, vm.seq)
+    return StatusChange(vm, previous, vm.status, time, cause, task_id, vm.seq, principal, since)

@@ -24,6 +24,16 @@ Rules, in order (for a VM vmd knows):
 6. Otherwise applied, whatever task is in flight (its result will then change nothing,
    see vmd.fsm.completion), with `status_change` = the node's change time.
 
+Attribution (protocol.md §9): an applied observation that takes the VM along the path of
+its in-flight power task (the task in the power slot, still pending) is that task's
+change: `cause: task`, the task's `task_id` and `principal`. The path: a start's
+`starting → running`; a stop's `stopping → stopped`; a reboot's `stopping → running`,
+and, for a reboot the node carries out as a halt and a boot, `stopping → stopped` and
+`stopped → running`. The watcher usually reports the target state before the agent's
+result arrives; the result then finds the VM already there and adds no second change.
+Anything else (a crash, an operator's vmadm) is `cause: node` (`sync` for full syncs),
+with no principal.
+
 A VM seen for the first time is added (from the node's VM object) and, unless the node
 reports an in-between state, applied from `notcreated` (seq 1). A full sync is the node's
 whole listing: every VM of that node it does not list is observed absent (→ notcreated).
@@ -37,6 +47,7 @@ from typing import Any
 from vmd.fsm.decision import Decision, Ignored, StatusChange, change
 from vmd.fsm.world import World
 from vmd.model import (
+    Action,
     Cause,
     JsonObject,
     NodeName,
@@ -62,6 +73,13 @@ IN_BETWEEN = frozenset(
 _OBSERVE = {s: f"observe_{s.value}" for s in NODE_STATES.values()} | {
     S.NOTCREATED: "observe_notcreated"
 }
+# (from, to) moves that are a power task's own doing (see "Attribution" above).
+TASK_PATHS: dict[Action, frozenset[tuple[VmStatus, VmStatus]]] = {
+    Action.START: frozenset({(S.STARTING, S.RUNNING)}),
+    Action.STOP: frozenset({(S.STOPPING, S.STOPPED)}),
+    Action.REBOOT: frozenset({
+        (S.STOPPING, S.RUNNING), (S.STOPPING, S.STOPPED), (S.STOPPED, S.RUNNING)}),
+}
 
 
 def map_node_state(state: str | None) -> VmStatus | None:
@@ -71,9 +89,26 @@ def map_node_state(state: str | None) -> VmStatus | None:
     return NODE_STATES.get(state)
 
 
+def attribution(
+    world: World, vm: Vm, status: VmStatus
+) -> tuple[TaskId, str | None] | None:
+    """(task_id, principal) of the in-flight power task whose path the move to `status`
+    follows, None when the move is not a task's (see "Attribution" above)."""
+    task_id = vm.task_id
+    if task_id is None:
+        return None
+    task = world.tasks.get(task_id)
+    if task is None or task.done:
+        return None
+    path = TASK_PATHS.get(task.action)
+    if path is None or (vm.status, status) not in path:
+        return None
+    return task_id, task.principal
+
+
 def apply_observed(
     vm: Vm, status: VmStatus, change_time: float | None, now: float, cause: Cause,
-    task_id: TaskId | None = None,
+    task_id: TaskId | None = None, principal: str | None = None,
 ) -> tuple[StatusChange | None, Ignored | None]:
     """Rules 3-6 for one VM; `change_time` None (not known) skips the age rule."""
     if change_time is not None:
@@ -85,7 +120,7 @@ def apply_observed(
     if vm.status is S.FROZEN:
         return None, None if status is S.STOPPED else Ignored.FROZEN
     time = now if change_time is None else change_time
-    return change(vm, _OBSERVE[status], time, cause, task_id), None
+    return change(vm, _OBSERVE[status], time, cause, task_id, principal), None
 
 
 def _ostype(obj: JsonObject) -> str | None:
@@ -156,7 +191,11 @@ def observe(world: World, obs: Observation, now: float, *, cause: Cause = Cause.
     if not moved and vm.status_change is not None and obs.change_time < vm.status_change:
         return Decision(vm=vm if dirty else None, ignored=Ignored.STALE)
     seen = vm.observed_at
-    c, ignored = apply_observed(vm, status, obs.change_time, now, cause)
+    owner = attribution(world, vm, status)
+    if owner is None:
+        c, ignored = apply_observed(vm, status, obs.change_time, now, cause)
+    else:
+        c, ignored = apply_observed(vm, status, obs.change_time, now, Cause.TASK, *owner)
     if c is not None:
         return Decision(vm=vm, changes=(c,))
     dirty = dirty or vm.observed_at != seen

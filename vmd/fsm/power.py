@@ -172,7 +172,7 @@ def put_action(
         if conflict is not None:
             return Decision(reply=conflict)
     if gate is _FREEZE or gate is _UNFREEZE:
-        c = change(vm, gate, now, ADMIN_CAUSE, None)
+        c = change(vm, gate, now, ADMIN_CAUSE, None, principal.name)
         message = (replies.frozen_message if gate is _FREEZE else replies.unfrozen_message)(
             vm.hostname
         )
@@ -192,12 +192,12 @@ def put_action(
                 return Decision(reply=_UPDATE_FIRST)
             if vm.snapshots:
                 return Decision(reply=_HAS_SNAPSHOTS)
-    return _create(world, vm, action, p, update, inflight, now)
+    return _create(world, vm, action, p, update, inflight, now, principal.name)
 
 
 def _create(
     world: World, vm: Vm, action: Action, p: PowerParams, update: bool,
-    inflight: Task | None, now: float,
+    inflight: Task | None, now: float, user: str,
 ) -> Decision:
     """Step 9: the task, and the VM in its transitional state before the reply is sent."""
     settings = world.settings
@@ -217,10 +217,10 @@ def _create(
             ended = (inflight,)
     else:
         previous = vm.status
-        changes = (change(vm, _EVENTS[action], now, TASK_CAUSE, task_id),)
+        changes = (change(vm, _EVENTS[action], now, TASK_CAUSE, task_id, user),)
     task = Task(
         task_id, vm.uuid, action, "PUT", _task_params(vm, action, p, update), now, deadline,
-        vm.owner_uuid, vm.node, previous_status=previous,
+        vm.owner_uuid, vm.node, previous_status=previous, principal=user,
     )
     vm.task_id = task_id
     world.tasks.add_pending(task)
@@ -240,18 +240,19 @@ def get_current(world: World, principal: Principal, ident: str, now: float) -> D
     node = world.nodes.get(vm.node)
     if node is None or node.status is not ONLINE:
         return Decision(reply=_NODE_DOWN)
-    task = _current_task(world, vm, "GET", {}, now)
+    task = _current_task(world, vm, "GET", {}, now, principal.name)
     return Decision(reply=replies.pending(task.task_id), new_task=task)
 
 
 def _current_task(
-    world: World, vm: Vm, method: str, extra: dict[str, Any], now: float,
+    world: World, vm: Vm, method: str, extra: dict[str, Any], now: float, user: str,
     previous: VmStatus | None = None,
 ) -> Task:
     task_id = world.new_task_id()
     task = Task(
         task_id, vm.uuid, Action.CURRENT, method, {"hostname": vm.hostname, **extra}, now,
         now + world.settings.current_deadline, vm.owner_uuid, vm.node, previous_status=previous,
+        principal=user,
     )
     world.tasks.add(task)
     return task
@@ -293,6 +294,6 @@ def put_current(
             previous = inflight.previous_status
         world.tasks.end(inflight, TaskState.REVOKED, _superseded(), now)
         ended = (inflight,)
-    task = _current_task(world, vm, "PUT", extra, now, previous)
+    task = _current_task(world, vm, "PUT", extra, now, principal.name, previous)
     vm.task_id = task.task_id
     return Decision(reply=replies.pending(task.task_id), vm=vm, new_task=task, ended=ended)

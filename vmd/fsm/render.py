@@ -135,6 +135,7 @@ def status_event(c: StatusChange) -> JsonObject:
         "seq": c.seq,
         "task_id": c.task_id,
         "cause": c.cause.value,
+        "principal": c.principal,
     }
 
 

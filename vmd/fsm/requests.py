@@ -17,6 +17,7 @@ from typing import Any
 from vmd.fsm import replies
 from vmd.fsm.decision import Decision
 from vmd.fsm.definitions import disk_resize
+from vmd.fsm.history import get_history
 from vmd.fsm.listing import StatusList, open_list
 from vmd.fsm.lookup import resolve_vm
 from vmd.fsm.power import get_current, put_action, put_current
@@ -103,5 +104,7 @@ def decide(
         return Decision(reply=task_status(world.tasks.get(r.task_id), principal))
     if kind is Kind.LIST:
         return list_status(world, principal, data)
+    if kind is Kind.HISTORY:
+        return get_history(world, principal, r.vm, data)
     return define(world, principal, r.vm, data)
 

@@ -10,6 +10,7 @@ Paths (one trailing `/` accepted; `<vm>` and every segment match `[A-Za-z0-9._-]
 | `/vm/status`                 | GET      | LIST                                         |
 | `/vm/<vm>/status`            | GET, PUT | GET: STATUS; PUT: ACTION with action ""      |
 | `/vm/<vm>/status/current`    | GET, PUT | CURRENT_GET, CURRENT_PUT                     |
+| `/vm/<vm>/status/history`    | GET      | HISTORY (vmd extension; PUT: ACTION, 417)    |
 | `/vm/<vm>/status/<action>`   | GET, PUT | GET: STATUS (upstream quirk); PUT: ACTION    |
 | `/vm/<vm>/define`            | PUT      | DEFINE                                       |
 | `/task/<task_id>/status`     | GET      | TASK                                         |
@@ -36,6 +37,7 @@ class Kind(enum.Enum):
     ACTION = "action"
     DEFINE = "define"
     TASK = "task"
+    HISTORY = "history"
 
 
 class Route(NamedTuple):
@@ -66,6 +68,8 @@ def route(method: str, path: str) -> Route | Reply:
         vm, action = m.groups("")
         method = method.upper()
         if method == _GET:
+            if action == "history":
+                return Route(Kind.HISTORY, vm, action)
             return Route(Kind.CURRENT_GET if action == "current" else Kind.STATUS, vm, action)
         if method == _PUT:
             return Route(Kind.CURRENT_PUT if action == "current" else Kind.ACTION, vm, action)
@@ -98,6 +102,8 @@ def _route(method: str, path: str) -> Route | Reply:
             return _NOT_FOUND
         if method == _GET:
             kind = Kind.CURRENT_GET if action == "current" else Kind.STATUS
+            if action == "history":
+                kind = Kind.HISTORY
             return Route(kind, vm, action)
         if method == _PUT:
             kind = Kind.CURRENT_PUT if action == "current" else Kind.ACTION

@@ -46,9 +46,11 @@ from vmd.obs.looplag import loop_lag_histogram
 OTHER: Final = "other"
 
 REQUEST_KINDS: Final = (
-    "list", "get", "current", "start", "stop", "reboot", "define", "task", OTHER)
+    "list", "get", "current", "start", "stop", "reboot", "define", "task", "history", OTHER)
 TASK_ACTIONS: Final = tuple(a.value for a in Action)
 TASK_OUTCOMES: Final = ("success", "failure", "revoked")
+TRANSITION_ACTIONS: Final = ("start", "stop", "reboot")
+TRANSITION_OUTCOMES: Final = ("success", "failure")
 CAUSES: Final = tuple(c.value for c in Cause)
 VM_STATUSES: Final = tuple(s.value for s in VmStatus)
 NODE_STATUSES: Final = tuple(s.value for s in NodeStatus)
@@ -226,6 +228,15 @@ class DaemonMetrics:
         self.dead_lettered = Counter(
             "vmd_dead_lettered", "Requests sent to the vmd.dead queue (no reply_to, unparsable).",
             registry=r)
+        self.transition_duration = Histogram(
+            "vmd_transition_duration_seconds",
+            "Time from a VM entering starting/stopping to leaving it, by action and outcome.",
+            ["action", "outcome"], buckets=TASK_BUCKETS, registry=r)
+        self.transitional_oldest = Gauge(
+            "vmd_transitional_oldest_seconds",
+            "Age of the oldest VM now in starting or stopping (0 when none).", registry=r)
+        self._transitions = {(a, o): self.transition_duration.labels(a, o)
+                             for a in TRANSITION_ACTIONS for o in TRANSITION_OUTCOMES}
         self.internal_errors = Counter(
             "vmd_internal_errors",
             "Requests answered 500 Internal error and dead-lettered: an answer, event, order "
@@ -267,6 +278,12 @@ class DaemonMetrics:
 
     def status_changed(self, cause: str) -> None:
         self._causes[_known(cause, CAUSES)].inc()
+
+    def transition(self, action: str, outcome: str, seconds: float) -> None:
+        """A VM left starting/stopping: `action` start/stop/reboot, `outcome` success/failure."""
+        child = self._transitions.get((action, outcome))
+        if child is not None:
+            child.observe(seconds)
 
 
 class AgentMetrics:

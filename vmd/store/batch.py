@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from vmd.fsm.decision import StatusChange
 from vmd.model import Node, NodeName, Task, TaskId, Vm, VmUuid
+from vmd.store.history import history_row
 from vmd.store.outbox import OutboxMessage, outbox_row
 from vmd.store.records import IdempotencyRecord
 from vmd.store.rows import (
@@ -61,7 +63,8 @@ class Changes:
 class Batch:
     """Changes to write atomically. Not thread-safe: fill it in one thread, then hand it over."""
 
-    __slots__ = ("_idempotency", "_nodes", "_tasks", "_vms", "outbox_deletes", "outbox_puts")
+    __slots__ = ("_idempotency", "_nodes", "_tasks", "_vms", "history", "outbox_deletes",
+                 "outbox_puts")
 
     def __init__(self) -> None:
         self._vms = Changes(VMS)
@@ -71,6 +74,8 @@ class Batch:
         # The outbox (vmd.store.outbox) is append-only: rows to insert, id ranges to delete.
         self.outbox_puts: list[Row] = []
         self.outbox_deletes: list[tuple[int, int]] = []
+        # The power history (vmd.store.history) is append-only too: one row per change.
+        self.history: list[Row] = []
 
     def put_vm(self, vm: Vm) -> None:
         self._vms.put((vm.uuid,), vm_row(vm))
@@ -100,6 +105,10 @@ class Batch:
         """A message to publish once this batch is stored (its id must be new)."""
         self.outbox_puts.append(outbox_row(message))
 
+    def put_history(self, c: StatusChange, recorded: float) -> None:
+        """An applied status change, for its VM's power history (`recorded`: vmd's clock)."""
+        self.history.append(history_row(c, recorded))
+
     def delete_outbox(self, first: int, last: int) -> None:
         """Outbox messages `first..last` (inclusive) were confirmed by the broker."""
         self.outbox_deletes.append((first, last))
@@ -114,4 +123,4 @@ class Batch:
     def __len__(self) -> int:
         """The number of rows this batch will upsert or delete."""
         return (sum(len(c) for c in self.changes())
-                + len(self.outbox_puts) + len(self.outbox_deletes))
+                + len(self.outbox_puts) + len(self.outbox_deletes) + len(self.history))

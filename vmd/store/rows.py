@@ -105,11 +105,19 @@ TASKS = Table(
         "result",
         "ended",
         "previous_status",
+        "principal",
     ),
     ("task_id",),
 )
 IDEMPOTENCY = Table(
     "idempotency", ("user", "message_id", "replies", "created"), ("user", "message_id")
+)
+# A VM's power history (vmd.store.history): written with the change, never updated.
+HISTORY = Table(
+    "history",
+    ("vm_uuid", "seq", "status", "previous", "status_change", "cause", "task_id", "principal",
+     "recorded"),
+    ("vm_uuid", "seq"),
 )
 
 
@@ -222,11 +230,13 @@ def task_row(task: Task) -> Row:
         _dumps_opt(task.result),
         task.ended,
         previous,
+        task.principal,
     )
 
 
 def task_from_row(row: Row) -> Task:
-    tid, vm, action, method, params, created, deadline, owner, node, state, result, end, prev = row
+    (tid, vm, action, method, params, created, deadline, owner, node, state, result, end, prev,
+     principal) = row
     return Task(
         TaskId(tid),
         VmUuid(vm),
@@ -241,6 +251,7 @@ def task_from_row(row: Row) -> Task:
         _loads_opt(result),
         end,
         None if prev is None else VmStatus(prev),
+        principal,
     )
 
 

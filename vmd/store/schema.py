@@ -123,6 +123,29 @@ MIGRATIONS: tuple[Step, ...] = (
         "SELECT id, kind, exchange, routing_key, body, headers FROM outbox_2",
         "DROP TABLE outbox_2",
     ),
+    # 4: who caused a change, and each VM's power history (GET /vm/<vm>/status/history).
+    # `principal` of a task: the AMQP user whose request created it (NULL for vmd's own
+    # re-syncs, and for tasks stored before this step). `history`: one row per applied
+    # status change, written in the transaction of the change; `recorded` is vmd's clock
+    # at the write (the time-based purge uses it), `status_change` the change's own time.
+    (
+        "ALTER TABLE tasks ADD COLUMN principal TEXT",
+        """
+        CREATE TABLE history (
+            vm_uuid TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            previous TEXT NOT NULL,
+            status_change REAL,
+            cause TEXT NOT NULL CHECK (cause IN ('task', 'node', 'admin', 'sync')),
+            task_id TEXT,
+            principal TEXT,
+            recorded REAL NOT NULL,
+            PRIMARY KEY (vm_uuid, seq)
+        ) STRICT
+        """,
+        "CREATE INDEX history_recorded ON history (recorded)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

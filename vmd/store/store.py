@@ -1,4 +1,5 @@
-"""`Store`: vmd's durable state in one SQLite file (VMs, nodes, tasks, idempotency keys).
+"""`Store`: vmd's durable state in one SQLite file (VMs, nodes, tasks, idempotency keys,
+the outbox and the power history).
 
 Durability: the file is in WAL mode with `synchronous=FULL`, so every commit fsyncs the
 write-ahead log before `COMMIT` returns. When `write()` returns, the batch survives a
@@ -24,8 +25,9 @@ import threading
 from collections.abc import Iterator
 from types import TracebackType
 
+from vmd.fsm.history import HistoryEntry
 from vmd.model import Node, NodeName, Task, TaskId, Vm, VmUuid
-from vmd.store import outbox
+from vmd.store import history, outbox
 from vmd.store.batch import Batch
 from vmd.store.records import RETENTION, Fleet, IdempotencyRecord, Purged, StoreError
 from vmd.store.restore import load_fleet
@@ -43,6 +45,9 @@ from vmd.store.schema import MIGRATIONS, check_header, header, migrate
 
 # STRICT tables and `sqlite_schema` need SQLite 3.37 (2021-11).
 MIN_SQLITE = (3, 37, 0)
+# The power history's defaults (`[daemon] history_keep`, `history_retention`).
+HISTORY_KEEP = 100
+HISTORY_RETENTION = 30 * 86400.0
 
 
 class Store:
@@ -52,16 +57,25 @@ class Store:
     the event loop before it starts serving, then a single dedicated writer thread.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str, *, retention: float) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, *, retention: float,
+                 history_keep: int = HISTORY_KEEP,
+                 history_retention: float = HISTORY_RETENTION) -> None:
         """Wrap an already opened and migrated connection; use `Store.open` instead."""
         self._conn = conn
         self.path = path
         self.retention = retention
+        self.history_keep = history_keep
+        self.history_retention = history_retention
         self._busy = threading.Lock()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, retention: float = RETENTION) -> Store:
+    def open(cls, path: str | os.PathLike[str], *, retention: float = RETENTION,
+             history_keep: int = HISTORY_KEEP,
+             history_retention: float = HISTORY_RETENTION) -> Store:
         """Open (creating and migrating if needed) the store file at `path`.
+
+        `history_keep` entries of each VM's power history are kept (0: none is written),
+        none older than `history_retention` seconds once `purge_history` ran.
 
         Raises `StoreError` with a one-line message for a file that cannot be opened, is not
         a vmd store, or has a schema newer than this code.
@@ -86,7 +100,8 @@ class Store:
             # SQLite fsyncs the directory for its WAL file but not for the database file
             # it created: without this an OS crash could lose the new file's name.
             _fsync_dir(os.path.dirname(os.path.abspath(name)))
-        return cls(conn, name, retention=retention)
+        return cls(conn, name, retention=retention, history_keep=history_keep,
+                   history_retention=history_retention)
 
     def close(self) -> None:
         """Close the connection (SQLite checkpoints the WAL into the main file)."""
@@ -127,6 +142,10 @@ class Store:
                     conn.executemany(outbox.DELETE_SQL, batch.outbox_deletes)
                 if batch.outbox_puts:
                     conn.executemany(outbox.INSERT_SQL, batch.outbox_puts)
+                if batch.history and self.history_keep:
+                    conn.executemany(history.INSERT_SQL, batch.history)
+                    conn.executemany(history.TRIM_SQL,
+                                     history.trim_keys(batch.history, self.history_keep))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -194,7 +213,30 @@ class Store:
                 raise
         return Purged(tasks=tasks, idempotency=keys)
 
+    def purge_history(self, now: float, limit: int = history.PURGE_BATCH) -> int:
+        """Delete up to `limit` history entries older than `history_retention` (one short
+        transaction); returns how many went. Call again while it returns `limit`."""
+        cutoff = now - self.history_retention
+        with self._exclusive():
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = history.purge(conn, cutoff, limit)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+        return n
+
     # --- reading -------------------------------------------------------------------
+
+    def read_history(self, vm_uuid: VmUuid, limit: int, before: int | None = None
+                ) -> list[HistoryEntry]:
+        """Up to `limit` entries of a VM's power history, newest first; with `before`,
+        only those with a smaller seq."""
+        with self._exclusive():
+            return history.read(self._conn, vm_uuid, limit, before)
 
     def load_fleet(self, now: float) -> Fleet:
         """Everything the daemon keeps in memory: all VMs and nodes, pending tasks, and the
