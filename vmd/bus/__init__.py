@@ -36,6 +36,7 @@ from vmd.bus.errors import (
     RpcTimeout,
     Unroutable,
 )
+from vmd.bus.follow import BindRefused, EventFollower, EventMessage
 from vmd.bus.publish import Event, Outgoing
 from vmd.bus.rpc import DEFAULT_FINAL_TIMEOUT, DEFAULT_TIMEOUT, BusClient, parse_reply
 from vmd.bus.service import Bus
@@ -61,6 +62,7 @@ __all__ = [
     "AgentOrder",
     "AgentReport",
     "AgentTask",
+    "BindRefused",
     "BodyError",
     "Bus",
     "BusClient",
@@ -73,6 +75,8 @@ __all__ = [
     "Consumer",
     "Delivery",
     "Event",
+    "EventFollower",
+    "EventMessage",
     "FullSync",
     "Handler",
     "Heartbeat",

@@ -3,8 +3,9 @@
 `vmctl get /vm/status -order_by -hostname`, `vmctl set /vm/web01/status/stop -force`: one
 request through `vmd.client.Client`, waiting for the task's end by default (stream mode,
 progress dots on stderr as es prints them), then es's JSON object on stdout and es's exit
-codes. The command-line grammar is in vmctl_args.py, the output in vmctl_output.py;
-docs/protocol.md §8 is the user's description.
+codes. The command-line grammar is in vmctl_args.py, the output in vmctl_output.py,
+`vmctl events` (follow status changes live) in vmctl_events.py; docs/protocol.md §7 is the
+user's description.
 
 Everything a user can cause (a bad command line, an unreachable broker, a refused login,
 vmd not running, Ctrl-C) ends with one line on stderr and an exit code, no traceback.
@@ -20,7 +21,8 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from vmd.cli.vmctl_args import Help, Invocation, UsageError, parse_argv
+from vmd.cli.vmctl_args import EventsInvocation, Help, Invocation, UsageError, parse_argv
+from vmd.cli.vmctl_events import run_events
 from vmd.cli.vmctl_output import exit_code, render_json, render_table
 from vmd.client import BusError, BusSettings, Client, Reply, RpcTimeout, Waiting
 
@@ -75,7 +77,7 @@ def _print(text: str) -> int:
 
 def _output(inv: Invocation, reply: Reply) -> str:
     if inv.table:
-        table = render_table(reply)
+        table = render_table(reply, inv.path)
         if table is not None:
             return table
     return render_json(inv.method, inv.path, reply)
@@ -149,17 +151,23 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:
         _error(f"{exc} (vmctl --help)")
         return EXIT_USAGE
-    if parsed.debug:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    else:
-        # The client's own errors reach the user as one line; the libraries' log records
-        # (aio-pika's connect errors, the bus's reconnect warnings) would repeat them.
-        logging.getLogger().addHandler(logging.NullHandler())
+    _logging(parsed.debug)
+    if isinstance(parsed, EventsInvocation):
+        return run_events(parsed)
     waiter = _Waiter(sys.stderr)
     try:
         return asyncio.run(_run(parsed, waiter))
     except KeyboardInterrupt:
         return _interrupted(parsed, waiter)
+
+
+def _logging(debug: bool) -> None:
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    else:
+        # The client's own errors reach the user as one line; the libraries' log records
+        # (aio-pika's connect errors, the bus's reconnect warnings) would repeat them.
+        logging.getLogger().addHandler(logging.NullHandler())
 
 
 if __name__ == "__main__":

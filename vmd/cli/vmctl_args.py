@@ -5,6 +5,7 @@ function (`parse_argv`) that the tests drive as a table. The rules, after Danube
 `es` (`bin/es`, l.332-378) with the differences marked:
 
     vmctl [-u URL] ACTION /PATH [json::{...}] [-name [value]]... [--option ...]
+    vmctl [-u URL] events [--vm VM] [--task ID] [--owner UUID]... [--json]
 
 - ACTION: `get` → GET, `set`/`put` → PUT, `create`/`post` → POST, `delete` → DELETE.
 - A token starting with `-` and a letter is a parameter name. The token after it is its
@@ -19,6 +20,8 @@ function (`parse_argv`) that the tests drive as a table. The rules, after Danube
   parameters given after it are merged over it (for `set /vm/<vm>/define`).
 - `--options` (vmctl's own) may appear anywhere, as es's `--json`; `-u URL` and `-h` only
   before the action (after the path every `-name` is a parameter).
+- `events` is vmctl's own (no es counterpart): no path, only its options (`--vm`,
+  `--task`, `--owner`, repeatable, `--json`), which no other action accepts.
 - es differences: a token like `-1` is a value, not a name (es would read a parameter `1`);
   invalid JSON after `json::`, an unreadable `file::` and a stray value (one that follows no
   name) are usage errors (exit 11) instead of being ignored with a warning.
@@ -46,17 +49,22 @@ METHODS: Mapping[str, str] = {
 }
 # Parameters whose next token is always their value, even when it starts with `-`.
 VALUE_ALWAYS = frozenset({"order_by"})
-_VALUE_OPTIONS = frozenset({"url", "timeout", "message-id"})
+_VALUE_OPTIONS = frozenset({"url", "timeout", "message-id", "vm", "task", "owner"})
+# Options of `vmctl events` only.
+_EVENTS_OPTIONS = frozenset({"vm", "task", "owner"})
 _FLAG_OPTIONS = frozenset({"no-wait", "table", "json", "debug", "help", "version"})
 
 USAGE = f"""\
 usage: vmctl [-u URL] ACTION /PATH [json::OBJECT] [-name [value]]... [OPTIONS]
+       vmctl [-u URL] events [--vm VM] [--task ID] [--owner UUID]... [--json]
 
-Send one request to vmd over RabbitMQ and print {{"method", "path", "status", "text"}}.
+Send one request to vmd over RabbitMQ and print {{"method", "path", "status", "text"}};
+or follow VM status changes as they happen (`events`, Ctrl-C ends it).
 
 ACTION   get (GET) | set, put (PUT) | create, post (POST) | delete (DELETE)
 /PATH    /vm/status  /vm/<vm>/status  /vm/<vm>/status/current
-         /vm/<vm>/status/start|stop|reboot  /vm/<vm>/define  /task/<task_id>/status
+         /vm/<vm>/status/start|stop|reboot  /vm/<vm>/status/history (-limit, -before)
+         /vm/<vm>/define  /task/<task_id>/status
 -name value    a parameter (in the request's data); -name alone (or before another
                -name) means true; true/false/null are converted, json::<json> is parsed,
                file::<path> is read, anything else is a string; the value after -order_by
@@ -69,7 +77,14 @@ OPTIONS
   --timeout SECONDS    wait this long for vmd's first answer (default {DEFAULT_TIMEOUT:g})
   --no-wait            return the 201 PENDING answer instead of waiting for the task's end
   --message-id ID      idempotency key: the same ID within 24 h gets the first answer again
-  --table              print the status list (or one VM's status) as a table
+  --table              print the status list, one VM's status or a history as a table
+
+EVENTS OPTIONS
+  --vm VM              only this VM's changes (hostname or uuid)
+  --task ID            only the changes of this task
+  --owner UUID         an owner binds its own owner_uuid(s) (the broker refuses others);
+                       admins need none
+  --json               one JSON object per line: {{"routing_key", "event"}}
   --debug              log the client's connection events to stderr
   -h, --help           this text
 
@@ -79,6 +94,8 @@ Examples:
   vmctl get /vm/status -order_by -hostname --table
   vmctl set /vm/web01.example.com/status/stop -force -timeout 60
   vmctl get /task/0-a2327793-2600-423d-9f07/status
+  vmctl get /vm/web01.example.com/status/history -limit 20 --table
+  vmctl events --vm web01.example.com
 """
 
 
@@ -100,6 +117,18 @@ class Invocation:
     table: bool = False
     debug: bool = False
     message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventsInvocation:
+    """`vmctl events`: follow status changes (vmd.client.events)."""
+
+    url: str = DEFAULT_URL
+    vm: str | None = None
+    task: str | None = None
+    owners: tuple[str, ...] = ()
+    json: bool = False
+    debug: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +208,27 @@ def _positive_seconds(value: str) -> float:
     return seconds
 
 
-def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invocation | Help:
-    """The command line as an `Invocation` (or `Help`); `UsageError` when it is not valid."""
+def _events(words: Sequence[str], options: Mapping[str, str | bool], owners: Sequence[str],
+            url: str) -> EventsInvocation:
+    if len(words) > 1:
+        raise UsageError(f"events takes options only, not {words[1]!r}")
+    for name in ("vm", "task"):
+        if options.get(name) == "":
+            raise UsageError(f"--{name} must not be empty")
+    vm, task = options.get("vm"), options.get("task")
+    return EventsInvocation(
+        url=url, vm=None if vm is None else str(vm), task=None if task is None else str(task),
+        owners=tuple(owners), json=bool(options.get("json", False)),
+        debug=bool(options.get("debug", False)))
+
+
+def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None
+               ) -> Invocation | EventsInvocation | Help:
+    """The command line as an `Invocation` (or `EventsInvocation`, `Help`); `UsageError`
+    when it is not valid."""
     env = os.environ if environ is None else environ
     options: dict[str, str | bool] = {}
+    owners: list[str] = []  # --owner, repeatable
     words: list[str] = []  # ACTION, /PATH, then the parameter tokens
     i = 0
     while i < len(argv):
@@ -197,6 +243,8 @@ def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
                     value = argv[i]
                     i += 1
                 options[name] = value
+                if name == "owner":
+                    owners.append(value)
             elif name in _FLAG_OPTIONS and not eq:
                 options[name] = True
             else:
@@ -220,6 +268,12 @@ def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         return Help(f"vmctl {__version__}\n")
     if not words:
         raise UsageError("missing ACTION and /PATH")
+    url = options.get("url") or env.get(URL_ENV) or DEFAULT_URL
+    if words[0] == "events":
+        return _events(words, options, owners, str(url))
+    given = sorted(_EVENTS_OPTIONS & options.keys())
+    if given:
+        raise UsageError(f"--{given[0]} is an option of vmctl events")
     action = words[0]
     method = METHODS.get(action)
     if method is None:
@@ -227,7 +281,6 @@ def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
     if len(words) < 2 or not words[1].startswith("/"):
         raise UsageError("missing /PATH after the action (e.g. /vm/status)")
     data = parse_params(words[2:])
-    url = options.get("url") or env.get(URL_ENV) or DEFAULT_URL
     timeout = options.get("timeout")
     message_id = options.get("message-id")
     if message_id == "":

@@ -1,4 +1,5 @@
-"""What vmctl prints: es's JSON object, or a table of VM statuses, and the exit code.
+"""What vmctl prints: es's JSON object, or a table (VM statuses, a power history), and the
+exit code.
 
 The JSON is es's default output (`bin/es` `output_json`) with `path` in place of `url`:
 `{"method", "path", "status": <final code>, "text": <reply body>}`, indented by 4. `text` is
@@ -14,6 +15,8 @@ from typing import Any
 from vmd.model import Reply
 
 TABLE_COLUMNS = ("hostname", "uuid", "alias", "status", "status_change", "node_status", "tasks")
+# `GET /vm/<vm>/status/history`, newest first.
+HISTORY_COLUMNS = ("seq", "status_change", "previous", "status", "cause", "principal", "task_id")
 
 
 def exit_code(code: int) -> int:
@@ -48,20 +51,26 @@ def _rows(reply: Reply) -> list[dict[str, Any]] | None:
     return None
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
+def format_table(rows: Sequence[dict[str, Any]],
+                 columns: Sequence[str] = TABLE_COLUMNS) -> str:
     """Aligned columns with a header (an empty list gives the header alone)."""
-    cells = [[_cell(c, row.get(c)) for c in TABLE_COLUMNS] for row in rows]
-    widths = [max([len(c), *(len(r[k]) for r in cells)]) for k, c in enumerate(TABLE_COLUMNS)]
+    cells = [[_cell(c, row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[k]) for r in cells)]) for k, c in enumerate(columns)]
 
     def line(values: Sequence[str]) -> str:
         return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
 
-    out = [line(TABLE_COLUMNS), line(["-" * w for w in widths])]
+    out = [line(columns), line(["-" * w for w in widths])]
     out.extend(line(r) for r in cells)
     return "\n".join(out)
 
 
-def render_table(reply: Reply) -> str | None:
-    """The reply's VM statuses as a table, or None when it holds none (errors, tasks)."""
+def render_table(reply: Reply, path: str = "") -> str | None:
+    """The reply's VM statuses (or, for a `.../status/history` path, its power history) as
+    a table, or None when it holds none (errors, tasks)."""
     rows = _rows(reply)
-    return None if rows is None else format_table(rows)
+    if rows is None:
+        return None
+    history = path.rstrip("/").endswith("/status/history") or (
+        bool(rows) and "seq" in rows[0] and "cause" in rows[0])
+    return format_table(rows, HISTORY_COLUMNS if history else TABLE_COLUMNS)

@@ -24,6 +24,7 @@ from vmd.bus import (
     Unroutable,
 )
 from vmd.client.client import PENDING, Client
+from vmd.client.events import BindRefused, EventFollower, EventMessage, follow, matches
 from vmd.client.waiting import Progress, Waiting, poll_interval, tick_interval
 from vmd.model import Reply
 
@@ -31,11 +32,14 @@ __all__ = [
     "DEFAULT_FINAL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "PENDING",
+    "BindRefused",
     "BusError",
     "BusSettings",
     "Client",
     "ConnectFailed",
     "ConnectionLost",
+    "EventFollower",
+    "EventMessage",
     "NotConnected",
     "Progress",
     "PublishFailed",
@@ -45,6 +49,8 @@ __all__ = [
     "RpcTimeout",
     "Unroutable",
     "Waiting",
+    "follow",
+    "matches",
     "poll_interval",
     "tick_interval",
 ]

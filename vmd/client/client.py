@@ -273,6 +273,17 @@ class Client:
         """`GET /vm/<vm>/status`: vmd's stored view of one VM."""
         return await self.request("GET", f"/vm/{_segment(vm, 'VM')}/status")
 
+    async def history(self, vm: str, *, limit: int | None = None,
+                      before: int | None = None) -> Reply:
+        """`GET /vm/<vm>/status/history` (vmd extension): the VM's power history, newest
+        first; `limit` entries (1..1000, default 50), older than seq `before` if given."""
+        data: JsonObject = {}
+        if limit is not None:
+            data["limit"] = limit
+        if before is not None:
+            data["before"] = before
+        return await self.request("GET", f"/vm/{_segment(vm, 'VM')}/status/history", data)
+
     async def current(
         self, vm: str, *, wait: bool = False, progress: Progress | None = None
     ) -> Reply:
