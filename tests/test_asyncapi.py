@@ -115,3 +115,17 @@ def test_enumerations_match_the_model() -> None:
     assert done["action"]["enum"] == [a.value for a in Action]
     assert done["status"]["enum"] == [s.value for s in TaskState if s is not TaskState.PENDING]
     assert set(payload(doc, "nodeStatus")["required"]) == {"node", "status", "previous", "time"}
+
+
+def test_the_bounds_of_issue_12_are_documented() -> None:
+    """429 (a vmd extension), the reply_to rule and the message_id limit, as the code has them."""
+    from vmd.daemon.intake import MAX_MESSAGE_ID, REPLY_TO_NOT_ALLOWED
+    from vmd.fsm.replies import TOO_MANY_TASKS
+
+    doc = load()
+    code = payload(doc, "reply")["properties"]["code"]["description"]
+    assert f"429 `{TOO_MANY_TASKS}`" in code
+    ch = doc["channels"]
+    assert REPLY_TO_NOT_ALLOWED in ch["replies"]["description"]
+    assert REPLY_TO_NOT_ALLOWED in ch["deadLetters"]["description"]
+    assert f"at most {MAX_MESSAGE_ID} characters" in ch["commands"]["description"]

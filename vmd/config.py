@@ -52,6 +52,10 @@ class DaemonSettings:
     reconcile_interval: float = 60.0
     # Compute nodes an admin has put in maintenance: `maintenance`, whatever heartbeats say.
     maintenance: frozenset[str] = frozenset()
+    # Per principal (AMQP user): idempotency records kept (the oldest goes first), and
+    # tasks pending at once (past it: 429 "Too many pending tasks"; admins are exempt).
+    max_idempotency_records: int = 10_000
+    max_pending_tasks: int = 100
     # Power history (GET /vm/<vm>/status/history): entries kept per VM, and for how long.
     history_keep: int = 100
     history_retention: float = 30 * 86400.0
@@ -120,6 +124,8 @@ class ApiSettings:
     # SIGTERM: seconds in-flight requests may finish (streams are cut at once, with their
     # current state) before the gateway exits.
     drain_timeout: float = 10.0
+    # ES-STREAM responses one API key may hold open at once (past it: 429, docs/api.md).
+    max_streams_per_key: int = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +280,10 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
                 r.get(t, "daemon", "maintenance", _str_list, _NO_STRS, what="a list of nodes")
                 or ()
             ),
+            max_idempotency_records=_pos_int(r, t, "daemon", "max_idempotency_records",
+                                             d.max_idempotency_records),
+            max_pending_tasks=_pos_int(r, t, "daemon", "max_pending_tasks",
+                                       d.max_pending_tasks),
             history_keep=r.get(t, "daemon", "history_keep", _nonneg_int, d.history_keep,
                                what="an integer >= 0") or 0,
             history_retention=_num(r, t, "daemon", "history_retention", d.history_retention),
@@ -332,6 +342,13 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
 
     return Settings(path=path, broker=broker, daemon=daemon, auth=auth, agent=agent, log=log,
                     api=api, raw=raw)
+
+
+def _pos_int(r: _Reader, t: dict[str, Any], section: str, key: str, default: int) -> int:
+    value = r.get(t, section, key, _nonneg_int, default, what="an integer >= 1")
+    if value == 0:
+        r.problem(section, key, "must be an integer >= 1 (got 0)")
+    return value or default
 
 
 def _num(r: _Reader, t: dict[str, Any], section: str, key: str, default: float) -> float:
@@ -427,6 +444,7 @@ def _parse_api(t: dict[str, Any], r: _Reader) -> ApiSettings:
         timeout=_num(r, t, "api", "timeout", a.timeout),
         metrics=r.get(t, "api", "metrics", _host_port, a.metrics, what="host:port") or a.metrics,
         drain_timeout=_num(r, t, "api", "drain_timeout", a.drain_timeout),
+        max_streams_per_key=_pos_int(r, t, "api", "max_streams_per_key", a.max_streams_per_key),
     )
 
 

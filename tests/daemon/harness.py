@@ -213,12 +213,15 @@ class RawRequester:
         self.replies: dict[str, list[tuple[int | None, JsonObject]]] = {}
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
-        self.reply_queue = f"test.replies.{uuid.uuid4().hex[:8]}"
+        # Server-named (set in start): vmd answers only to queues the asker may read
+        # (protocol.md §2), and a request without user_id names no asker.
+        self.reply_queue = ""
 
     async def start(self) -> RawRequester:
         self._connection = await aio_pika.connect(self.url)
         channel = await self._connection.channel()
-        queue = await channel.declare_queue(self.reply_queue, exclusive=True, auto_delete=True)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        self.reply_queue = queue.name
         await queue.consume(self._on_reply, no_ack=True)
         self._exchange = await channel.get_exchange(COMMANDS_EXCHANGE, ensure=False)
         return self

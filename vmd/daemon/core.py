@@ -21,11 +21,19 @@ Idempotency records live 24 h (protocol.md §2), so at a steady rate of requests
 creation time stay (`cold`, ~270 B), and the intake reads the answers of a repeat that late
 from the store. A record whose task is still pending stays hot: its stream-mode final reply
 is added to it when the task ends.
+
+Bounded per principal (protocol.md §5): each principal keeps at most `max_records`
+records (`[daemon] max_idempotency_records`); a new one past it evicts that principal's
+oldest, from memory and from the store in the same batch. Each principal's keys are kept
+oldest first in an `OrderedDict`, so an eviction is O(1) on the hot path (a plain dict whose
+front keys are deleted one by one fills with deleted slots that every look at its first key
+must skip, until the next resize). `pending_tasks` counts the tasks each principal created
+that are still pending (vmd.daemon.intake answers 429 past `[daemon] max_pending_tasks`).
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 from vmd.bus import Event
@@ -56,6 +64,8 @@ log = get_logger(__name__)
 # `[{"reply_to", "correlation_id", "user", "message_id"}]`. Kept in the task so they
 # survive a restart with it (protocol.md §2 header `stream`).
 STREAMS = "reply_streams"
+# `[daemon] max_idempotency_records` (vmd.config.DaemonSettings) when none is given.
+DEFAULT_MAX_RECORDS = 10_000
 _NOTCREATED = VmStatus.NOTCREATED.value
 
 class Core:
@@ -69,6 +79,7 @@ class Core:
         options: Options,
         metrics: DaemonMetrics,
         pipeline: Pipeline,
+        max_records: int = DEFAULT_MAX_RECORDS,
     ) -> None:
         self.world = world
         # Hot records, in order of creation (so `cool` and the purge look at the front only).
@@ -78,6 +89,13 @@ class Core:
         self._hot_seconds = options.idempotency_hot_seconds
         self.metrics = metrics
         self.pipeline = pipeline
+        # Each principal's record keys (hot and cold), oldest first (module docstring).
+        self._max_records = max_records
+        self._keys_of: dict[str, OrderedDict[str, None]] = {}
+        for key in list(self.idempotency):
+            self._admit(key)  # a lowered cap applies to the restored records too
+        # Pending tasks per principal (the user whose request created them).
+        self.pending_tasks: dict[str, int] = {}
         self.deadlines = Deadlines()
         self._keep_ended = options.keep_ended
         self._keep_ended_seconds = options.keep_ended_seconds
@@ -91,9 +109,10 @@ class Core:
     # -- start-up ----------------------------------------------------------------------------
 
     def restore(self, pending: Iterable[Task]) -> None:
-        """After loading the store: arm every pending task's deadline."""
+        """After loading the store: arm every pending task's deadline, count it."""
         for task in pending:
             self.deadlines.push(task)
+            self._count_task(task.principal, 1)
 
     # -- the decision step's bookkeeping ----------------------------------------------------
 
@@ -142,6 +161,7 @@ class Core:
         turn.orders.append(agent_task(task, hostname, params))
         self.deadlines.push(task)
         self.metrics.tasks_in_flight.inc()
+        self._count_task(task.principal, 1)
 
     def _task_ended(self, task: Task, turn: Turn, now: float) -> None:
         turn.batch.put_task(task)
@@ -151,6 +171,7 @@ class Core:
         ended = task.ended if task.ended is not None else now
         self.metrics.task_ended(task.action.value, task.state.value, ended - task.created)
         self.metrics.tasks_in_flight.dec()
+        self._count_task(task.principal, -1)
         subscribers = task.params.get(STREAMS)
         if subscribers:
             final = task_reply(task)
@@ -177,13 +198,56 @@ class Core:
         self.idempotency[user, message_id] = record
         turn.batch.put_idempotency(record)
 
+    def _count_task(self, user: str | None, n: int) -> None:
+        if user is None:
+            return  # vmd's own re-syncs count for nobody
+        count = self.pending_tasks.get(user, 0) + n
+        if count > 0:
+            self.pending_tasks[user] = count
+        else:
+            self.pending_tasks.pop(user, None)
+
     def remember(self, record: IdempotencyRecord) -> None:
         """A request answered for the first time (or a record read back from the store and
-        completed): keep its answers for 24 h (same batch), in memory while hot."""
+        completed): keep its answers for 24 h (same batch), in memory while hot. A new
+        record past the principal's cap evicts its oldest (module docstring)."""
         key = (record.user, record.message_id)
-        self.cold.pop(key, None)
+        known = key in self.idempotency or self.cold.pop(key, None) is not None
         self.idempotency[key] = record
         self.pipeline.turn.batch.put_idempotency(record)
+        if not known:
+            self._admit(key)
+
+    def _admit(self, key: IdempotencyKey) -> None:
+        user, message_id = key
+        keys = self._keys_of.get(user)
+        if keys is None:
+            keys = self._keys_of[user] = OrderedDict()
+        keys[message_id] = None
+        if len(keys) > self._max_records:
+            oldest, _ = keys.popitem(last=False)
+            old = (user, oldest)
+            if self.idempotency.pop(old, None) is None:
+                self.cold.pop(old, None)
+            self.pipeline.turn.batch.delete_idempotency(user, oldest)
+            self.metrics.idempotency_evicted.inc()
+
+    def _unlink(self, key: IdempotencyKey) -> None:
+        keys = self._keys_of.get(key[0])
+        if keys is not None:
+            keys.pop(key[1], None)
+            if not keys:
+                del self._keys_of[key[0]]
+
+    def forget_key(self, key: IdempotencyKey) -> None:
+        """A cold key the store no longer has (past 24 h): the request is new again."""
+        self.cold.pop(key, None)
+        self._unlink(key)
+
+    def records_of(self, user: str) -> int:
+        """How many idempotency records `user` has (hot and cold)."""
+        keys = self._keys_of.get(user)
+        return 0 if keys is None else len(keys)
 
     # -- deadlines ----------------------------------------------------------------------------
 
@@ -243,6 +307,7 @@ class Core:
             old.append(key)
         for key in old:
             del self.idempotency[key]
+            self._unlink(key)
         old_cold = []
         for key, created in self.cold.items():
             if created >= cutoff:
@@ -250,4 +315,5 @@ class Core:
             old_cold.append(key)
         for key in old_cold:
             del self.cold[key]
+            self._unlink(key)
         return len(old) + len(old_cold)

@@ -8,20 +8,31 @@ ack follow once the turn is stored and published (vmd.daemon.commit). So request
 VM are decided in the order they arrived, and the consumer's prefetch bounds how many are
 in hand (STYLE.md habit 6).
 
-Checks before the decision (protocol.md §3), in order: a body over 64 KiB, not JSON, not
-an object, without a string `method`/`path`, or with a `data` that is not an object → 400
-`Malformed request: <reason>` (dead-lettered to `vmd.dead` with `x-vmd-error` when there is
-no `reply_to` to answer); no `user_id` → 403 `Authentication credentials were not
-provided.`; a user `[auth]` does not know → 403 `You do not have permission to perform this
-action.`; then `decide()` (404 `Not found`, 405, and everything of vm-status.md §3).
+Checks before the decision (protocol.md §2-3), in order: a `reply_to` that is neither
+Direct Reply-to, nor a server-named queue (`amq.gen-...`), nor one of the asker's own
+(`<user_id>.`...) → dead-lettered to `vmd.dead` with `x-vmd-error: reply_to not allowed`,
+not executed (vmd publishes answers only where the asker may read); a body over 64 KiB, not
+JSON, not an object, without a string `method`/`path`, with a `data` that is not an object,
+or a `message_id` over 128 characters → 400 `Malformed request: <reason>` (dead-lettered
+with `x-vmd-error` when there is no `reply_to` to answer); no `user_id` → 403
+`Authentication credentials were not provided.`; a user `[auth]` does not know → 403 `You do
+not have permission to perform this action.`; then `decide()` (404 `Not found`, 405, and
+everything of vm-status.md §3; a request that would create a task while its principal, not
+an admin, has `[daemon] max_pending_tasks` pending → 429 `Too many pending tasks`).
 
-Idempotency (protocol.md §2): the first answer of `(user_id, message_id)` is kept 24 h, in
+Idempotency (protocol.md §5): the first answer of `(user_id, message_id)` is kept 24 h, in
 memory and in the store, written in the same batch as the request's effect; a repeat is
 answered with it (and in stream mode with the final reply too, or subscribed to the task's
-end) and not executed again. `GET /vm/status` is not recorded (its answer is the fleet and
-has no effect to protect). A request without `message_id` that is redelivered after a lost
-connection is matched by `(user_id, correlation_id, body digest)` against the answers of the last
-few thousand requests of this process (`_Memo`), so a connection cut does not run it twice.
+end) and not executed again. Only requests that may change something are recorded (start,
+stop, reboot, GET and PUT current: they make tasks; define): pure reads (the list, a VM's
+status, a task's status) and unknown paths are answered afresh each time, with nothing
+kept. Each principal's records are capped (vmd.daemon.core). A GET current while one of the
+same VM is pending joins it (vmd.fsm.power), and in stream mode is subscribed to its end
+like a repeat (`MAX_STREAMS` per task).
+
+A request without `message_id` that is redelivered after a lost connection is matched by
+`(user_id, correlation_id, body digest)` against the answers of the last few thousand
+requests of this process (`_Memo`), so a connection cut does not run it twice.
 
 While shutting down (docs/shutdown.md) every request is answered 503 `Service unavailable`
 and held unsettled; the runner requeues it once consuming has stopped, for the next instance.
@@ -35,7 +46,7 @@ from collections import OrderedDict
 from typing import Any
 
 from vmd.bus import BodyError, Delivery, PublishFailed, decode_object
-from vmd.bus.topology import STREAM_HEADER
+from vmd.bus.topology import DIRECT_REPLY_TO, STREAM_HEADER
 from vmd.daemon.auth import Principals
 from vmd.daemon.commit import Answer, Pipeline, Settle
 from vmd.daemon.core import STREAMS, Core
@@ -43,7 +54,7 @@ from vmd.daemon.history import history_answer
 from vmd.daemon.listing import Lister
 from vmd.daemon.options import Clock
 from vmd.fsm import Kind, Route, decide, is_task_id, route, task_reply
-from vmd.model import Reply, Request, TaskId
+from vmd.model import Reply, Request, Task, TaskId
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.metrics import DaemonMetrics
 from vmd.store import IdempotencyRecord, Store
@@ -64,9 +75,36 @@ _ACTIONS = frozenset({"start", "stop", "reboot"})
 # Answers of requests without a message_id remembered for a redelivery (several prefetch
 # windows' worth; a redelivery follows a reconnect within seconds).
 MEMO_SIZE = 4096
-# Stream subscribers of one task (the first request and its repeats with the same message_id
-# from other connections); a repeat beyond it replaces the oldest.
+# Stream subscribers of one task (the first request, its repeats with the same message_id
+# from other connections, GET currents that joined it); a repeat beyond it replaces the
+# oldest, and a GET current beyond it makes a task of its own (vmd.fsm.power.get_current).
 MAX_STREAMS = 8
+# The longest `message_id` kept as an idempotency key (protocol.md §5).
+MAX_MESSAGE_ID = 128
+MESSAGE_ID_TOO_LONG = f"'message_id' is longer than {MAX_MESSAGE_ID} characters"
+REPLY_TO_NOT_ALLOWED = "reply_to not allowed"
+# Requests recorded for idempotency: those that may change something (module docstring).
+RECORDED = frozenset({Kind.ACTION, Kind.CURRENT_GET, Kind.CURRENT_PUT, Kind.DEFINE})
+_DIRECT_FORMS = DIRECT_REPLY_TO + "."
+_SERVER_NAMED = "amq.gen-"
+_VMD_QUEUES = "vmd."
+# `[daemon] max_pending_tasks` (vmd.config.DaemonSettings) when none is given.
+DEFAULT_MAX_PENDING = 100
+
+
+def reply_to_allowed(reply_to: str, user: str | None) -> bool:
+    """Whether vmd may answer to `reply_to` (protocol.md §2): Direct Reply-to (as sent, or
+    as the broker rewrites it: `amq.rabbitmq.reply-to.<...>`), a server-named queue, or a
+    queue named `<user_id>.<...>`, never one of vmd's own `vmd.*` queues."""
+    if reply_to == DIRECT_REPLY_TO or reply_to.startswith((_DIRECT_FORMS, _SERVER_NAMED)):
+        return True
+    return bool(user) and reply_to.startswith(f"{user}.") and not reply_to.startswith(
+        _VMD_QUEUES)
+
+
+def has_room(task: Task) -> bool:
+    """Whether a pending task takes one more stream subscriber."""
+    return len(task.params.get(STREAMS, ())) < MAX_STREAMS
 
 
 def parse_request(body: bytes) -> Request | str:
@@ -139,6 +177,7 @@ class Intake:
     def __init__(
         self, *, core: Core, principals: Principals, pipeline: Pipeline, store: Store,
         metrics: DaemonMetrics, clock: Clock, debug: bool = False,
+        max_pending_tasks: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.core = core
         self.store = store
@@ -148,6 +187,7 @@ class Intake:
         self.metrics = metrics
         self.clock = clock
         self.debug = debug
+        self.max_pending_tasks = max_pending_tasks
         self._memo = _Memo()
         self.lister = Lister(world=self.world)
 
@@ -156,10 +196,15 @@ class Intake:
             return  # its connection is gone: the broker delivers it again, answer that one
         started = time.perf_counter()
         reply_to = delivery.reply_to or None
+        if reply_to is not None and not reply_to_allowed(reply_to, delivery.user_id):
+            await self._dead_letter(delivery, REPLY_TO_NOT_ALLOWED)
+            return
         if self.core.draining:
             self._hold(delivery, reply_to, started)
             return
         parsed = parse_request(delivery.body)
+        if type(parsed) is not str and len(delivery.message_id or "") > MAX_MESSAGE_ID:
+            parsed = MESSAGE_ID_TOO_LONG
         if type(parsed) is str:
             reason = MALFORMED + parsed
             if reply_to is None:
@@ -180,20 +225,14 @@ class Intake:
             return
         stream = reply_to is not None and wants_stream(delivery.header(STREAM_HEADER))
         message_id = delivery.message_id or None
+        recorded = message_id is not None and type(routed) is Route and routed.kind in RECORDED
         memo_key = None
-        if message_id is not None:
-            key = (user, message_id)
-            record = self.core.idempotency.get(key)
-            if record is None and key in self.core.cold:
-                # A repeat after the record cooled (minutes later, rare): its answers are
-                # in the store. The only await before a decision; none changes a VM.
-                record = await self._recall(key)
-                if delivery.stale:
-                    return  # redelivered: that one is answered
-            if record is not None:
-                self._replay(delivery, record, reply_to, stream, kind, started)
+        if recorded:
+            assert message_id is not None
+            if await self._repeat(delivery, (user, message_id), reply_to, stream, kind,
+                                  started):
                 return
-        elif reply_to is not None and delivery.correlation_id:
+        elif message_id is None and reply_to is not None and delivery.correlation_id:
             # A digest, not the body: 4096 bodies of up to 64 KiB would be 256 MiB
             # (found by the fault suite's fuzzer, docs/reliability.md).
             memo_key = (user, delivery.correlation_id,
@@ -220,7 +259,10 @@ class Intake:
                 delivery, reply_to, reply, kind, started))
             return
         now = self.clock()
-        d = decide(self.world, principal, parsed, now, routed)
+        busy = (not principal.admin
+                and self.core.pending_tasks.get(user, 0) >= self.max_pending_tasks)
+        d = decide(self.world, principal, parsed, now, routed, busy=busy,
+                   join=has_room if stream else None)
         if d.read is not None:  # the power history: read from the store after this turn
             if reply_to is not None:
                 self.pipeline.answer(history_answer(d.read, reply_to, delivery, kind, started))
@@ -228,16 +270,36 @@ class Intake:
             return
         reply = d.reply
         assert reply is not None
-        if stream and d.new_task is not None and reply.code == 201:
+        if stream and reply.code == 201:
             assert reply_to is not None
-            d.new_task.params[STREAMS] = [
-                subscriber(reply_to, delivery.correlation_id, user, message_id)]
+            sub = subscriber(reply_to, delivery.correlation_id, user, message_id)
+            if d.new_task is not None:
+                d.new_task.params[STREAMS] = [sub]
+            elif type(routed) is Route and routed.kind is Kind.CURRENT_GET:
+                # Joined a pending GET current: its end is this request's end too.
+                self._subscribe(self.world.tasks.get(str(reply.body["task_id"])), sub)
         self.core.record(d, now)
-        if message_id is not None and kind != "list":
+        if recorded:
+            assert message_id is not None
             self.core.remember(IdempotencyRecord(user, message_id, (reply,), now))
         elif memo_key is not None:
             self._memo.put(memo_key, reply)
         self._done(delivery, reply_to, reply, kind, started)
+
+    async def _repeat(self, delivery: Delivery, key: tuple[str, str], reply_to: str | None,
+                      stream: bool, kind: str, started: float) -> bool:
+        """Answer a repeat of a recorded request from its record; False if it is new."""
+        record = self.core.idempotency.get(key)
+        if record is None and key in self.core.cold:
+            # A repeat after the record cooled (minutes later, rare): its answers are in
+            # the store. The only await before a decision; none changes a VM.
+            record = await self._recall(key)
+            if delivery.stale:
+                return True  # redelivered: that one is answered
+        if record is None:
+            return False
+        self._replay(delivery, record, reply_to, stream, kind, started)
+        return True
 
     async def _recall(self, key: tuple[str, str]) -> IdempotencyRecord | None:
         """A cold record, read from the store (after the writes queued before it). None if
@@ -246,7 +308,7 @@ class Intake:
         record = await self.pipeline.run_store(self.store.get_idempotency, user, message_id,
                                                self.clock())
         if record is None:
-            self.core.cold.pop(key, None)
+            self.core.forget_key(key)
         return record
 
     def _done(self, delivery: Delivery, reply_to: str | None, reply: Reply, kind: str,
@@ -283,7 +345,12 @@ class Intake:
             self.core.remember(IdempotencyRecord(
                 record.user, record.message_id, (first, final), record.created))
             return
-        sub = subscriber(reply_to, cid, record.user, record.message_id)
+        self._subscribe(task, subscriber(reply_to, cid, record.user, record.message_id))
+
+    def _subscribe(self, task: Task | None, sub: dict[str, Any]) -> None:
+        """Stream mode: `sub` gets the final reply of pending `task` too."""
+        if task is None or task.done:
+            return
         subs: list[dict[str, Any]] = task.params.setdefault(STREAMS, [])
         if sub not in subs:
             # Bounded: each repeat would otherwise add one and rewrite the whole task, so

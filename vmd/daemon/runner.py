@@ -125,14 +125,16 @@ class Daemon:
                                  retry_delay=options.retry_delay)
         self.pipeline.declared(list(nodes))
         self.core = Core(world=self.world, idempotency=fleet.idempotency, options=options,
-                         metrics=metrics, pipeline=self.pipeline)
+                         metrics=metrics, pipeline=self.pipeline,
+                         max_records=ds.max_idempotency_records)
         self.nodes = Nodes(nodes=nodes, pipeline=self.pipeline, metrics=metrics,
                            heartbeat_interval=ds.heartbeat_interval,
                            maintenance=ds.maintenance)
         self.intake = Intake(core=self.core, principals=Principals(self.settings.auth),
                              pipeline=self.pipeline, store=self.store, metrics=metrics,
                              clock=self.clock,
-                             debug=self.settings.log.level == "debug")
+                             debug=self.settings.log.level == "debug",
+                             max_pending_tasks=ds.max_pending_tasks)
         self.reports = Reports(core=self.core, nodes=self.nodes, pipeline=self.pipeline,
                                metrics=metrics, clock=self.clock)
         self.core.restore(fleet.tasks.values())

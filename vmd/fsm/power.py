@@ -17,7 +17,7 @@ by its node (KVM): a forced stop is then an ordinary task whose previous status 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vmd.fsm import replies
@@ -66,6 +66,7 @@ _UPDATE_WHILE_STOPPING = replies.error(428, replies.UPDATE_WHILE_STOPPING)
 _UPDATE_FIRST = replies.error(428, replies.UPDATE_FIRST)
 _HAS_SNAPSHOTS = replies.error(417, replies.HAS_SNAPSHOTS)
 _FORCE_REQUIRED = replies.error(428, replies.FORCE_REQUIRED)
+_TOO_MANY_TASKS = replies.error(429, replies.TOO_MANY_TASKS)
 
 
 def _superseded() -> dict[str, Any]:
@@ -139,9 +140,14 @@ def _task_params(vm: Vm, action: Action, p: PowerParams, update: bool) -> dict[s
 
 def put_action(
     world: World, principal: Principal, ident: str, action_name: str,
-    data: Mapping[str, Any], now: float,
+    data: Mapping[str, Any], now: float, *, busy: bool = False,
 ) -> Decision:
-    """`PUT /vm/<vm>/status/<action>` for every action but `current` (§3.5)."""
+    """`PUT /vm/<vm>/status/<action>` for every action but `current` (§3.5).
+
+    `busy`: the principal has as many tasks pending as it may (the daemon's
+    `max_pending_tasks`): a request that passed every check and would create a task
+    answers 429 `Too many pending tasks` instead (a vmd extension); no other answer changes.
+    """
     vm = resolve_vm(world.vms, ident, principal)
     if isinstance(vm, Reply):
         return Decision(reply=vm)
@@ -192,6 +198,8 @@ def put_action(
                 return Decision(reply=_UPDATE_FIRST)
             if vm.snapshots:
                 return Decision(reply=_HAS_SNAPSHOTS)
+    if busy:
+        return Decision(reply=_TOO_MANY_TASKS)
     return _create(world, vm, action, p, update, inflight, now, principal.name)
 
 
@@ -230,8 +238,17 @@ def _create(
     )
 
 
-def get_current(world: World, principal: Principal, ident: str, now: float) -> Decision:
-    """`GET /vm/<vm>/status/current` (§3.3): a `current` task outside the power slot."""
+def get_current(
+    world: World, principal: Principal, ident: str, now: float, *, busy: bool = False,
+    join: Callable[[Task], bool] | None = None,
+) -> Decision:
+    """`GET /vm/<vm>/status/current` (§3.3): a `current` task outside the power slot.
+
+    While a GET current of the VM is pending, the request joins it: 201 with that task's
+    id, no new task (so 30 readers of one VM make one node task, not 30). `join(task)`
+    may refuse (the daemon does when the task has as many stream subscribers as it
+    keeps): a new task is made then. `busy` as for `put_action`, checked after the join.
+    """
     vm = resolve_vm(world.vms, ident, principal)
     if isinstance(vm, Reply):
         return Decision(reply=vm)
@@ -240,8 +257,22 @@ def get_current(world: World, principal: Principal, ident: str, now: float) -> D
     node = world.nodes.get(vm.node)
     if node is None or node.status is not ONLINE:
         return Decision(reply=_NODE_DOWN)
+    pending = pending_read(world, vm)
+    if pending is not None and (join is None or join(pending)):
+        return Decision(reply=replies.pending(pending.task_id))
+    if busy:
+        return Decision(reply=_TOO_MANY_TASKS)
     task = _current_task(world, vm, "GET", {}, now, principal.name)
     return Decision(reply=replies.pending(task.task_id), new_task=task)
+
+
+def pending_read(world: World, vm: Vm) -> Task | None:
+    """The VM's pending GET current task (the newest if several), None if none."""
+    found = None
+    for task in world.tasks.pending_of(vm.uuid):
+        if task.action is Action.CURRENT and task.method == "GET":
+            found = task
+    return found
 
 
 def _current_task(

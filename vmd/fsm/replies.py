@@ -30,6 +30,8 @@ NO_SHUTDOWN = "Internal VM can't be stopped"
 UPDATE_WHILE_STOPPING = "Cannot perform update while VM is stopping"
 UPDATE_FIRST = "VM must be updated first"
 HAS_SNAPSHOTS = "VM has snapshots"
+# vmd extension (429): the principal already has `[daemon] max_pending_tasks` tasks pending.
+TOO_MANY_TASKS = "Too many pending tasks"
 INVALID_ORDER_BY = (
     "Invalid order_by; Possible sort fields are: hostname, alias, status, status_change, uuid"
 )

@@ -11,7 +11,7 @@ answers 404).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vmd.fsm import replies
@@ -83,9 +83,14 @@ def define(world: World, principal: Principal, ident: str, data: Mapping[str, An
 
 def decide(
     world: World, principal: Principal, request: Request, now: float,
-    routed: Route | Reply | None = None,
+    routed: Route | Reply | None = None, *, busy: bool = False,
+    join: Callable[[Task], bool] | None = None,
 ) -> Decision:
-    """Decide one request. `routed`: the result of `route()` if the caller already has it."""
+    """Decide one request. `routed`: the result of `route()` if the caller already has it.
+
+    `busy` and `join` are the daemon's limits (vmd.fsm.power `put_action`, `get_current`):
+    the principal may create no more tasks now; may this request join a pending read.
+    """
     r = route(request.method, request.path) if routed is None else routed
     if type(r) is Reply:
         return Decision(reply=r)
@@ -95,9 +100,9 @@ def decide(
     if kind is Kind.STATUS:
         return get_status(world, principal, r.vm)
     if kind is Kind.ACTION:
-        return put_action(world, principal, r.vm, r.action, data, now)
+        return put_action(world, principal, r.vm, r.action, data, now, busy=busy)
     if kind is Kind.CURRENT_GET:
-        return get_current(world, principal, r.vm, now)
+        return get_current(world, principal, r.vm, now, busy=busy, join=join)
     if kind is Kind.CURRENT_PUT:
         return put_current(world, principal, r.vm, data, now)
     if kind is Kind.TASK:

@@ -226,8 +226,14 @@ class DaemonMetrics:
             "Requests answered from the idempotency record instead of running again.",
             registry=r)
         self.dead_lettered = Counter(
-            "vmd_dead_lettered", "Requests sent to the vmd.dead queue (no reply_to, unparsable).",
+            "vmd_dead_lettered",
+            "Requests sent to the vmd.dead queue (unparsable without reply_to, or a reply_to "
+            "not allowed).",
             registry=r)
+        self.idempotency_evicted = Counter(
+            "vmd_idempotency_evicted",
+            "Idempotency records dropped before 24 h: their principal reached "
+            "[daemon] max_idempotency_records.", registry=r)
         self.transition_duration = Histogram(
             "vmd_transition_duration_seconds",
             "Time from a VM entering starting/stopping to leaving it, by action and outcome.",
