@@ -72,3 +72,12 @@ class KeyRing:
         if len(parts) > 2:
             return _refused(TOKEN_WITH_SPACES)
         return self._principals.get(_digest(parts[1])) or _refused(INVALID_TOKEN)
+
+    @staticmethod
+    def key_of(headers: Mapping[str, str]) -> bytes:
+        """The digest of the key `authenticate` took from `headers` (call it after a
+        successful `authenticate`): what per-key limits count by."""
+        api_key = headers.get(API_KEY_HEADER, "")
+        if api_key:
+            return _digest(api_key)
+        return _digest(headers.get(AUTHORIZATION_HEADER, "").split()[1])

@@ -15,15 +15,24 @@ caller's principal. What can go wrong on the way, and what the HTTP client gets:
 | malformed reply                                | 502                            |
 
 (*) with the same `message_id`, then 503. A retry is safe: vmd answers a repeated
-`(user_id, message_id)` with its first answer (protocol.md §2). Details name the cause
-without the broker's address or credentials (those go to the log).
+`(user_id, message_id)` with its first answer (protocol.md §5).
+
+The `message_id` is the client's `Idempotency-Key` header when it sends one, so a client's
+own retry of an HTTP request is executed at most once too. Without one, each HTTP request's
+publish carries a random `message_id` (the AMQP client library, aiormq, stamps one on every
+publish that has none: it matches returned messages by it), kept for this request's retries
+only. That costs vmd nothing for reads: it records only requests that may change something
+(protocol.md §5), so status polling adds no record. Details name the cause without the
+broker's address or credentials (those go to the log).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 
+from vmd.api.translate import malformed
 from vmd.bus import (
     BusClient,
     BusClosed,
@@ -52,6 +61,28 @@ UNAVAILABLE = "Service unavailable"
 _USER_ID_REFUSED = "user_id property"
 
 _RETRYABLE = (ReplyLost, ConnectionLost, PublishTimeout)
+
+# The IETF httpapi draft's header (draft-ietf-httpapi-idempotency-key-header): its value is
+# a Structured Field string (`"..."`); a bare token is accepted too, as most APIs do.
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# vmd's longest message_id (protocol.md §5; vmd.daemon.intake.MAX_MESSAGE_ID).
+MAX_IDEMPOTENCY_KEY = 128
+BAD_IDEMPOTENCY_KEY = (f"{IDEMPOTENCY_KEY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
+                       "ASCII characters")
+
+
+def idempotency_key(headers: Mapping[str, str]) -> str | Reply | None:
+    """The request's `Idempotency-Key` (the `message_id` to send), None without one, or
+    the 400 to answer for a malformed one."""
+    value = headers.get(IDEMPOTENCY_KEY_HEADER)
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in value):
+        return malformed(BAD_IDEMPOTENCY_KEY)
+    return value
 
 
 async def close_iterator(iterator: AsyncIterator[Reply]) -> None:
@@ -93,14 +124,15 @@ class Forwarder:
         self.final_timeout = final_timeout
         self._on_fatal = on_fatal
 
-    async def call(self, body: bytes, principal: str, message_id: str,
+    async def call(self, body: bytes, principal: str, message_id: str | None,
                    *, timeout: float | None = None) -> Reply:
-        """One request, its reply (or the answer standing in for it)."""
+        """One request, its reply (or the answer standing in for it). `message_id` None:
+        a random one for this request and its retries."""
         reply, _ = await self._send(body, principal, message_id, stream=False, timeout=timeout)
         return reply
 
     async def open_stream(
-        self, body: bytes, principal: str, message_id: str
+        self, body: bytes, principal: str, message_id: str | None
     ) -> tuple[Reply, AsyncIterator[Reply] | None]:
         """A request with header `stream: true`: its first reply and, when that is a 201 and
         it came on the first try, the iterator that yields vmd's final reply.
@@ -111,13 +143,15 @@ class Forwarder:
         return await self._send(body, principal, message_id, stream=True, timeout=None)
 
     async def _send(
-        self, body: bytes, principal: str, message_id: str, *, stream: bool,
+        self, body: bytes, principal: str, message_id: str | None, *, stream: bool,
         timeout: float | None,
     ) -> tuple[Reply, AsyncIterator[Reply] | None]:
         budget = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
         tries = 0
+        if message_id is None:
+            message_id = uuid.uuid4().hex
         while True:
             tries += 1
             left = max(deadline - loop.time(), 0.001)

@@ -9,7 +9,10 @@ check, as in Danube's views):
 2. the API key (vmd.api.auth): 403;
 3. a method the path does not take: 405 `Method "X" not allowed.`;
 4. `data`: the query string (GET) or the JSON body (400 when malformed; 413 over 64 KiB);
-5. one protocol request published for the key's principal; its reply is the answer, or,
+5. the `Idempotency-Key` header, if any (400 when malformed): the request's `message_id`
+   (else a random one for this request and its retries: vmd.api.forward);
+6. with `ES-STREAM`, a stream slot of the API key (429 past `[api] max_streams_per_key`);
+7. one protocol request published for the key's principal; its reply is the answer, or,
    with `ES-STREAM` and a 201 for a task, a stream held until the task ends (vmd.api.stream).
 
 No aiohttp router: one catch-all route, so that aiohttp never answers 404/405 by itself with
@@ -20,15 +23,14 @@ The gateway keeps no state between requests, so several can run behind a load ba
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from vmd.api.auth import KeyRing
-from vmd.api.forward import CREATED, Forwarder, close_iterator
+from vmd.api.forward import CREATED, Forwarder, close_iterator, idempotency_key
 from vmd.api.metrics import ApiMetrics
-from vmd.api.stream import Offsets, TaskWatch, stream_task
+from vmd.api.stream import Offsets, StreamSlots, TaskWatch, stream_task, too_many_streams
 from vmd.api.translate import (
     ES_CLIENT,
     NOT_FOUND_REPLY,
@@ -86,6 +88,7 @@ class Gateway:
         metrics: ApiMetrics,
         offsets: Offsets = keepalive_offsets,
         stream_limit: float = STREAM_LIMIT,
+        max_streams_per_key: int = 32,
     ) -> None:
         self.forwarder = forwarder
         self.keys = keys
@@ -96,6 +99,7 @@ class Gateway:
         # Set at shutdown: open streams end at once with their task's current state.
         self.closing = asyncio.Event()
         self.streams = 0
+        self.slots = StreamSlots(max_streams_per_key)
 
     def application(self) -> web.Application:
         # client_max_size: aiohttp refuses a longer body while reading it (413 below).
@@ -158,18 +162,26 @@ class Gateway:
         body = request_body(request.method, path, data)
         if len(body) > MAX_BODY:
             return self._respond(request, too_large())
-        message_id = uuid.uuid4().hex
+        message_id = idempotency_key(request.headers)
+        if isinstance(message_id, Reply):
+            return self._respond(request, message_id)
         stream = request.headers.get(STREAM_REQUEST_HEADER, "")
         # Upstream never streams a task-status request itself (`response.task_status`).
         if stream and routed.kind is not Kind.TASK:
-            return await self._stream(request, seen, routed, body, principal, message_id,
-                                      es_client=stream == ES_CLIENT)
+            key = self.keys.key_of(request.headers)
+            if not self.slots.take(key):  # before publishing: nothing runs
+                return self._respond(request, too_many_streams())
+            try:
+                return await self._stream(request, seen, routed, body, principal, message_id,
+                                          es_client=stream == ES_CLIENT)
+            finally:
+                self.slots.release(key)
         reply = await self.forwarder.call(body, principal, message_id)
         seen.task_id = task_id_of(reply.body)
         return self._respond(request, reply)
 
     async def _stream(self, request: web.Request, seen: _Seen, routed: Route, body: bytes,
-                      principal: str, message_id: str, *, es_client: bool
+                      principal: str, message_id: str | None, *, es_client: bool
                       ) -> web.StreamResponse:
         first, replies = await self.forwarder.open_stream(body, principal, message_id)
         task_id = seen.task_id = task_id_of(first.body)

@@ -117,7 +117,8 @@ class ApiService:
                                    final_timeout=stream_limit + settings.timeout,
                                    on_fatal=on_fatal)
         self.gateway = Gateway(self.forwarder, KeyRing(settings.keys), prefix=settings.prefix,
-                               metrics=self.metrics, offsets=offsets, stream_limit=stream_limit)
+                               metrics=self.metrics, offsets=offsets, stream_limit=stream_limit,
+                               max_streams_per_key=settings.max_streams_per_key)
         self._runner: web.AppRunner | None = None
         self._metrics_server: MetricsServer | None = None
         self.port = 0

@@ -17,13 +17,16 @@ A stream ends in one of four ways, each counted (`vmd_api_streams_ended_total{ou
 `shutdown` (SIGTERM: the current state is sent at once, so a draining gateway does not
 hold connections for an hour) and `disconnected` (the client went away: noticed at the next
 write, logged and dropped; nothing of it stays behind).
+
+Each API key may hold at most `[api] max_streams_per_key` streams open (`StreamSlots`): a
+slot is taken before the request is published, so one past it answers 429 at once and
+nothing runs (docs/api.md §4).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from aiohttp import web
@@ -37,6 +40,7 @@ from vmd.api.translate import (
     request_body,
 )
 from vmd.bus import BusError
+from vmd.fsm.replies import error
 from vmd.model import Reply
 from vmd.obs.logging import get_logger
 
@@ -46,6 +50,40 @@ log = get_logger("vmd.api.stream")
 CUT_POLL_TIMEOUT = 5.0
 
 Offsets = Callable[[], Iterator[float]]
+
+TOO_MANY_STREAMS = "Too many open ES-STREAM responses for this API key"
+
+
+def too_many_streams() -> Reply:
+    return error(429, TOO_MANY_STREAMS)
+
+
+class StreamSlots:
+    """Open ES-STREAM responses per API key (its digest), at most `limit` each."""
+
+    __slots__ = ("_open", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[bytes, int] = {}
+
+    def take(self, key: bytes) -> bool:
+        """One more stream for `key`; False (nothing taken) when it has `limit` open."""
+        n = self._open.get(key, 0)
+        if n >= self.limit:
+            return False
+        self._open[key] = n + 1
+        return True
+
+    def release(self, key: bytes) -> None:
+        n = self._open[key] - 1
+        if n:
+            self._open[key] = n
+        else:
+            del self._open[key]
+
+    def open(self, key: bytes) -> int:
+        return self._open.get(key, 0)
 
 
 class TaskWatch:
@@ -97,8 +135,8 @@ class TaskWatch:
     async def current(self, timeout: float | None) -> Reply | None:
         """The task's state now (`GET /task/<id>/status`), None if vmd cannot be asked."""
         body = request_body("GET", f"/task/{self._task_id}/status", {})
-        reply = await self._forwarder.call(body, self._principal, uuid.uuid4().hex,
-                                           timeout=timeout)
+        # A read: vmd does not record it, whatever its message_id.
+        reply = await self._forwarder.call(body, self._principal, None, timeout=timeout)
         return reply if reply.code < 500 else None
 
     async def close(self) -> None:
