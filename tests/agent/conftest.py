@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from node_agent.conftest import CTL, TIMESCALE, VMADM, Sim, SshNode  # noqa: F401
+from node_agent.conftest import CTL, TIMESCALE, VMADM, ZONECFG, Sim, SshNode  # noqa: F401
 
 from vmd.bus import (
     AgentReport,
@@ -159,6 +159,7 @@ def agent_settings(tmp_path: Path, sim: Sim | None = None, **overrides: Any) -> 
     values: dict[str, Any] = {
         "node": NODE,
         "vmadm": (str(VMADM),),
+        "zonecfg": (str(ZONECFG),),
         "iso_dir": str(sim.iso_dir) if sim is not None else "/iso",
         "heartbeat_interval": 0.3,
         "poll_interval": 30.0,
@@ -173,7 +174,8 @@ def agent_settings(tmp_path: Path, sim: Sim | None = None, **overrides: Any) -> 
 
 def sim_backend(sim: Sim, node: NodeName = NODE) -> Opened:
     runner = LocalRunner(env=sim.env)
-    return Opened(Vmadm(runner, node=node, vmadm=[str(VMADM)], iso_dir=str(sim.iso_dir)),
+    return Opened(Vmadm(runner, node=node, vmadm=[str(VMADM)], iso_dir=str(sim.iso_dir),
+                        zonecfg=[str(ZONECFG)]),
                   runner.aclose, runner)
 
 
