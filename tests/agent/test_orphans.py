@@ -47,6 +47,10 @@ async def test_a_task_killed_with_the_agent_is_reported_after_the_restart(
     # vmadm ran once: the orphaned stop of the first agent finished on its own.
     await wait_calls(sim, lambda ls: not any("-> running" in x for x in ls), uuid)
     assert len([x for x in await calls(sim, uuid) if x.startswith("stop")]) == 1
+    # Both the stop and the restarted agent's look at the VM carry the task id (REQ_ID).
+    traced = [x.split()[1] for x in (await sim.ctl("calls", "--req-id", uuid)).splitlines()
+              if x.startswith(f"REQ_ID={stop.task_id} ")]
+    assert traced == ["stop", "get"]
 
 
 async def test_a_current_task_killed_with_the_agent_is_answered_by_the_next_one(
