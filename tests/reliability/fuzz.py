@@ -16,8 +16,9 @@ What each must get (`expect`):
 - `dead`: no `reply_to` and unparsable: a copy in `vmd.dead` (matched by `message_id`);
 - `refused`: the broker itself refuses it (a forged `user_id` closes the channel);
 - `silent`: no `reply_to` but parsable: no answer to give; it must have no effect either;
-- `misdirected`: `reply_to` is a vmd queue: the reply lands there and is dead-lettered by
-  its consumer (daemon or agent) as malformed; nothing may crash or run.
+- `misdirected`: `reply_to` is one of vmd's queues, another user's queue or a name like
+  neither Direct Reply-to nor a server-named queue: no reply anywhere, a copy in `vmd.dead`
+  with `x-vmd-error: reply_to not allowed` (matched by `correlation_id`), nothing runs.
 
 The generation uses hypothesis' strategies through one `@given` run that collects the
 examples (`generate`), so sending can be pipelined afterwards (hundreds in flight).
@@ -239,8 +240,10 @@ def hostile(draw: st.DrawFn, fleet: tuple[VmInfo, ...],
             h.body = _json(draw(params))
             h.expect = "silent"
     else:
+        other = next(u for u in ("alice", "bob", "admin") if u != h.user)
         h.reply = "vmd:" + draw(st.sampled_from(
-            ["vmd.agent.reports", "vmd.agent.tasks.node1", "vmd.commands", "vmd.dead"]))
+            ["vmd.agent.reports", "vmd.agent.tasks.node1", "vmd.commands", "vmd.dead",
+             f"{other}.inbox", h.user, f"{h.user}x.replies", "amq.rabbitmq.reply-tox"]))
         h.body = _json(draw(params))
         h.expect = "misdirected"
     return h

@@ -287,7 +287,9 @@ def _check(f: FuzzFigures, requests: list[Hostile], outcomes: list[tuple[str, st
         elif h.expect == "misdirected":
             if got:
                 problem = f"a reply came back: {got}"
-            elif cid in dead:
+            elif dead.get(cid, {}).get("error") != "reply_to not allowed":
+                problem = f"not in vmd.dead as 'reply_to not allowed' ({dead.get(cid)})"
+            else:
                 f.dead_lettered += 1
         elif got:  # silent
             problem = f"replies without reply_to: {got}"
