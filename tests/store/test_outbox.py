@@ -80,7 +80,7 @@ def test_previous_version_migrates_with_an_empty_outbox(path: Path) -> None:
         conn.close()
     with Store.open(path) as store:
         settings = store.settings()
-        assert settings["schema_version"] == SCHEMA_VERSION == 4
+        assert settings["schema_version"] == SCHEMA_VERSION == 5
         assert settings["application_id"] == APPLICATION_ID
         assert store.load_outbox() == []
         assert store.load_fleet(NOW).vms == {vm.uuid: vm}

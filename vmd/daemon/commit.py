@@ -48,7 +48,7 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -80,7 +80,6 @@ from vmd.store import EVENT, ORDER, REPLY, Batch, OutboxMessage, RowError, Store
 
 log = get_logger(__name__)
 T = TypeVar("T")
-Handler = Callable[[Delivery], Awaitable[None]]
 
 # What recording a request's effects raises for a value JSON or the store cannot hold: that
 # request's error (`Pipeline.fail`), never the process's (STYLE.md habit 10).
@@ -207,16 +206,18 @@ class Pipeline:
         turn.answers.append(answer)
         self._wake.set()
 
-    def fail(self, delivery: Delivery, reply_to: str | None, error: Exception,
-             kind: str | None = None, started: float = 0.0) -> None:
+    def fail(self, delivery: Delivery, reply_to: str | None, error: object,
+             kind: str | None = None, started: float = 0.0, *,
+             reason: str = UNENCODABLE_REASON) -> None:
         """A request whose effects could not all be recorded (`UNENCODABLE`: an answer,
-        event, order or row JSON or the store cannot hold; a bug where the value was made):
-        answered 500 `Internal error`, dead-lettered to `vmd.dead` with `x-vmd-error`, and
-        the rest of the turn goes on (docs/reliability.md)."""
+        event, order or row JSON or the store cannot hold; a bug where the value was made),
+        or one past the delivery limit (vmd.daemon.poison): answered 500 `Internal error`,
+        dead-lettered to `vmd.dead` with `x-vmd-error: <reason>`, and the rest of the turn
+        goes on (docs/reliability.md)."""
         turn = self.turn
-        self._log_failure(delivery.correlation_id, error, user=delivery.user_id,
+        self._log_failure(delivery.correlation_id, error, reason=reason, user=delivery.user_id,
                           message_id=delivery.message_id, queue=delivery.queue)
-        turn.failed[delivery] = UNENCODABLE_REASON
+        turn.failed[delivery] = reason
         # Raised after its answer and settlement were booked (same synchronous step, so
         # in this turn): that answer becomes the 500, the settlement the dead-lettering.
         booked = [a for a in turn.answers if a.delivery is delivery]
@@ -232,18 +233,6 @@ class Pipeline:
             self.settle(delivery)
         self._wake.set()
 
-    def guard(self, handler: Handler) -> Handler:
-        """`handler` (a consumer's), with `UNENCODABLE` made the delivery's error (`fail`)
-        instead of the consumer's crash. What raises it is the synchronous step that records
-        the effects, after the handler's last await, so it is this turn's."""
-        async def guarded(delivery: Delivery) -> None:
-            try:
-                await handler(delivery)
-            except UNENCODABLE as exc:
-                self.fail(delivery, delivery.reply_to or None, exc)
-
-        return guarded
-
     def _encode(self, answer: Answer, turn: Turn) -> bool:
         """Encode an answer's reply now. One that cannot be encoded becomes a 500 for its
         request (dead-lettered), or, for a final reply of stream mode, is dropped (False)."""
@@ -252,7 +241,8 @@ class Pipeline:
             answer.message = reply_message(answer.reply_to, answer.correlation_id, answer.reply)
             return True
         except EncodeError as exc:
-            self._log_failure(answer.correlation_id, exc, code=answer.reply.code,
+            self._log_failure(answer.correlation_id, exc, reason=UNENCODABLE_REASON,
+                              code=answer.reply.code,
                               final=answer.delivery is None)
         if answer.delivery is None:
             return False
@@ -261,11 +251,11 @@ class Pipeline:
         turn.failed[answer.delivery] = UNENCODABLE_REASON
         return True
 
-    def _log_failure(self, correlation_id: str | None, error: Exception, **kw: Any) -> None:
+    def _log_failure(self, correlation_id: str | None, error: object, **kw: Any) -> None:
         self._metrics.internal_errors.inc()
         with log_context(correlation_id=correlation_id):
-            log.error("internal error: a request's answer, event, order or row cannot be "
-                      "encoded; answered 500 and dead-lettered", error=str(error)[:300], **kw)
+            log.error("internal error: answered 500 and dead-lettered",
+                      error=str(error)[:300], **kw)
 
     def declared(self, nodes: Sequence[str]) -> None:
         """Nodes whose task queues the bus already declares (its start-up topology)."""
@@ -335,6 +325,7 @@ class Pipeline:
             for answer, task in zip(tasks, found, strict=True):
                 assert answer.principal is not None
                 answer.reply = task_status(task, answer.principal)
+                self._encode(answer, turn)
             for answer, reply in zip(reads, answered, strict=True):
                 answer.reply = reply
                 self._encode(answer, turn)

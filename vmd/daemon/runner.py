@@ -46,6 +46,7 @@ from vmd.daemon.deadlines import run_deadlines
 from vmd.daemon.intake import Intake
 from vmd.daemon.nodes import Nodes, run_node_monitor
 from vmd.daemon.options import Options, bus_settings
+from vmd.daemon.poison import Guard
 from vmd.daemon.reconcile import run_housekeeping, run_reconcile
 from vmd.daemon.reports import Reports
 from vmd.fsm import FsmSettings, TaskBook, VmIndex, World, task_id_factory
@@ -167,9 +168,12 @@ class Daemon:
         await self.pipeline.flush()
         # Consumers last: the replayed outbox and the expiries are published (docs/bus.md §6:
         # reports, then commands, back to back).
+        # Guarded (vmd.daemon.poison): no single message may stop the daemon.
+        guard = Guard(pipeline=self.pipeline, store=self.store, clock=self.clock,
+                      metrics=self.core.metrics)
         reports = await self.bus.consume(
-            REPORTS_QUEUE, self.pipeline.guard(self.reports.handle), prefetch=ds.prefetch)
-        await self.bus.consume(COMMANDS_QUEUE, self.pipeline.guard(self.intake.handle),
+            REPORTS_QUEUE, guard.wrap(self.reports.handle), prefetch=ds.prefetch)
+        await self.bus.consume(COMMANDS_QUEUE, guard.wrap(self.intake.handle),
                                prefetch=ds.prefetch)
         self._spawn("deadlines", run_deadlines(deadlines=self.core.deadlines,
                                                expire=self.core.expire_due, clock=self.clock,

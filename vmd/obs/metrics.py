@@ -246,7 +246,13 @@ class DaemonMetrics:
         self.internal_errors = Counter(
             "vmd_internal_errors",
             "Requests answered 500 Internal error and dead-lettered: an answer, event, order "
-            "or store row of theirs could not be encoded (a bug; each is logged).",
+            "or store row of theirs could not be encoded, or they were past the delivery "
+            "limit (a bug; each is logged).",
+            registry=r)
+        self.delivery_limit_exceeded = Counter(
+            "vmd_delivery_limit_exceeded",
+            "Deliveries dead-lettered unhandled: redelivered more often than the delivery "
+            "limit (each time the process died while it was in hand).",
             registry=r)
         # Children for the fixed label sets: series exist (at 0) from the start, so rate()
         # and absent-series alerts work, and the hot path skips labels() (~1 µs a call).

@@ -146,6 +146,20 @@ MIGRATIONS: tuple[Step, ...] = (
         """,
         "CREATE INDEX history_recorded ON history (recorded)",
     ),
+    # 5: the delivery limit (vmd.daemon.poison): how often each delivery was seen
+    # redelivered, recorded before it is handled, so a message that kills the process
+    # while in hand is dead-lettered after a few restarts instead of killing it forever.
+    # `digest`: 16 bytes of blake2b over the queue, the sender and the message; rows go
+    # 24 h after `first_seen`.
+    (
+        """
+        CREATE TABLE redeliveries (
+            digest BLOB PRIMARY KEY NOT NULL,
+            count INTEGER NOT NULL,
+            first_seen REAL NOT NULL
+        ) STRICT
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -192,6 +192,28 @@ class Store:
         batch.delete_idempotency(user, message_id)
         self.write(batch)
 
+    def count_redelivery(self, digest: bytes, now: float) -> int:
+        """One more redelivery of the delivery with this digest (vmd.daemon.poison); durable
+        when this returns. Returns how often it has been seen redelivered (1 the first time).
+        Rows first seen more than `retention` ago go in the same transaction (a handful:
+        only deliveries in hand at a crash or a lost connection are counted)."""
+        with self._exclusive():
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM redeliveries WHERE first_seen < ?",
+                             (now - self.retention,))
+                (count,) = conn.execute(
+                    "INSERT INTO redeliveries (digest, count, first_seen) VALUES (?, 1, ?) "
+                    "ON CONFLICT (digest) DO UPDATE SET count = count + 1 RETURNING count",
+                    (digest, now)).fetchone()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+        return int(count)
+
     def purge(self, now: float) -> Purged:
         """Delete tasks that ended, and idempotency keys first seen, more than `retention` ago.
 
