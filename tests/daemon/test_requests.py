@@ -40,7 +40,7 @@ async def test_start_end_to_end_in_stream_mode(cloud: Cloud) -> None:
         "uuid": web02.uuid, "hostname": "web02.example.com", "alias": "web02", "node": "node1",
         "owner_uuid": web02.owner_uuid, "status": "starting", "previous": "stopped",
         "status_change": starting["status_change"], "seq": seq + 1,
-        "task_id": task.task_id, "cause": "task",
+        "task_id": task.task_id, "cause": "task", "principal": "alice",
     }
 
     await cloud.agent.result(task)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aio_pika
+import aiohttp
 import pytest
 from support.cloud import ALICE_OWNER, BIN, Cloud, base_env, boot, wait_for
 
@@ -244,3 +245,30 @@ async def test_unreachable_after_three_of_the_agents_own_intervals(
 
 async def _is(value: Any, expected: str) -> bool:
     return bool(await value == expected)
+
+
+async def test_history_through_the_http_gateway(cloud: Cloud, admin: Client,
+                                                amqp_url_for: Callable[[str], str]) -> None:
+    from e2e.test_gateway import ALICE_KEY, gateway_url, start_gateway
+
+    await boot(cloud, admin)
+    assert (await admin.start("web01.example.com", wait=True)).code == 200
+    start_gateway(cloud, amqp_url_for("vmd-api"))
+    await wait_for(lambda: gateway_url(cloud) is not None or cloud.assert_alive(), timeout=20)
+    base = str(gateway_url(cloud)).rstrip("/")
+    api = base if base.endswith("/api") else base + "/api"
+    headers = {"Authorization": f"Token {ALICE_KEY}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api}/vm/web01.example.com/status/history/?limit=2",
+                            headers=headers) as r:
+            assert r.status == 200 and "es_task_id" in r.headers
+            body = await r.json()
+        assert [(e["previous"], e["status"], e["principal"]) for e in body["result"]] == [
+            ("starting", "running", "admin"), ("stopped", "starting", "admin")]
+        async with http.get(f"{api}/vm/web01.example.com/status/history/?limit=x",
+                            headers=headers) as r:
+            assert r.status == 400
+            assert (await r.json())["result"] == {"limit": ["Enter a whole number."]}
+        async with http.get(f"{api}/vm/app01.example.com/status/history/",
+                            headers=headers) as r:
+            assert (r.status, await r.json()) == (404, {"detail": "VM not found"})
