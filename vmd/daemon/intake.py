@@ -53,7 +53,7 @@ from vmd.daemon.core import STREAMS, Core
 from vmd.daemon.history import history_answer
 from vmd.daemon.listing import Lister
 from vmd.daemon.options import Clock
-from vmd.fsm import Kind, Route, decide, is_task_id, route, task_reply
+from vmd.fsm import Decision, Kind, Route, decide, is_task_id, route, task_reply
 from vmd.model import Reply, Request, Task, TaskId
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.metrics import DaemonMetrics
@@ -196,23 +196,9 @@ class Intake:
             return  # its connection is gone: the broker delivers it again, answer that one
         started = time.perf_counter()
         reply_to = delivery.reply_to or None
-        if reply_to is not None and not reply_to_allowed(reply_to, delivery.user_id):
-            await self._dead_letter(delivery, REPLY_TO_NOT_ALLOWED)
+        parsed = await self._accept(delivery, reply_to, started)
+        if parsed is None:
             return
-        if self.core.draining:
-            self._hold(delivery, reply_to, started)
-            return
-        parsed = parse_request(delivery.body)
-        if type(parsed) is not str and len(delivery.message_id or "") > MAX_MESSAGE_ID:
-            parsed = MESSAGE_ID_TOO_LONG
-        if type(parsed) is str:
-            reason = MALFORMED + parsed
-            if reply_to is None:
-                await self._dead_letter(delivery, reason)
-            else:
-                self._done(delivery, reply_to, Reply(400, {"detail": reason}), "other", started)
-            return
-        assert type(parsed) is Request
         routed = route(parsed.method, parsed.path)
         kind = request_kind(routed)
         user = delivery.user_id
@@ -272,12 +258,8 @@ class Intake:
         assert reply is not None
         if stream and reply.code == 201:
             assert reply_to is not None
-            sub = subscriber(reply_to, delivery.correlation_id, user, message_id)
-            if d.new_task is not None:
-                d.new_task.params[STREAMS] = [sub]
-            elif type(routed) is Route and routed.kind is Kind.CURRENT_GET:
-                # Joined a pending GET current: its end is this request's end too.
-                self._subscribe(self.world.tasks.get(str(reply.body["task_id"])), sub)
+            self._stream_to(d, routed, subscriber(reply_to, delivery.correlation_id, user,
+                                                  message_id))
         self.core.record(d, now)
         if recorded:
             assert message_id is not None
@@ -285,6 +267,38 @@ class Intake:
         elif memo_key is not None:
             self._memo.put(memo_key, reply)
         self._done(delivery, reply_to, reply, kind, started)
+
+    async def _accept(self, delivery: Delivery, reply_to: str | None,
+                      started: float) -> Request | None:
+        """The checks before a request is read (module docstring): the request, or None
+        when it has been dealt with (dead-lettered, held, answered 400)."""
+        if reply_to is not None and not reply_to_allowed(reply_to, delivery.user_id):
+            await self._dead_letter(delivery, REPLY_TO_NOT_ALLOWED)
+            return None
+        if self.core.draining:
+            self._hold(delivery, reply_to, started)
+            return None
+        parsed = parse_request(delivery.body)
+        if type(parsed) is not str and len(delivery.message_id or "") > MAX_MESSAGE_ID:
+            parsed = MESSAGE_ID_TOO_LONG
+        if type(parsed) is Request:
+            return parsed
+        assert type(parsed) is str
+        reason = MALFORMED + parsed
+        if reply_to is None:
+            await self._dead_letter(delivery, reason)
+        else:
+            self._done(delivery, reply_to, Reply(400, {"detail": reason}), "other", started)
+        return None
+
+    def _stream_to(self, d: Decision, routed: Route | Reply, sub: dict[str, Any]) -> None:
+        """Stream mode, a 201: `sub` gets the final reply of the task it names."""
+        if d.new_task is not None:
+            d.new_task.params[STREAMS] = [sub]
+        elif type(routed) is Route and routed.kind is Kind.CURRENT_GET:
+            # Joined a pending GET current: its end is this request's end too.
+            assert d.reply is not None
+            self._subscribe(self.world.tasks.get(str(d.reply.body["task_id"])), sub)
 
     async def _repeat(self, delivery: Delivery, key: tuple[str, str], reply_to: str | None,
                       stream: bool, kind: str, started: float) -> bool:
