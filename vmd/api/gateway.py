@@ -168,14 +168,8 @@ class Gateway:
         stream = request.headers.get(STREAM_REQUEST_HEADER, "")
         # Upstream never streams a task-status request itself (`response.task_status`).
         if stream and routed.kind is not Kind.TASK:
-            key = self.keys.key_of(request.headers)
-            if not self.slots.take(key):  # before publishing: nothing runs
-                return self._respond(request, too_many_streams())
-            try:
-                return await self._stream(request, seen, routed, body, principal, message_id,
-                                          es_client=stream == ES_CLIENT)
-            finally:
-                self.slots.release(key)
+            return await self._stream(request, seen, routed, body, principal, message_id,
+                                      es_client=stream == ES_CLIENT)
         reply = await self.forwarder.call(body, principal, message_id)
         seen.task_id = task_id_of(reply.body)
         return self._respond(request, reply)
@@ -183,6 +177,20 @@ class Gateway:
     async def _stream(self, request: web.Request, seen: _Seen, routed: Route, body: bytes,
                       principal: str, message_id: str | None, *, es_client: bool
                       ) -> web.StreamResponse:
+        """ES-STREAM in one of the API key's slots, taken before publishing (nothing runs
+        when there is none left: 429)."""
+        key = self.keys.key_of(request.headers)
+        if not self.slots.take(key):
+            return self._respond(request, too_many_streams())
+        try:
+            return await self._held_stream(request, seen, routed, body, principal, message_id,
+                                           es_client=es_client)
+        finally:
+            self.slots.release(key)
+
+    async def _held_stream(self, request: web.Request, seen: _Seen, routed: Route, body: bytes,
+                           principal: str, message_id: str | None, *, es_client: bool
+                           ) -> web.StreamResponse:
         first, replies = await self.forwarder.open_stream(body, principal, message_id)
         task_id = seen.task_id = task_id_of(first.body)
         if first.code != CREATED or task_id is None:
