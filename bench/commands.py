@@ -15,10 +15,14 @@ One run measures, on the local RabbitMQ (vhost `vmd-bench`, re-created first):
     half the measured peak rate (open loop, fixed spacing) and times them again.
 
 It prints commands/s, p50/p99 of the 201 and of the final answer, the raw round trips/s,
-the ratio vmd/raw, the CPU seconds each process used, and the targets.
+the ratio vmd/raw, the CPU seconds each process used, and the targets. `--compare-quorum`
+runs (a) once more on a quorum queue (single active consumer, `x-delivery-limit`) and
+prints both side by side: what moving `vmd.commands` to one would cost the broker
+(docs/reliability.md, "The delivery limit").
 
     .venv/bin/python bench/commands.py            # full run (about a minute)
     .venv/bin/python bench/commands.py --quick    # smoke test (seconds)
+    .venv/bin/python bench/commands.py --raw-only --compare-quorum   # classic vs quorum
 """
 
 from __future__ import annotations
@@ -66,14 +70,18 @@ def _body(hostname: str, action: str) -> bytes:
 # ----------------------------------------------------------------------------- (a) raw echo
 
 
-async def echo_server(url: str, window: int) -> None:
-    """The responder of the raw echo (its own process, like the daemon)."""
+async def echo_server(url: str, window: int, queue_type: str = "classic") -> None:
+    """The responder of the raw echo (its own process, like the daemon). `queue_type`
+    quorum: the queue is a quorum queue with single active consumer and a delivery limit,
+    what moving `vmd.commands` to one would be (docs/reliability.md, "The delivery limit")."""
     connection = await aio_pika.connect(url)
     channel = await connection.channel()  # publisher confirms on (aio-pika's default)
     await channel.set_qos(prefetch_count=window)
     exchange = await channel.declare_exchange(ECHO_EXCHANGE, aio_pika.ExchangeType.DIRECT,
                                               durable=True)
-    queue = await channel.declare_queue(ECHO_QUEUE, durable=True)
+    arguments: dict[str, Any] | None = None if queue_type == "classic" else {
+        "x-queue-type": queue_type, "x-single-active-consumer": True, "x-delivery-limit": 2}
+    queue = await channel.declare_queue(ECHO_QUEUE, durable=True, arguments=arguments)
     await queue.bind(exchange, ECHO_KEY)
     default = channel.default_exchange
 
@@ -155,11 +163,12 @@ def run_loop(coro: Coroutine[Any, Any, T], uvloop: bool) -> T:
     return asyncio.run(coro)
 
 
-def run_raw(window: int, warmup: float, seconds: float,
-            uvloop: bool = False) -> tuple[RawResult, dict[str, float]]:
+def run_raw(window: int, warmup: float, seconds: float, uvloop: bool = False,
+            queue_type: str = "classic") -> tuple[RawResult, dict[str, float]]:
     url = common.amqp_url("admin")
     server = subprocess.Popen([sys.executable, __file__, "--echo-server", "--window",
-                               str(window), *(["--uvloop"] if uvloop else [])],
+                               str(window), *(["--uvloop"] if uvloop else []),
+                               "--queue-type", queue_type],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
@@ -435,6 +444,21 @@ def report(args: argparse.Namespace, raw: RawResult, raw_cpu: dict[str, float],
     ])
 
 
+def _compare(classic: RawResult, classic_cpu: dict[str, float], quorum: RawResult,
+             quorum_cpu: dict[str, float]) -> None:
+    rows: list[list[Any]] = []
+    for name, r, cpu in (("classic", classic, classic_cpu), ("quorum", quorum, quorum_cpu)):
+        lat = r.latency.summary()
+        rows.append([name, r.rate, lat["p50_ms"], lat["p99_ms"],
+                     sum(cpu.values()) / max(1, r.round_trips) * 1e3,
+                     cpu.get("broker", 0.0) / max(1, r.round_trips) * 1e3])
+    print("\n(a') the raw echo on a classic queue and on a quorum queue (SAC, delivery limit)")
+    common.print_table(["queue", "round trips/s", "p50 ms", "p99 ms", "CPU ms/rt",
+                  "broker CPU ms/rt"], rows)
+    print(f"quorum/classic: rate {quorum.rate / classic.rate:.2f}, p50 "
+          f"{rows[1][2] / rows[0][2]:.2f}x, CPU per round trip {rows[1][4] / rows[0][4]:.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small and short (smoke test)")
@@ -452,10 +476,15 @@ def main() -> int:
     parser.add_argument("--rates", type=lambda text: [float(r) for r in text.split(",")],
                         default=[], help="also run paced at these rates (e.g. 50,100,200) "
                         "and print latency and CPU per command against the rate")
+    parser.add_argument("--compare-quorum", action="store_true",
+                        help="run (a) again on a quorum queue (SAC, x-delivery-limit) and "
+                        "print what moving vmd.commands to one would cost")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--queue-type", default="classic", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
-        run_loop(echo_server(common.amqp_url("vmd"), args.window), args.uvloop)
+        run_loop(echo_server(common.amqp_url("vmd"), args.window, args.queue_type),
+                 args.uvloop)
         return 0
     if args.quick:
         args.vms, args.nodes, args.seconds, args.warmup = 200, 2, 2.0, 0.5
@@ -470,6 +499,11 @@ def main() -> int:
         ready_s, vmd = run_vmd(args)
         print(f"(daemon ready {ready_s:.2f}s after spawn, empty store)")
     report(args, raw, raw_cpu, vmd)
+    if args.compare_quorum:
+        common.fresh_vhost()
+        quorum, quorum_cpu = run_raw(args.window, args.warmup, args.seconds, args.uvloop,
+                                     queue_type="quorum")
+        _compare(raw, raw_cpu, quorum, quorum_cpu)
     print(f"\nload average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
