@@ -129,3 +129,15 @@ def test_the_bounds_of_issue_12_are_documented() -> None:
     assert REPLY_TO_NOT_ALLOWED in ch["replies"]["description"]
     assert REPLY_TO_NOT_ALLOWED in ch["deadLetters"]["description"]
     assert f"at most {MAX_MESSAGE_ID} characters" in ch["commands"]["description"]
+
+
+def test_the_500_and_its_dead_letters_are_documented() -> None:
+    """Issue 12: what vmd answers and dead-letters instead of dying (vmd.daemon.poison)."""
+    from vmd.daemon.commit import INTERNAL_ERROR, UNENCODABLE_REASON
+
+    doc = load()
+    code = payload(doc, "reply")["properties"]["code"]["description"]
+    assert f"500 `{INTERNAL_ERROR.body['detail']}`" in code
+    dead = doc["channels"]["deadLetters"]["description"]
+    assert UNENCODABLE_REASON in dead
+    assert "delivery limit exceeded (redelivered" in dead
