@@ -1,4 +1,5 @@
-"""`vmd`: the service's entry point (`vmd daemon`, `vmd agent`, `vmd api`, `vmd check`)."""
+"""`vmd`: the service's entry point (`vmd daemon`, `vmd agent`, `vmd api`, `vmd check`,
+`vmd systemd`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vmd import __version__
-from vmd.cli import check
+from vmd.cli import check, deploy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML file")
     cmd.add_argument("--for", dest="role", choices=sorted(check.ROLES),
                      help="require the sections of this process (default: either)")
+    deploy.add_parser(sub)
     return parser
 
 
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return check.run(Path(args.config), args.role)
+    if args.command == "systemd":
+        return deploy.run(args)
     # Imported lazily: each process loads only its own stack.
     if args.command == "daemon":
         from vmd.cli import daemon_cmd
