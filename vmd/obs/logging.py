@@ -8,10 +8,20 @@ while a request, task or VM is being handled must carry that context (`task_id`,
 contextvars (`log_context`), which are per asyncio task: a binding made inside one
 delivery's handler never leaks into another's, and a task created inside it inherits a copy.
 
-Our own lines take the fast path of reference libraries.md §5 (filtering bound logger,
-orjson when it is installed, bytes straight to stdout's buffer, cached loggers); stdlib
-records go through `ProcessorFormatter` with the same processors and the same keys.
-Both paths flush every line, so their lines stay in order on the one stdout.
+Our own lines take the fast path (filtering bound logger, orjson when it is installed,
+bytes straight to stdout's buffer, cached loggers); stdlib records go through
+`ProcessorFormatter` with the same processors and the same keys. Both paths flush every
+line, so their lines stay in order on the one stdout.
+
+When stdout is the journal (systemd sets `$JOURNAL_STREAM` to the device:inode of the
+stream socket it connects stdout to), every line starts with its syslog priority, `<3>`
+error ... `<7>` debug (sd-daemon(3)); journald strips the prefix and files the line at that
+priority, so `journalctl -u vmd -p warning` shows warnings and worse, library lines too.
+Run by hand or into a file or a pipe, nothing is prefixed.
+
+A failed connect to the broker is logged once, by vmd (vmd.bus.link: what failed and when
+the next attempt comes): aiormq's own "error when creating transport" line, at error level
+for every attempt, is demoted to debug.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Final, TextIO, cast
@@ -42,6 +53,15 @@ CONTEXT_KEYS: Final = ("task_id", "vm", "hostname", "node", "correlation_id")
 # Chatty at INFO (a line per channel and exit status): only its warnings unless debugging.
 _QUIET_LIBRARIES: Final = ("asyncssh",)
 
+# syslog(3) priorities, the `<N>` prefix journald reads (sd-daemon(3)). Keys: our `level`
+# values (structlog's add_log_level: "exception" is "error", "warn" is "warning").
+PRIORITIES: Final[dict[str, int]] = {
+    "debug": 7, "info": 6, "notice": 5, "warning": 4, "error": 3, "critical": 2,
+}
+
+# Library lines that repeat what vmd logs itself: (logger, message start). Shown at debug.
+_DUPLICATES: Final = (("aiormq.connection", "error when creating transport"),)
+
 
 class _VmdHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the root handler we installed, so reconfiguring replaces only ours."""
@@ -56,6 +76,56 @@ def _orjson_dumps() -> Callable[..., bytes] | None:
     return orjson.dumps
 
 
+def journal_stream(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
+    """True when `stream` is the journal's stream socket (`$JOURNAL_STREAM` names it).
+
+    The variable is inherited by children whose output goes elsewhere, so it counts only
+    when its device:inode is the stream's own (systemd.exec(5), "$JOURNAL_STREAM").
+    """
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    dev, _, ino = value.partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a StringIO)
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+class _Prioritized:
+    """Wraps the final renderer: `<N>` before every line of the rendered event."""
+
+    def __init__(self, renderer: Processor) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event_dict: EventDict) -> Any:
+        level = event_dict.get("level", method)
+        prefix = f"<{PRIORITIES.get(level, PRIORITIES['info'])}>"
+        rendered = self._renderer(logger, method, event_dict)
+        if isinstance(rendered, bytes):
+            head = prefix.encode()
+            return head + rendered.replace(b"\n", b"\n" + head)
+        return prefix + str(rendered).replace("\n", "\n" + prefix)
+
+
+class _Demote(logging.Filter):
+    """Library lines that repeat one of ours: kept at debug, dropped above it."""
+
+    def __init__(self, start: str, threshold: int) -> None:
+        super().__init__()
+        self._start = start
+        self._threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self._start):
+            return True
+        if self._threshold > logging.DEBUG:
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def json_serializer_name(*, fast: bool = True) -> str:
     """Which JSON serializer `configure_logging(fast=fast)` uses: "orjson" or "json"."""
     return "orjson" if fast and _orjson_dumps() is not None else "json"
@@ -68,6 +138,7 @@ def configure_logging(
     stream: TextIO | None = None,
     fast: bool = True,
     cache: bool = True,
+    journal: bool | None = None,
 ) -> str:
     """Configure structlog and stdlib logging for this process; return "json" or "console".
 
@@ -75,7 +146,8 @@ def configure_logging(
     to `sys.stdout`; "auto" picks JSON when it is not a terminal. Call it once, first thing
     in the process: with `cache=True` (production) a logger is bound to the configuration
     in force when it first logs, so later calls do not reach it. Tests that reconfigure
-    pass `cache=False` (or use `structlog.testing.capture_logs`).
+    pass `cache=False` (or use `structlog.testing.capture_logs`). `journal` (default:
+    `journal_stream(stream)`) puts each line's syslog priority in front of it.
     """
     level = level.lower()
     if level not in LEVELS:
@@ -119,6 +191,9 @@ def configure_logging(
         own = [console]
         foreign = [console]
         factory = structlog.WriteLoggerFactory(file=out)
+    if journal_stream(out) if journal is None else journal:
+        own[-1] = _Prioritized(own[-1])
+        foreign[-1] = _Prioritized(foreign[-1])
 
     structlog.configure(
         processors=[*shared, _logger_name, *own],
@@ -140,6 +215,11 @@ def configure_logging(
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(threshold, logging.WARNING)
                                          if threshold > logging.DEBUG else logging.INFO)
+    for name, start in _DUPLICATES:
+        library = logging.getLogger(name)
+        for old_filter in [f for f in library.filters if isinstance(f, _Demote)]:
+            library.removeFilter(old_filter)
+        library.addFilter(_Demote(start, threshold))
     return chosen
 
 
