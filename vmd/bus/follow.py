@@ -116,6 +116,8 @@ class EventFollower:
         try:
             await asyncio.wait((get, closed), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if closed.done() and not closed.cancelled():
+                closed.exception()  # retrieved: looked at below
             closed.cancel()
             if not get.done():
                 get.cancel()

@@ -50,27 +50,23 @@ def _note(message: str) -> None:
 
 
 async def _follow(inv: EventsInvocation, out: TextIO) -> int:
-    stop = asyncio.Event()
+    # Ctrl-C / SIGTERM cancel this task wherever it waits (connecting, reconnecting, for the
+    # next event); leaving `follow` closes the connection.
     loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    assert me is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, me.cancel)
     render = json_line if inv.json else event_line
-    stopped = asyncio.ensure_future(stop.wait())
     try:
         async with follow(inv.url, owners=inv.owners, notify=_note, connection_name="vmctl-events",
                           connect_attempts=CONNECT_ATTEMPTS) as events:
             _note(f"following {', '.join(events.bindings)} (Ctrl-C ends)")
-            while not stop.is_set():
-                nxt = asyncio.ensure_future(anext(events))
-                await asyncio.wait((nxt, stopped), return_when=asyncio.FIRST_COMPLETED)
-                if not nxt.done():
-                    nxt.cancel()
-                    break
-                event = nxt.result()
+            async for event in events:
                 if matches(event, vm=inv.vm, task=inv.task):
                     out.write(render(event) + "\n")
                     out.flush()
-    except StopAsyncIteration:
+    except asyncio.CancelledError:
         return 0
     except BindRefused as exc:
         hint = "" if inv.owners else " (an owner follows its own VMs: --owner <owner_uuid>)"
@@ -84,8 +80,6 @@ async def _follow(inv: EventsInvocation, out: TextIO) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OUTPUT
-    finally:
-        stopped.cancel()
     return 0
 
 
