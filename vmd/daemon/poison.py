@@ -20,14 +20,18 @@ own failure (STYLE.md habit 10):
    survives the death it may cause; one seen redelivered more than `REDELIVERY_LIMIT`
    times is not handled but answered 500 and dead-lettered with `x-vmd-error: delivery
    limit exceeded (...)`. Deliveries that are not redelivered (all but a few) cost nothing.
+   A redelivery this process has counted already (the same message again after a lost
+   connection, not after a death) is handled without counting it again (`_counted`, in
+   memory), so a flapping broker connection cannot push a healthy message over the limit:
+   only process starts can.
 
 `REDELIVERY_LIMIT` = 2: systemd/vmd.service allows 5 starts in 300 s
 (`StartLimitBurst=5`); a message that kills the daemon each time costs three deaths (its
 delivery and two redeliveries) and the fourth start dead-letters it, leaving room for one
 more failure of another kind. A healthy message is redelivered only when the daemon's
 connection was lost or the process ended while it was in hand, once per such event: it
-would need three of them within 24 h (the rows' lifetime), each while that same message
-was in hand, to be refused.
+would need three process starts within 24 h (the rows' lifetime), each while that same
+message was in hand, to be refused.
 
 The agents need no such count: an agent journals a task before running it and acks it as
 soon as it started, so a redelivered task it journaled is reported, never run again
@@ -37,6 +41,7 @@ soon as it started, so a redelivered task it journaled is reported, never run ag
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from vmd.bus import Delivery
@@ -49,6 +54,8 @@ Handler = Callable[[Delivery], Awaitable[None]]
 
 # Redeliveries of one delivery handled before it is dead-lettered (see the module docstring).
 REDELIVERY_LIMIT = 2
+# Digests this process counted, remembered against a lost connection's redelivery of them.
+COUNTED_SIZE = 4096
 
 
 def delivery_digest(delivery: Delivery) -> bytes:
@@ -73,6 +80,7 @@ class Guard:
         self._clock = clock
         self._metrics = metrics
         self.limit = limit
+        self._counted: OrderedDict[bytes, None] = OrderedDict()
 
     def wrap(self, handler: Handler) -> Handler:
         async def guarded(delivery: Delivery) -> None:
@@ -88,8 +96,14 @@ class Guard:
     async def _admit(self, delivery: Delivery) -> bool:
         """Count this redelivery durably; False if it is past the limit (then it is failed:
         500 and dead-lettered) or its connection went meanwhile (it comes again)."""
-        count = await self._pipeline.run_store(self._store.count_redelivery,
-                                               delivery_digest(delivery), self._clock())
+        digest = delivery_digest(delivery)
+        if digest in self._counted:
+            return True  # counted by this process: back after a lost connection, not a death
+        count = await self._pipeline.run_store(self._store.count_redelivery, digest,
+                                               self._clock())
+        self._counted[digest] = None
+        if len(self._counted) > COUNTED_SIZE:
+            self._counted.popitem(last=False)
         if delivery.stale:
             return False
         if count <= self.limit:
