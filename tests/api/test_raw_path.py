@@ -87,3 +87,16 @@ async def test_a_body_no_answer_could_echo_is_400(
 )
 def test_encoded_slash(raw: str, refused: bool) -> None:
     assert encoded_slash(raw) is refused
+
+
+async def test_a_query_cannot_carry_a_surrogate(
+        make_gateway: MakeGateway, responder: Responder, http: aiohttp.ClientSession) -> None:
+    """A GET's `data` comes from the query string, which aiohttp decodes as UTF-8 with
+    replacement: the UTF-8 spelling of a surrogate (%ED%A0%80) arrives as U+FFFD, never as
+    a lone surrogate the request body could not carry."""
+    gateway = await make_gateway()
+    url = URL(f"{gateway.url}/vm/{VM}/status/?x=%ED%A0%80", encoded=True)
+    status, _, _ = await fetch(http, "GET", url, headers=admin())
+    assert status == 200
+    [seen] = responder.seen
+    assert seen.data == {"x": "\ufffd" * 3}
