@@ -116,3 +116,22 @@ async def test_unreachable_after_three_of_the_agents_own_intervals(
     clock.advance(1.5)
     await eventually(lambda: node.status is NodeStatus.UNREACHABLE, what="unreachable")
     assert agent.interval == 5.0
+
+
+async def test_the_principal_survives_a_restart_with_its_task(
+    cloud: Cloud, start_daemon: StartDaemon,
+) -> None:
+    web02 = cloud.vm("web02.example.com")
+    reply = await cloud.call("alice", "PUT", "/vm/web02.example.com/status/start")
+    assert reply.code == 201
+    task = await cloud.agent.next_task()
+    await cloud.daemon.shutdown()
+    daemon = await start_daemon()
+    restored = daemon.world.tasks.get(task.task_id)
+    assert restored is not None and restored.principal == "alice"
+    await cloud.agent.result(task)
+    await cloud.events.wait(lambda _: [
+        e for e in cloud.events.status_changes(web02.uuid) if e["status"] == "running"])
+    running = [e for e in cloud.events.status_changes(web02.uuid) if e["status"] == "running"]
+    assert [(e["cause"], e["task_id"], e["principal"]) for e in running] == [
+        ("task", task.task_id, "alice")]
