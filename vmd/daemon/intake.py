@@ -30,9 +30,9 @@ kept. Each principal's records are capped (vmd.daemon.core). A GET current while
 same VM is pending joins it (vmd.fsm.power), and in stream mode is subscribed to its end
 like a repeat (`MAX_STREAMS` per task).
 
-A request without `message_id` that is redelivered after a lost connection is matched by
-`(user_id, correlation_id, body digest)` against the answers of the last few thousand
-requests of this process (`_Memo`), so a connection cut does not run it twice.
+A request of those kinds without `message_id` that is redelivered after a lost connection
+is matched by `(user_id, correlation_id, body digest)` against the answers of the last few
+thousand such requests of this process (`_Memo`), so a connection cut does not run it twice.
 
 While shutting down (docs/shutdown.md) every request is answered 503 `Service unavailable`
 and held unsettled; the runner requeues it once consuming has stopped, for the next instance.
@@ -211,16 +211,19 @@ class Intake:
             return
         stream = reply_to is not None and wants_stream(delivery.header(STREAM_HEADER))
         message_id = delivery.message_id or None
-        recorded = message_id is not None and type(routed) is Route and routed.kind in RECORDED
+        changes = type(routed) is Route and routed.kind in RECORDED
+        recorded = message_id is not None and changes
         memo_key = None
         if recorded:
             assert message_id is not None
             if await self._repeat(delivery, (user, message_id), reply_to, stream, kind,
                                   started):
                 return
-        elif message_id is None and reply_to is not None and delivery.correlation_id:
+        elif changes and message_id is None and reply_to is not None and delivery.correlation_id:
             # A digest, not the body: 4096 bodies of up to 64 KiB would be 256 MiB
-            # (found by the fault suite's fuzzer, docs/reliability.md).
+            # (found by the fault suite's fuzzer, docs/reliability.md). Reads are not
+            # remembered: a redelivered one is answered afresh, and 4096 lists of up to
+            # 2,000 VMs (~2 MB each) would be gigabytes.
             memo_key = (user, delivery.correlation_id,
                         hashlib.blake2b(delivery.body, digest_size=16).digest())
             if delivery.redelivered:
