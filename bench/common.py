@@ -31,8 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# `VMD_BENCH_VHOST` picks another vhost (several people benchmarking on one broker).
-VHOST = os.environ.get("VMD_BENCH_VHOST", "vmd-bench")
+VHOST = "vmd-bench"
 BIN = Path(sys.executable).parent
 VMD = str(BIN / "vmd")
 
@@ -42,6 +41,11 @@ UVLOOP_LAUNCHER = (
     "import sys, uvloop; uvloop.install(); from vmd.cli.main import main; "
     "sys.exit(main(sys.argv[1:]))"
 )
+
+
+# The benchmarks' agent user: one for all their nodes (scripts/ensure-rabbitmq, bench vhosts
+# only; a deployment has one per node, docs/security.md).
+BENCH_AGENT = "vmd-agent-bench"
 
 
 def amqp_url(user: str, vhost: str = VHOST) -> str:
@@ -209,12 +213,13 @@ class Cluster:
 
     base: Path
     daemon_user: str = "vmd"
+    # The nodes the agents serve (the daemon's [auth.agents]): by default the node names
+    # bench/commands.py and bench/event_storm.py use.
+    agent_nodes: tuple[str, ...] = (*(f"cn{k:02d}.bench" for k in range(100)), "storm.bench")
     admins: tuple[str, ...] = ("admin",)
     log_level: str = "info"  # the shipped default: per-message logging shows in the cost
     procs: dict[str, Proc] = field(default_factory=dict)
     daemon_extra: str = ""
-    # More `[auth]` tables, e.g. `[auth.owners]` (bench/loop_lag.py).
-    auth_extra: str = ""
     # Run vmd's processes on uvloop (a measurement lever; vmd itself uses asyncio's loop).
     uvloop: bool = False
     # Or through this Python file (`python FILE daemon -c ...`), to try a change before
@@ -243,19 +248,23 @@ drain_timeout = 10
 
 [auth]
 admins = [{admins}]
-{self.auth_extra}
-
+{self.agents_toml()}
 [log]
 level = "{self.log_level}"
 format = "json"
 """)
         return path
 
+    def agents_toml(self) -> str:
+        """`[auth.agents]`: the benchmarks' one agent user speaks for `agent_nodes`."""
+        nodes = ", ".join(f'"{n}"' for n in self.agent_nodes)
+        return f'[auth.agents]\n"{BENCH_AGENT}" = [{nodes}]\n'
+
     def agent_config(self, node: str, vms: int, extra: str = "") -> Path:
         path = self.base / f"agent-{node}.toml"
         path.write_text(f"""\
 [broker]
-url = "{amqp_url(self.daemon_user)}"
+url = "{amqp_url(BENCH_AGENT)}"
 
 [agent]
 node = "{node}"

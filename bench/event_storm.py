@@ -140,12 +140,13 @@ async def run(n: int, timeout: float, pids: dict[str, int],
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=2000)
     events = await channel.get_exchange("vmd.events")
-    queue = await channel.declare_queue(f"bench.storm.{os.getpid()}", exclusive=True)
+    queue = await channel.declare_queue(f"admin.bench.storm.{os.getpid()}", exclusive=True)
     await queue.bind(events, "vm.#")
     sub = Subscriber()
     await queue.consume(sub.on_event, no_ack=True)
 
-    agent = Bus(BusSettings(common.amqp_url("vmd"), connection_name="bench-fake-agent"),
+    agent = Bus(BusSettings(common.amqp_url(common.BENCH_AGENT),
+                            connection_name="bench-fake-agent"),
                 topology=agent_topology(NODE))
     await agent.start()
     uuids = [VmUuid(str(uuid.uuid4())) for _ in range(n)]
@@ -173,7 +174,8 @@ async def run(n: int, timeout: float, pids: dict[str, int],
         raw.wait(timeout=30)
         await asyncio.sleep(0.5)
         now = time.time()
-        await agent.publish(report_message(Heartbeat(NODE, now, 5.0, now)))
+        await agent.publish(report_message(Heartbeat(NODE, now, 5.0, now),
+                                           user_id=common.BENCH_AGENT))
         sync = FullSync(NODE, now, tuple(
             Observation(u, NODE, "running", now - 60, vm_object(i, u))
             for i, u in enumerate(uuids)), ())
@@ -181,8 +183,9 @@ async def run(n: int, timeout: float, pids: dict[str, int],
                 ("power back: N x running", "running")]
         for name, state in plan:
             # Observation reports carry the node's change time: now, for each phase.
-            batch = ([report_message(sync)] if state is None
-                     else [report_message(r) for r in reports(uuids, state, time.time())])
+            batch = ([report_message(sync, user_id=common.BENCH_AGENT)] if state is None
+                     else [report_message(r, user_id=common.BENCH_AGENT)
+                           for r in reports(uuids, state, time.time())])
             sub.expect(n)
             profiler = None
             if profile is not None and state == "stopped":

@@ -67,7 +67,13 @@ def make_node(root: Path, index: int, per_node: int) -> list[tuple[str, str, str
     return vms
 
 
+def agent_url(node: str) -> str:
+    """Each node's agent has its own broker user (scripts/ensure-rabbitmq, docs/security.md)."""
+    return f"amqp://vmd-agent-{node}:vmd-agent-{node}@127.0.0.1:5672/vmd"
+
+
 def write_configs(base: Path) -> None:
+    agents = "".join(f'"vmd-agent-{node}" = ["{node}"]\n' for node in NODES)
     (base / "daemon.toml").write_text(f"""\
 [broker]
 url = "{SERVICE_URL}"
@@ -85,7 +91,8 @@ admins = ["admin"]
 [auth.owners]
 alice = ["{ALICE_OWNER}"]
 bob = ["{BOB_OWNER}"]
-
+[auth.agents]
+{agents}
 [log]
 level = "info"
 format = "json"
@@ -93,7 +100,7 @@ format = "json"
     for i, node in enumerate(NODES):
         (base / f"agent-{node}.toml").write_text(f"""\
 [broker]
-url = "{SERVICE_URL}"
+url = "{agent_url(node)}"
 
 [agent]
 node = "{node}"

@@ -1,9 +1,11 @@
 """Shared fixtures: a real RabbitMQ vhost for the tests, a clean slate per test, a cuttable proxy.
 
 The broker is the one on 127.0.0.1:5672 (scripts/ensure-rabbitmq starts it and creates the
-users vmd, admin, alice, bob, vmd-api (impersonator) with password = user name). Tests run in
-the vhost named by `VMD_TEST_VHOST` (default `vmd-test`), created on first use; helpers
-developing in parallel set their own vhost so their runs do not see each other's queues.
+users vmd, admin, alice, bob, vmd-api (impersonator) and vmd-agent-node1..9 with password =
+user name, each with docs/security.md's least-privilege permissions: the suite runs under
+them). Tests run in the vhost named by `VMD_TEST_VHOST` (default `vmd-test`), created on
+first use; helpers developing in parallel set their own vhost so their runs do not see each
+other's queues.
 
 Fixtures for other suites to reuse:
 
@@ -57,11 +59,14 @@ def url_for(user: str, vhost: str, *, host: str = BROKER_HOST, port: int = BROKE
 
 
 async def _can_connect(vhost: str) -> bool:
-    try:
-        connection = await aio_pika.connect(url_for("vmd", vhost), timeout=5)
-    except Exception:
-        return False
-    await connection.close()
+    """Whether the vhost is set up: the daemon's user and a node agent's user (an old vhost
+    made before the agent users existed gets docs/security.md's permissions on the way)."""
+    for user in ("vmd", "vmd-agent-node1"):
+        try:
+            connection = await aio_pika.connect(url_for(user, vhost), timeout=5)
+        except Exception:
+            return False
+        await connection.close()
     return True
 
 

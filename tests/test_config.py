@@ -24,6 +24,8 @@ metrics = "127.0.0.1:9464"
 admins = ["admin"]
 [auth.owners]
 alice = ["8a1a4e6c-0000-4000-8000-000000000001"]
+[auth.agents]
+"vmd-agent-node01" = ["node01", "node02"]
 
 [agent]
 node = "node01"
@@ -57,7 +59,9 @@ def test_full_file_loads_with_every_documented_key(tmp_path: Path) -> None:
     assert (s.daemon.start_deadline, s.daemon.stop_grace) == (330.0, 150.0)
     assert s.auth.admins == frozenset({"admin"})
     assert s.auth.owners["alice"] == frozenset({"8a1a4e6c-0000-4000-8000-000000000001"})
+    assert s.auth.agents == {"vmd-agent-node01": frozenset({"node01", "node02"})}
     assert s.agent is not None and s.agent.ssh is not None
+    assert s.agent.daemon_user == "vmd"
     assert s.agent.vmadm == ("vmd-vmadm",)
     assert s.agent.zonecfg == ("vmd-zonecfg",)
     assert s.agent.ssh.client_keys == (Path("/etc/vmd/id_ed25519"),)
@@ -98,3 +102,32 @@ def test_check_lists_every_problem(tmp_path: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError, match="no such file"):
         config.load(tmp_path / "nope.toml")
+
+
+def test_a_daemon_file_without_auth_agents_is_refused(tmp_path: Path) -> None:
+    """No deployment runs open by accident: the daemon needs to know its agents' users."""
+    text = FULL.replace('[auth.agents]\n"vmd-agent-node01" = ["node01", "node02"]\n', "")
+    path = write(tmp_path, text)
+    with pytest.raises(config.ConfigError, match=r"\[auth.agents\] missing \(required with"):
+        config.load(path, sections=("broker", "daemon"))
+    assert config.check(path) == [
+        f"{path}: [auth.agents] missing (required with [daemon]: the broker user of each "
+        "node agent = [the nodes it reports for], docs/security.md)"]
+    # An agent's file needs none; an empty table is an explicit "no agents".
+    agent_only = write(tmp_path, '[broker]\nurl = "amqp://x"\n[agent]\nnode = "n1"\n')
+    assert config.check(agent_only, sections=("broker", "agent")) == []
+    assert config.check(write(tmp_path, text + "[auth.agents]\n")) == []
+
+
+@pytest.mark.parametrize(
+    ("agents", "needle"),
+    [
+        pytest.param('a = "node1"', "[auth.agents] a: must be a list of node names",
+                     id="not-a-list"),
+        pytest.param('alice = ["node1"]', "[auth.agents] alice: is also a principal in [auth]",
+                     id="agent-is-a-principal"),
+    ],
+)
+def test_bad_auth_agents(tmp_path: Path, agents: str, needle: str) -> None:
+    text = FULL.replace('"vmd-agent-node01" = ["node01", "node02"]', agents)
+    assert any(needle in p for p in config.check(write(tmp_path, text))), needle

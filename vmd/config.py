@@ -36,6 +36,9 @@ class BrokerSettings:
 class AuthSettings:
     admins: frozenset[str] = frozenset()
     owners: dict[str, frozenset[str]] = field(default_factory=dict)
+    # `[auth.agents]`: the broker user of each node agent -> the nodes it may report for
+    # (docs/security.md). Required with [daemon], so no deployment runs open by accident.
+    agents: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,8 @@ class MemorySettings:
 class AgentSettings:
     node: str
     vmadm: tuple[str, ...] = ("/usr/sbin/vmadm",)
+    # The daemon's broker user: the only `user_id` whose orders this agent runs.
+    daemon_user: str = "vmd"
     heartbeat_interval: float = 5.0
     poll_interval: float = 60.0
     metrics: str = "127.0.0.1:9465"
@@ -243,18 +248,12 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
     auth = AuthSettings()
     if (t := _table(raw, "auth", r)) is not None:
         admins = r.get(t, "auth", "admins", _str_list, _NO_STRS, what="a list of user names") or ()
-        owners: dict[str, frozenset[str]] = {}
-        owners_raw = t.get("owners", {})
-        if not isinstance(owners_raw, dict):
-            r.problem("auth", "owners", "must be a table of user = [owner_uuid, ...]")
-        else:
-            for user, uuids in owners_raw.items():
-                parsed = _str_list(uuids)
-                if parsed is None:
-                    r.problem("auth.owners", user, "must be a list of owner uuids")
-                else:
-                    owners[user] = frozenset(parsed)
-        auth = AuthSettings(admins=frozenset(admins), owners=owners)
+        owners = _user_lists(t, "owners", ("owner_uuid", "owner uuids"), r)
+        agents = _user_lists(t, "agents", ("node", "node names"), r)
+        for user in sorted(agents.keys() & (owners.keys() | set(admins))):
+            r.problem("auth.agents", user, "is also a principal in [auth]: a node agent's "
+                      "broker user must not send requests")
+        auth = AuthSettings(admins=frozenset(admins), owners=owners, agents=agents)
 
     daemon = None
     if (t := _table(raw, "daemon", r)) is not None:
@@ -310,6 +309,8 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
             node=node or "",
             vmadm=r.get(t, "agent", "vmadm", _str_list, a.vmadm, what="an argv list")
             or a.vmadm,
+            daemon_user=r.get(t, "agent", "daemon_user", _str, a.daemon_user,
+                              what="the daemon's broker user name") or a.daemon_user,
             heartbeat_interval=_num(r, t, "agent", "heartbeat_interval", a.heartbeat_interval),
             poll_interval=_num(r, t, "agent", "poll_interval", a.poll_interval),
             metrics=r.get(t, "agent", "metrics", _host_port, a.metrics, what="host:port")
@@ -349,6 +350,23 @@ def _pos_int(r: _Reader, t: dict[str, Any], section: str, key: str, default: int
     if value == 0:
         r.problem(section, key, "must be an integer >= 1 (got 0)")
     return value or default
+
+
+def _user_lists(t: dict[str, Any], key: str, what: tuple[str, str],
+                r: _Reader) -> dict[str, frozenset[str]]:
+    """`[auth.<key>]`: a table of user = [name, ...]; `what` = (one item, the items)."""
+    out: dict[str, frozenset[str]] = {}
+    raw = t.get(key, {})
+    if not isinstance(raw, dict):
+        r.problem("auth", key, f"must be a table of user = [{what[0]}, ...]")
+        return out
+    for user, names in raw.items():
+        parsed = _str_list(names)
+        if parsed is None:
+            r.problem(f"auth.{key}", user, f"must be a list of {what[1]}")
+        else:
+            out[user] = frozenset(parsed)
+    return out
 
 
 def _num(r: _Reader, t: dict[str, Any], section: str, key: str, default: float) -> float:
@@ -457,6 +475,16 @@ def _prefix(value: Any) -> str | None:
     return value.rstrip("/")
 
 
+def _required_tables(path: Path, raw: dict[str, Any]) -> list[str]:
+    """Tables a section requires: [daemon] needs [auth.agents] (listed after the other
+    problems: a missing section is the first thing to fix)."""
+    auth = raw.get("auth")
+    if "daemon" in raw and not (isinstance(auth, dict) and "agents" in auth):
+        return [f"{path}: [auth.agents] missing (required with [daemon]: the broker user of "
+                "each node agent = [the nodes it reports for], docs/security.md)"]
+    return []
+
+
 def check(path: Path, *, sections: tuple[str, ...] = ()) -> list[str]:
     """Every problem of a file, one line each (empty when the file is valid).
 
@@ -470,6 +498,7 @@ def check(path: Path, *, sections: tuple[str, ...] = ()) -> list[str]:
     _parse(path, raw, problems)
     problems.extend(f"{path}: [{name}] missing (required)" for name in sections
                     if name not in raw)
+    problems.extend(_required_tables(path, raw))
     return problems
 
 
@@ -480,6 +509,7 @@ def load(path: Path, *, sections: tuple[str, ...] = ()) -> Settings:
     settings = _parse(path, raw, problems)
     problems.extend(f"{path}: [{name}] missing (required)" for name in sections
                     if name not in raw)
+    problems.extend(_required_tables(path, raw))
     if problems:
         more = f" (and {len(problems) - 1} more; run `vmd check -c {path}`)" if len(
             problems) > 1 else ""

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 from node_agent.conftest import CTL, TIMESCALE, VMADM, ZONECFG, Sim, SshNode  # noqa: F401
+from support.amqp import agent_user
 
 from vmd.bus import (
     AgentReport,
@@ -33,11 +34,10 @@ from vmd.bus import (
     Delivery,
     SyncRequest,
     TaskResult,
-    agent_topology,
     decode_report,
     send_order,
 )
-from vmd.bus.topology import REPORTS_QUEUE
+from vmd.bus.topology import DAEMON, REPORTS_QUEUE, node_tasks
 from vmd.config import AgentSettings, MemorySettings
 from vmd.model import Action, NodeName, TaskId, VmUuid
 from vmd.node_agent import LocalRunner, Vmadm
@@ -121,7 +121,9 @@ class DaemonSide:
 
 @pytest.fixture
 async def daemon(bus_settings: Callable[..., BusSettings]) -> AsyncIterator[DaemonSide]:
-    bus = Bus(bus_settings("vmd", connection_name="test-daemon"), topology=agent_topology(NODE))
+    # As the daemon: its user, the exchanges, the reports queue and the node's binding.
+    bus = Bus(bus_settings("vmd", connection_name="test-daemon"),
+              topology=DAEMON + node_tasks(NODE))
     side = DaemonSide(bus)
     await bus.start()
     await bus.consume(REPORTS_QUEUE, side.handle)
@@ -203,7 +205,7 @@ async def make_agent(tmp_path: Path, bus_settings: Callable[..., BusSettings]
     async def make(opened: Opened, *, sim: Sim | None = None, wait_ready: bool = True,
                    bus: BusSettings | None = None, **overrides: Any) -> Running:
         settings = agent_settings(tmp_path, sim, **overrides)
-        agent = Agent(settings, bus or bus_settings("vmd", connection_name="test-agent"),
+        agent = Agent(settings, bus or bus_settings(agent_user(NODE), connection_name="test-agent"),
                       opened=opened, housekeeping_interval=0.05)
         shutdown = Shutdown()
         running = Running(agent, shutdown, asyncio.create_task(agent.run(shutdown)))

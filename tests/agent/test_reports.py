@@ -8,13 +8,14 @@ import json
 import os
 from collections.abc import Callable
 
+from support.amqp import agent_user
 from support.proxy import TcpProxy
 
 from vmd.bus import BusSettings, FullSync, Heartbeat, IsoList, ObservationReport
 from vmd.model import Observation
 from vmd.node_agent.events import parse_date
 
-from .conftest import VMADM, AgentFactory, DaemonSide, Sim, sim_backend
+from .conftest import NODE, VMADM, AgentFactory, DaemonSide, Sim, sim_backend
 
 # The spec's bound (vm-status.md §5 via the issue): a change reaches the daemon within 1 s.
 WITHIN = 1.0
@@ -139,7 +140,8 @@ async def test_full_sync_after_a_broker_reconnect(
     amqp_vhost: str, bus_settings: Callable[..., BusSettings],
 ) -> None:
     uuid = await sim.create("kvm", "running", hostname="web01.example.com")
-    settings = bus_settings("vmd", url=amqp_proxy.url("vmd", "vmd", amqp_vhost),
+    user = agent_user(NODE)
+    settings = bus_settings(user, url=amqp_proxy.url(user, user, amqp_vhost),
                             connection_name="test-agent-proxied")
     running = await make_agent(sim_backend(sim), sim=sim, bus=settings)
     await daemon.wait(FullSync)

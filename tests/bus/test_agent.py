@@ -115,6 +115,7 @@ async def test_orders_and_reports_round_trip(make_bus: MakeBus) -> None:
 async def test_heartbeats_are_transient_and_expire(
     make_bus: MakeBus, amqp_channel: aio_pika.abc.AbstractChannel
 ) -> None:
+    await make_bus(topology=DAEMON)  # the exchange and the reports queue are the daemon's
     agent = await make_bus(topology=agent_topology("node3"))
     await send_report(agent, Heartbeat(NodeName("node3"), time.time(), 2.0, 1.0))
     queue = await amqp_channel.get_queue(REPORTS_QUEUE)

@@ -17,6 +17,7 @@ from vmd.bus.topology import (
     COMMANDS_QUEUE,
     DEAD_QUEUE,
     EVENTS_EXCHANGE,
+    ORDERS_EXCHANGE,
     REPORTS_QUEUE,
     task_queue,
 )
@@ -42,6 +43,7 @@ async def test_declared_exactly(make_bus: Callable[..., Awaitable[Bus]], amqp_vh
         COMMANDS_EXCHANGE: ["direct", "true", "false"],
         EVENTS_EXCHANGE: ["topic", "true", "false"],
         AGENT_EXCHANGE: ["direct", "true", "false"],
+        ORDERS_EXCHANGE: ["direct", "true", "false"],
     }
     queues = {
         row[0]: row[1:]
@@ -88,8 +90,29 @@ async def test_declared_exactly(make_bus: Callable[..., Awaitable[Bus]], amqp_vh
     assert bindings == {
         (COMMANDS_EXCHANGE, COMMANDS_QUEUE, "command"),
         (AGENT_EXCHANGE, REPORTS_QUEUE, "report"),
-        (AGENT_EXCHANGE, task_queue("node1"), "task.node1"),
+        (ORDERS_EXCHANGE, task_queue("node1"), "task.node1"),
     }
+
+
+async def test_the_old_binding_of_a_task_queue_to_the_reports_exchange_is_removed(
+    make_bus: Callable[..., Awaitable[Bus]], amqp_vhost: str,
+    amqp_channel: aio_pika.abc.AbstractChannel,
+) -> None:
+    """Before orders had their own exchange, task queues were bound to vmd.agent, where every
+    agent may publish: an old broker's binding would let one agent reach another's queue."""
+    bus = await make_bus(topology=DAEMON + node_tasks("node1"))
+    queue = await amqp_channel.get_queue(task_queue("node1"), ensure=False)
+    await queue.bind(AGENT_EXCHANGE, "task.node1")
+    await bus.declare(node_tasks("node1"))
+    bindings = {
+        (row[0], row[1], row[2])
+        for row in _rabbitmqctl(
+            "list_bindings", "-p", amqp_vhost, "source_name", "destination_name", "routing_key"
+        )
+        if row[1] == task_queue("node1")
+    }
+    assert bindings == {("", task_queue("node1"), task_queue("node1")),
+                        (ORDERS_EXCHANGE, task_queue("node1"), "task.node1")}
 
 
 async def test_an_outside_client_can_declare_the_same_objects(

@@ -16,9 +16,11 @@ from typing import Any
 
 import aio_pika
 import pytest
+from support.amqp import agent_user, auth_agents_toml
 
 from vmd import config
 from vmd.bus import BusClient, BusSettings
+from vmd.bus.topology import EVENTS_EXCHANGE
 from vmd.daemon import Daemon, Options
 from vmd.model import JsonObject, NodeStatus, Reply, Request
 
@@ -76,7 +78,7 @@ admins = ["admin"]
 [auth.owners]
 alice = ["{ALICE_OWNER}"]
 bob = ["{BOB_OWNER}"]
-
+{auth_agents_toml()}
 [log]
 level = "{log_level}"
 format = "json"
@@ -122,7 +124,7 @@ async def make_agent(
     agents: list[FakeAgent] = []
 
     async def make(node: str = "node1", *, beat: bool = True, **kw: Any) -> FakeAgent:
-        agent = FakeAgent(bus_settings("vmd"), node, **kw)
+        agent = FakeAgent(bus_settings(agent_user(node)), node, **kw)
         agents.append(agent)
         return await agent.start(beat=beat)
 
@@ -149,8 +151,14 @@ async def make_client(
 
 
 @pytest.fixture
-async def events(amqp_channel: aio_pika.abc.AbstractChannel) -> EventLog:
-    return await EventLog(amqp_channel).start()
+async def events(amqp_channel: aio_pika.abc.AbstractChannel,
+                 amqp_url_for: Callable[[str], str]) -> AsyncIterator[EventLog]:
+    """Every event, seen by an admin as a subscriber sees them; the exchange is declared
+    first as the daemon would (an admin may not declare it)."""
+    await amqp_channel.declare_exchange(EVENTS_EXCHANGE, "topic", durable=True)
+    connection = await aio_pika.connect(amqp_url_for("admin"))
+    async with connection:
+        yield await EventLog(await connection.channel()).start()
 
 
 @pytest.fixture

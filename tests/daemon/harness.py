@@ -181,7 +181,7 @@ class EventLog:
         self.events: list[tuple[str, JsonObject]] = []
 
     async def start(self) -> EventLog:
-        exchange = await self.channel.declare_exchange(EVENTS_EXCHANGE, "topic", durable=True)
+        exchange = await self.channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
         queue = await self.channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, "#")
         await queue.consume(self._on_event, no_ack=True)

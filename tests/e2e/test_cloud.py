@@ -64,12 +64,15 @@ async def test_plain_amqp_stream_mode_and_events(cloud: Cloud, admin: Client,
         reply_queue = await channel.get_queue("amq.rabbitmq.reply-to", ensure=False)
         await reply_queue.consume(replies.put, no_ack=True)
         body = {"method": "PUT", "path": "/vm/web01.example.com/status/start/", "data": {}}
-        await channel.default_exchange.publish(
+        # The protocol's way in: the command exchange (a principal may not publish on the
+        # default exchange, which reaches every queue by name: docs/security.md).
+        commands = await channel.get_exchange("vmd.commands", ensure=False)
+        await commands.publish(
             aio_pika.Message(json.dumps(body).encode(), content_type="application/json",
                              reply_to="amq.rabbitmq.reply-to", correlation_id="c-1",
                              message_id=str(uuid.uuid4()), user_id="admin",
                              headers={"stream": True}),
-            routing_key="vmd.commands",
+            routing_key="command",
         )
         first = await asyncio.wait_for(replies.get(), 10)
         first_body = json.loads(first.body)

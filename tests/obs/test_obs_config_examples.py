@@ -126,9 +126,10 @@ def test_check_lists_every_problem_one_per_line(tmp_path: Path) -> None:
     assert done.stdout == ""
     *problems, summary = done.stderr.splitlines()
     assert problems == config.check(path, sections=("broker",))
-    assert len(problems) == 4
+    assert len(problems) == 5  # the last one: [auth.agents] missing
     assert all(p.startswith(f"{path}: [") for p in problems)
-    assert summary == f"vmd check: {path}: 4 problems"
+    assert problems[-1].startswith(f"{path}: [auth.agents] missing (required with [daemon]")
+    assert summary == f"vmd check: {path}: 5 problems"
     assert "Traceback" not in done.stderr
 
 

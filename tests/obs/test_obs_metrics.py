@@ -34,7 +34,7 @@ from vmd.obs.metrics import (
 
 # The only label names any family may have: each takes values from a small fixed set.
 ALLOWED_LABELS = {
-    "status", "kind", "code", "action", "outcome", "cause", "command", "le",
+    "status", "kind", "code", "action", "outcome", "cause", "command", "le", "reason",
     # vmd_build_info, python_info (PlatformCollector), python_gc_* (GCCollector)
     "version", "process", "python", "implementation", "major", "minor", "patchlevel",
     "generation",
@@ -46,10 +46,12 @@ DAEMON_FAMILIES = {
     "vmd_tasks", "vmd_task_duration_seconds", "vmd_tasks_in_flight", "vmd_status_changes",
     "vmd_drift_corrected", "vmd_reconcile_lag_seconds", "vmd_broker_reconnects",
     "vmd_frozen_observations_ignored", "vmd_idempotent_replays", "vmd_dead_lettered",
+    "vmd_agent_messages_refused",
 }
 AGENT_FAMILIES = {
     "vmd_build_info", "vmd_vmadm_calls", "vmd_vmadm_duration_seconds", "vmd_vmadm_in_flight",
     "vmd_events_stream_restarts", "vmd_ssh_reconnects", "vmd_broker_reconnects",
+    "vmd_agent_messages_refused",
 }
 
 

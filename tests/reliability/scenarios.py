@@ -161,7 +161,8 @@ async def booted(env: Env, name: str, scale: Scale, timing: Timing, *, proxy: bo
     base = env.base / name
     base.mkdir(parents=True, exist_ok=True)
     cloud = RelCloud(base, url_for("vmd"), timing=timing)
-    recorder = EventRecorder(url_for("vmd"), f"rel.events.{name}")
+    # As the daemon's user (it may read every event it publishes; a name it may declare).
+    recorder = EventRecorder(url_for("vmd"), f"vmd.rel.events.{name}")
     try:
         fleet = await build_fleet(cloud, scale.nodes, scale.per_node)
         for i in range(extra_vms):

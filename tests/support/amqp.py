@@ -30,3 +30,18 @@ async def message_count_settles(
         await asyncio.sleep(0.05)
         count = await message_count(channel, queue)
     return count
+
+
+# The broker users of the test nodes' agents (scripts/ensure-rabbitmq: one per node, password
+# = name, allowed only its node's task queue and the reports exchange; docs/security.md).
+TEST_NODES = tuple(f"node{i}" for i in range(1, 10))
+
+
+def agent_user(node: str) -> str:
+    return f"vmd-agent-{node}"
+
+
+def auth_agents_toml(nodes: tuple[str, ...] = TEST_NODES) -> str:
+    """The daemon's `[auth.agents]` table for `nodes`: each node's own agent user."""
+    lines = "".join(f'"{agent_user(n)}" = ["{n}"]\n' for n in nodes)
+    return f"[auth.agents]\n{lines}"

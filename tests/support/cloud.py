@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support.amqp import agent_user, auth_agents_toml
 from vmd.client import Client
 
 ALICE_OWNER = "8a1a4e6c-0000-4000-8000-000000000001"
@@ -31,6 +32,12 @@ PATH = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 def base_env() -> dict[str, str]:
     return {**os.environ, "PATH": PATH}
+
+
+def url_as(url: str, user: str) -> str:
+    """`url` with its credentials replaced by the test user `user` (password = name)."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{user}:{user}@{rest.split('@', 1)[1]}"
 
 
 @dataclass
@@ -74,7 +81,7 @@ class Cloud:
     """Configuration and processes of one test cloud."""
 
     base: Path
-    broker_url: str  # the service's own user
+    broker_url: str  # the service's own user; each agent connects as its node's user
     nodes: list[SimNode] = field(default_factory=list)
     daemon_extra: str = ""
     agent_extra: str = ""
@@ -116,7 +123,7 @@ admins = [{admins}]
 [auth.owners]
 alice = ["{ALICE_OWNER}"]
 bob = ["{BOB_OWNER}"]
-
+{auth_agents_toml()}
 [log]
 level = "debug"
 format = "json"
@@ -127,7 +134,7 @@ format = "json"
         path = self.base / f"agent-{node.name}.toml"
         path.write_text(f"""\
 [broker]
-url = "{self.broker_url}"
+url = "{url_as(self.broker_url, agent_user(node.name))}"
 
 [agent]
 node = "{node.name}"

@@ -1,9 +1,13 @@
 """Sending and receiving agent-protocol messages over the bus (both sides share these).
 
-The daemon sends orders to a node's task queue and consumes `vmd.agent.reports`; an agent
-consumes its task queue and publishes reports. What travels is defined in
-`vmd.bus.agent_messages`; how it travels is decided here:
+The daemon sends orders to a node's task queue (through `vmd.agent.orders`) and consumes
+`vmd.agent.reports`; an agent consumes its task queue and publishes reports (through
+`vmd.agent`). What travels is defined in `vmd.bus.agent_messages`; how it travels is decided
+here:
 
+- every message carries its sender's broker user as `user_id` (RabbitMQ refuses a message
+  whose `user_id` is not the connection's user): the receiver checks it is the sender it
+  expects (docs/security.md), so `send_order`/`send_report` set it from the bus's user;
 - a task is persistent, mandatory (no task queue for that node = `Unroutable`, so the daemon
   declares `node_tasks(node)` for every node it knows before sending) and carries a TTL = the
   time left to its deadline, so the broker dead-letters it back to the reports queue if no
@@ -36,24 +40,35 @@ from vmd.bus.agent_messages import (
 from vmd.bus.delivery import Delivery
 from vmd.bus.publish import Outgoing
 from vmd.bus.service import Bus
-from vmd.bus.topology import AGENT_EXCHANGE, REPORT_ROUTING_KEY, task_routing_key
+from vmd.bus.topology import (
+    AGENT_EXCHANGE,
+    ORDERS_EXCHANGE,
+    REPORT_ROUTING_KEY,
+    task_routing_key,
+)
 
 
-def order_message(order: AgentOrder, *, now: float | None = None) -> Outgoing:
+def order_message(order: AgentOrder, *, user_id: str | None = None,
+                  now: float | None = None) -> Outgoing:
+    """An order as published; `user_id` is the daemon's broker user (agents refuse an order
+    without it)."""
     value = to_json(order)
     ttl = None
     if isinstance(order, AgentTask):
         ttl = order.ttl_ms(time.time() if now is None else now)
     return Outgoing(
-        AGENT_EXCHANGE,
+        ORDERS_EXCHANGE,
         task_routing_key(order.node),
         codec.encode(value),
         type=value["kind"],
         expiration_ms=ttl,
+        user_id=user_id,
     )
 
 
-def report_message(report: AgentReport) -> Outgoing:
+def report_message(report: AgentReport, *, user_id: str | None = None) -> Outgoing:
+    """A report as published; `user_id` is the agent's broker user (the daemon refuses a
+    report without it)."""
     value = to_json(report)
     heartbeat = isinstance(report, Heartbeat)
     return Outgoing(
@@ -63,17 +78,19 @@ def report_message(report: AgentReport) -> Outgoing:
         persistent=not heartbeat,
         type=value["kind"],
         expiration_ms=int(report.interval * 3000) if isinstance(report, Heartbeat) else None,
+        user_id=user_id,
     )
 
 
 async def send_order(bus: Bus, order: AgentOrder, *, now: float | None = None) -> None:
-    """Daemon -> agent. `now` (POSIX seconds) is injectable for tests of the TTL."""
-    await bus.publish(order_message(order, now=now))
+    """Daemon -> agent, as the bus's user. `now` (POSIX seconds) is injectable for tests of
+    the TTL."""
+    await bus.publish(order_message(order, user_id=bus.settings.user, now=now))
 
 
 async def send_report(bus: Bus, report: AgentReport) -> None:
-    """Agent -> daemon."""
-    await bus.publish(report_message(report))
+    """Agent -> daemon, as the bus's user."""
+    await bus.publish(report_message(report, user_id=bus.settings.user))
 
 
 def _death_reason(headers: Mapping[str, Any]) -> str | None:
@@ -95,7 +112,11 @@ def _body(delivery: Delivery) -> dict[str, Any]:
 
 
 def decode_report(delivery: Delivery) -> AgentReport:
-    """A delivery from `vmd.agent.reports`. Raises `ProtocolError` (dead-letter it)."""
+    """A delivery from `vmd.agent.reports`. Raises `ProtocolError` (dead-letter it).
+
+    Decoding says nothing about trust: a `TaskUndelivered` is only a dead-lettered task when
+    its `user_id` is the daemon's own (the broker keeps the publisher's on the dead-lettered
+    copy, and anyone may set `x-death` headers); the caller checks it (vmd.daemon.reports)."""
     value = _body(delivery)
     if value.get("kind") == "task":
         reason = _death_reason(delivery.headers)

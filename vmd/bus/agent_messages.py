@@ -13,8 +13,11 @@ A `task` that comes back on the reports queue was dead-lettered by the broker (i
 time to its deadline, ran out before an agent took it, or an agent rejected it): it decodes as
 `TaskUndelivered` (see `vmd.bus.agent`). Times are POSIX seconds (float) of the sender's clock.
 
-Decoding raises `ProtocolError` with a one-line reason; the receiver dead-letters such a
-message with that reason (a malformed internal message is a bug to look at, not to retry).
+Decoding raises `ProtocolError` with a one-line reason (a malformed internal message is a
+bug to look at, not to retry): the daemon dead-letters such a report to `vmd.dead` with that
+reason; an agent rejects such an order (its task queue dead-letters it to the daemon, which
+puts it in `vmd.dead`: an agent may not publish there). Decoding says nothing about trust:
+the receivers check every message's `user_id` (docs/security.md).
 """
 
 from __future__ import annotations

@@ -8,15 +8,27 @@ may declare them too, and RabbitMQ refuses a re-declaration whose arguments diff
     exchange vmd.events    topic, durable       every event vmd publishes
     queue    vmd.dead      durable              requests vmd could not answer nor parse
 
-Internal objects (the agent protocol, docs/bus.md):
+Internal objects (the agent protocol, docs/bus.md), split so that broker permissions can
+tell orders from reports (docs/security.md): only the daemon's user may write on the orders
+exchange, an agent's user writes only on `vmd.agent` and reads only its own task queue.
 
-    exchange vmd.agent                 direct, durable
-    queue    vmd.agent.reports         durable, SAC; key "report": results, observations,
-                                       heartbeats, full syncs, ISO lists, dead-lettered tasks
-    queue    vmd.agent.tasks.<node>    durable, SAC; key "task.<node>"; dead-letters to
+    exchange vmd.agent.orders          direct, durable; daemon -> agents, key "task.<node>"
+    exchange vmd.agent                 direct, durable; agents -> daemon, key "report"
+    queue    vmd.agent.reports         durable, SAC; bound to vmd.agent/"report": results,
+                                       observations, heartbeats, full syncs, ISO lists,
+                                       dead-lettered tasks
+    queue    vmd.agent.tasks.<node>    durable, SAC; bound to vmd.agent.orders/"task.<node>"
+                                       (by the daemon: an agent may not bind); dead-letters to
                                        vmd.agent/"report", so a task whose per-message TTL
                                        (= time to its deadline) runs out goes back to the
-                                       daemon instead of running hours later on a revived node
+                                       daemon instead of running hours later on a revived
+                                       node. The broker keeps the daemon's `user_id` on the
+                                       dead-lettered copy: that is how the daemon tells it
+                                       from a forged one.
+
+Before orders had their own exchange, task queues were bound to vmd.agent; the daemon
+removes that binding (`QueueDecl.unbindings`) whenever it declares a task queue, so an
+agent cannot reach another node's queue through an old broker's leftovers.
 
 Declarations are plain data (`Topology`) so the daemon, the agent and the tests name the
 same objects, and so the link can re-declare them on every reconnect (STYLE.md: never trust
@@ -41,7 +53,8 @@ COMMAND_ROUTING_KEY = "command"
 EVENTS_EXCHANGE = "vmd.events"
 DEAD_QUEUE = "vmd.dead"
 
-AGENT_EXCHANGE = "vmd.agent"
+AGENT_EXCHANGE = "vmd.agent"  # reports (agents -> daemon) and dead-lettered tasks
+ORDERS_EXCHANGE = "vmd.agent.orders"  # orders (daemon -> agents)
 REPORTS_QUEUE = "vmd.agent.reports"
 REPORT_ROUTING_KEY = "report"
 TASK_QUEUE_PREFIX = "vmd.agent.tasks."
@@ -91,6 +104,8 @@ class QueueDecl:
     arguments: Mapping[str, Any] = field(default_factory=_frozen)
     # (exchange, routing key) pairs.
     bindings: tuple[tuple[str, str], ...] = ()
+    # Bindings removed after declaring (left by an older topology; absent ones are a no-op).
+    unbindings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,34 +151,44 @@ AGENT = Topology(
     ),
 )
 
+ORDERS = Topology(exchanges=(ExchangeDecl(ORDERS_EXCHANGE, ExchangeKind.DIRECT),))
+
 # What the daemon declares at start: the public objects and its side of the agent protocol.
-DAEMON = PUBLIC + AGENT
+DAEMON = PUBLIC + AGENT + ORDERS
+
+
+def _task_queue_arguments() -> Mapping[str, Any]:
+    return _frozen(
+        {
+            SINGLE_ACTIVE_CONSUMER: True,
+            "x-dead-letter-exchange": AGENT_EXCHANGE,
+            "x-dead-letter-routing-key": REPORT_ROUTING_KEY,
+        }
+    )
 
 
 def node_tasks(node: NodeName | str) -> Topology:
-    """The task queue of one node (declared by its agent, and by the daemon before sending)."""
+    """The task queue of one node and its binding to the orders exchange (declared by the
+    daemon for every node it knows, before sending it anything)."""
     return Topology(
-        exchanges=AGENT.exchanges,
+        exchanges=AGENT.exchanges + ORDERS.exchanges,
         queues=(
             QueueDecl(
                 task_queue(node),
-                arguments=_frozen(
-                    {
-                        SINGLE_ACTIVE_CONSUMER: True,
-                        "x-dead-letter-exchange": AGENT_EXCHANGE,
-                        "x-dead-letter-routing-key": REPORT_ROUTING_KEY,
-                    }
-                ),
-                bindings=((AGENT_EXCHANGE, task_routing_key(node)),),
+                arguments=_task_queue_arguments(),
+                bindings=((ORDERS_EXCHANGE, task_routing_key(node)),),
+                unbindings=((AGENT_EXCHANGE, task_routing_key(node)),),
             ),
         ),
     )
 
 
 def agent_topology(node: NodeName | str) -> Topology:
-    """What an agent declares: its task queue, and the reports queue it publishes to (so a
-    report is routable, and kept, even while no daemon has ever run)."""
-    return AGENT + node_tasks(node)
+    """What an agent declares: its own task queue (same arguments as the daemon's), without
+    a binding and without any exchange. An agent's broker user may configure nothing else
+    (docs/security.md): the daemon declares the exchanges, the reports queue and the binding,
+    so until a daemon has run once the agent's reports wait (and are retried)."""
+    return Topology(queues=(QueueDecl(task_queue(node), arguments=_task_queue_arguments()),))
 
 
 async def declare(channel: AbstractChannel, topology: Topology) -> None:
@@ -176,3 +201,5 @@ async def declare(channel: AbstractChannel, topology: Topology) -> None:
         )
         for exchange_name, routing_key in queue.bindings:
             await declared.bind(exchange_name, routing_key)
+        for exchange_name, routing_key in queue.unbindings:
+            await declared.unbind(exchange_name, routing_key)

@@ -53,8 +53,10 @@ def _summary(s: config.Settings) -> str:
     if s.daemon is not None:
         parts.append(f"daemon shard {s.daemon.shard}, store {s.daemon.store}")
         n_admins, n_owners = len(s.auth.admins), len(s.auth.owners)
+        n_agents = len(s.auth.agents)
         parts.append(f"{n_admins} admin{'s' if n_admins != 1 else ''}, "
-                     f"{n_owners} owner{'s' if n_owners != 1 else ''}")
+                     f"{n_owners} owner{'s' if n_owners != 1 else ''}, "
+                     f"{n_agents} agent user{'s' if n_agents != 1 else ''}")
     if s.agent is not None:
         where = (f"ssh {s.agent.ssh.username}@{s.agent.ssh.host}:{s.agent.ssh.port}"
                  if s.agent.ssh is not None else "local")

@@ -1,4 +1,5 @@
-"""Who may do what: AMQP users mapped to principals from `[auth]` (protocol.md §5).
+"""Who may do what: AMQP users mapped to principals from `[auth]` (protocol.md §5), and
+node agents' users mapped to the nodes they report for (`[auth.agents]`).
 
 The broker validates `user_id` against the connection's user, so the name is trusted; this
 module only says what that name may do. An admin sees and commands every VM; an owner only
@@ -31,3 +32,22 @@ class Principals:
 
     def __len__(self) -> int:
         return len(self._by_user)
+
+
+class AgentUsers:
+    """Which broker users may report for which nodes (`[auth.agents]`, docs/security.md).
+
+    Like a request's, a report's `user_id` is validated by the broker, so the name is
+    trusted; this says which nodes that name speaks for. A user in no list speaks for none.
+    """
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self, auth: AuthSettings) -> None:
+        self._nodes = dict(auth.agents)
+
+    def may_report(self, user: str | None, node: str) -> bool:
+        return user is not None and node in self._nodes.get(user, ())
+
+    def known(self, user: str | None) -> bool:
+        return user is not None and user in self._nodes

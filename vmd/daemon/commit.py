@@ -430,7 +430,8 @@ class Pipeline:
         await self._declare([o.node for o in orders])
         now = self._clock()
         items: list[_Item] = [(m, None, False) for m in turn.outgoing]
-        items += [(order_message(o, now=now), None, True) for o in orders]
+        user = self._bus.settings.user  # orders carry it: agents run the daemon's only
+        items += [(order_message(o, user_id=user, now=now), None, True) for o in orders]
         items += [(None, a, False) for a in turn.answers]
         sent: list[Answer] = []
         unroutable = 0

@@ -15,6 +15,16 @@ published. What each report does (docs/bus.md §3, vm-status.md §3.6, §5):
 
 A `TaskUndelivered` with another reason (`rejected`, `maxlen`) is logged; its deadline ends it.
 
+Trust (docs/security.md): the broker validates every `user_id`, and this handler checks it is
+the sender it expects before anything is decided. A report is applied only when its sender
+is configured in `[auth.agents]` for the report's node; a result only when it comes from the
+node its task was sent to and names the task's VM; a dead-lettered task only when its
+`user_id` is the daemon's own (the broker keeps the original publisher's on the
+dead-lettered copy, while the `x-death` headers anyone may set). Anything else is dropped:
+acked (a repeat would be refused again), counted in `vmd_agent_messages_refused_total`, and
+logged once per sender and minute (`vmd.obs.refusals`). A message from a user that is neither
+an agent nor the daemon is refused before it is even decoded.
+
 Liveness comes from what the node's agent says (vmd.daemon.nodes): any report proves its
 node online (a node vmd has not heard of is added and online at once), and heartbeats say
 how long silence may last (3 x their `interval`). A report that does not decode is
@@ -36,6 +46,7 @@ from vmd.bus import (
     decode_report,
 )
 from vmd.bus.agent_messages import AgentReport
+from vmd.daemon.auth import AgentUsers
 from vmd.daemon.commit import Pipeline, Settle
 from vmd.daemon.core import Core
 from vmd.daemon.nodes import Nodes
@@ -43,6 +54,7 @@ from vmd.daemon.options import Clock
 from vmd.fsm import Decision, complete_task, expire_task, full_sync, observe
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.metrics import DaemonMetrics
+from vmd.obs.refusals import Refusals
 
 log = get_logger(__name__)
 
@@ -51,13 +63,17 @@ class Reports:
     """The `vmd.agent.reports` handler."""
 
     def __init__(self, *, core: Core, nodes: Nodes, pipeline: Pipeline,
-                 metrics: DaemonMetrics, clock: Clock) -> None:
+                 metrics: DaemonMetrics, clock: Clock, agents: AgentUsers,
+                 daemon_user: str) -> None:
         self.core = core
         self.nodes = nodes
         self.world = core.world
         self.pipeline = pipeline
         self.metrics = metrics
         self.clock = clock
+        self.agents = agents
+        self.daemon_user = daemon_user
+        self.refusals = Refusals(metrics.refused)
 
     async def handle(self, delivery: Delivery) -> None:
         if delivery.stale:
@@ -65,13 +81,42 @@ class Reports:
         if self.core.draining:
             self.pipeline.settle(delivery, Settle.HOLD)  # requeued, for the next instance
             return
+        sender = delivery.user_id
+        if sender != self.daemon_user and not self.agents.known(sender):
+            self._refuse(delivery, "unknown_sender", "agent report from an unknown sender "
+                         "refused")
+            return
         try:
             report = decode_report(delivery)
         except ProtocolError as exc:
             await self._dead_letter(delivery, f"bad agent report: {exc}")
             return
+        refused = self.refusal(report, sender)
+        if refused is not None:
+            self._refuse(delivery, *refused, node=_node_of(report))
+            return
         self.apply(report, self.clock())
         self.pipeline.settle(delivery)
+
+    def refusal(self, report: AgentReport, sender: str | None) -> tuple[str, str] | None:
+        """Why `sender` may not send `report` (reason, log message), or None: it may."""
+        if isinstance(report, TaskUndelivered):
+            if sender != self.daemon_user:
+                return "not_daemon", "dead-lettered task not published by the daemon refused"
+            return None
+        if not self.agents.may_report(sender, report.node):
+            if not self.agents.known(sender):
+                return "unknown_sender", "agent report from an unknown sender refused"
+            return "wrong_node", "agent report for a node its sender does not serve refused"
+        if isinstance(report, TaskResult):
+            task = self.world.tasks.get(report.task_id)
+            if task is not None and (task.node != report.node or task.vm_uuid != report.uuid):
+                return "wrong_task", "task result for another node's or VM's task refused"
+        return None
+
+    def _refuse(self, delivery: Delivery, reason: str, what: str, **context: object) -> None:
+        self.refusals.refuse(delivery.user_id, reason, what, kind=delivery.type, **context)
+        self.pipeline.settle(delivery)  # acked with the turn: a repeat is refused again
 
     def apply(self, report: AgentReport, now: float) -> None:
         """Decide one report (synchronous: the decision step)."""
@@ -134,3 +179,6 @@ class Reports:
             log.warning("dead-lettering failed; requeued", error=str(exc))
             if not delivery.settled:
                 await delivery.reject(requeue=True)
+
+def _node_of(report: AgentReport) -> str:
+    return report.task.node if isinstance(report, TaskUndelivered) else report.node

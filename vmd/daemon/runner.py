@@ -39,7 +39,7 @@ from typing import Any
 from vmd.bus import DAEMON, AgentOrder, AgentTask, Bus, BusFailed, ConnectFailed, node_tasks
 from vmd.bus.topology import COMMANDS_QUEUE, REPORTS_QUEUE
 from vmd.config import Settings
-from vmd.daemon.auth import Principals
+from vmd.daemon.auth import AgentUsers, Principals
 from vmd.daemon.commit import Pipeline
 from vmd.daemon.core import Core
 from vmd.daemon.deadlines import run_deadlines
@@ -137,7 +137,9 @@ class Daemon:
                              debug=self.settings.log.level == "debug",
                              max_pending_tasks=ds.max_pending_tasks)
         self.reports = Reports(core=self.core, nodes=self.nodes, pipeline=self.pipeline,
-                               metrics=metrics, clock=self.clock)
+                               metrics=metrics, clock=self.clock,
+                               agents=AgentUsers(self.settings.auth),
+                               daemon_user=self.bus.settings.user)
         self.core.restore(fleet.tasks.values())
         self.core.transitional.seed(self.world.vms, now)
         # The store gave every live record whole: keep the answers of the recent ones only,

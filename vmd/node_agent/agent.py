@@ -2,8 +2,9 @@
 
 `Agent.run(shutdown)` (STYLE.md habit 3: each concern a named task, one runner):
 
-1. open the journal; connect to the broker (`Bus` with `agent_topology(node)`, declared on
-   every (re)connect);
+1. open the journal; connect to the broker (`Bus` with `agent_topology(node)`: only the
+   node's task queue, declared on every (re)connect; the daemon binds it and declares the
+   rest, docs/security.md) as the node's own broker user;
 2. start the reporter, the syncer (first full sync at once) and the housekeeping loop
    (broker reconnect -> full sync, metrics, deadlines of waiting tasks, STATUS);
 3. once the first full sync is confirmed: report the tasks the previous run started and
@@ -32,6 +33,7 @@ from vmd.obs import systemd
 from vmd.obs.logging import get_logger
 from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import AgentMetrics
+from vmd.obs.refusals import Refusals
 
 from .backend import Opened, open_backend
 from .errors import HostKeyRejected, SshConfigError
@@ -93,7 +95,8 @@ class Agent:
             node=self.node, backend=self.backend, journal=self.journal,
             reporter=self.reporter, brand_of=self.syncer.brand_of,
             max_parallel=settings.max_parallel, on_sync_request=self.syncer.request,
-            on_fatal=self._fatal, clock=clock)
+            on_fatal=self._fatal, daemon_user=settings.daemon_user,
+            refusals=Refusals(self.metrics.refused), clock=clock)
         self.consumer: Consumer | None = None
         self.ready = asyncio.Event()  # READY=1 was sent (tests wait on it)
         self._fatal_error: BaseException | None = None

@@ -54,6 +54,7 @@ class Reporter:
     ) -> None:
         self.bus = bus
         self.node = node
+        self._user = bus.settings.user  # every report carries it: the daemon checks it
         self._clock = clock
         self._max_batch = max_batch
         self._retry_delay = retry_delay
@@ -104,7 +105,7 @@ class Reporter:
     async def heartbeat(self, beat: Heartbeat) -> bool:
         """Publish one heartbeat, waiting at most one interval; False if it did not go."""
         try:
-            await self.bus.publish(report_message(beat), timeout=beat.interval)
+            await self.bus.publish(report_message(beat, user_id=self._user), timeout=beat.interval)
         except BusError as exc:
             log.debug("heartbeat not sent", error=str(exc))
             return False
@@ -118,7 +119,7 @@ class Reporter:
         def flush_observations() -> None:
             if observations:
                 report = ObservationReport(self.node, self._clock(), tuple(observations))
-                out.append((report_message(report), [], len(observations)))
+                out.append((report_message(report, user_id=self._user), [], len(observations)))
                 observations.clear()
 
         while self._items:
@@ -130,7 +131,7 @@ class Reporter:
             else:
                 flush_observations()
                 report, future = item
-                out.append((report_message(report), [future], 0))
+                out.append((report_message(report, user_id=self._user), [future], 0))
         flush_observations()
         return out
 

@@ -3,8 +3,14 @@
 `TaskRunner.handle` is the consumer's handler for `vmd.agent.tasks.<node>`; it returns at
 once (the bus calls it once per delivery, in order). For each delivery:
 
-1. Malformed, or for another node: dead-lettered to `vmd.dead` with the reason.
-   `sync_request`: a full sync is requested, acked.
+0. Not published by the daemon (`user_id` other than `[agent] daemon_user`; the broker
+   validates it, so it cannot be forged): dropped (acked), counted in
+   `vmd_agent_messages_refused_total{reason="not_daemon"}` and logged once per sender and
+   minute, never decoded nor run (docs/security.md).
+1. Malformed, or for another node: rejected without requeue, logged with the reason. The
+   task queue dead-letters it to the reports queue, where the daemon puts a malformed one
+   into `vmd.dead` (an agent may not publish there) and sees a well-formed one as
+   `TaskUndelivered(reason="rejected")`. `sync_request`: a full sync is requested, acked.
 2. A task running here already (the broker delivered it again after a connection loss, or
    the daemon repeated it): acked, nothing else; the running one reports. Waiting here: the
    new delivery replaces the old one (which went stale with its connection).
@@ -39,7 +45,6 @@ from typing import Any
 
 from vmd.bus import (
     AgentTask,
-    BusError,
     Delivery,
     ProtocolError,
     SyncRequest,
@@ -48,6 +53,7 @@ from vmd.bus import (
 )
 from vmd.model import Action, NodeName, OutcomeKind, TaskOutcome, VmUuid
 from vmd.obs.logging import get_logger, log_context
+from vmd.obs.refusals import Refusals
 
 from .backend import Backend
 from .classify import TIMEOUT_RC
@@ -83,10 +89,14 @@ class TaskRunner:
         max_parallel: int,
         on_sync_request: Callable[[str], None],
         on_fatal: Callable[[BaseException], None],
+        daemon_user: str,
+        refusals: Refusals,
         clock: Callable[[], float] = time.time,
         guard_grace: float = 5.0,
     ) -> None:
         self.node = node
+        self.daemon_user = daemon_user
+        self.refusals = refusals
         self.backend = backend
         self.journal = journal
         self.reporter = reporter
@@ -108,16 +118,21 @@ class TaskRunner:
 
     async def handle(self, delivery: Delivery) -> None:
         """The task queue's handler: returns at once, the delivery settled or handed on."""
+        if delivery.user_id != self.daemon_user:
+            self.refusals.refuse(delivery.user_id, "not_daemon",
+                                 "order not published by the daemon refused", kind=delivery.type)
+            await delivery.ack()
+            return
         try:
             order = decode_order(delivery)
         except ProtocolError as exc:
-            log.error("malformed order dead-lettered", reason=str(exc))
-            await self._dead_letter(delivery, str(exc))
+            log.error("malformed order rejected", reason=str(exc))
+            await delivery.reject(requeue=False)
             return
         if order.node != self.node:
             reason = f"order for node {order.node!r} reached the agent of node {self.node!r}"
-            log.error("order for another node dead-lettered", reason=reason)
-            await self._dead_letter(delivery, reason)
+            log.error("order for another node rejected", reason=reason)
+            await delivery.reject(requeue=False)
             return
         if isinstance(order, SyncRequest):
             log.info("sync requested", reason=order.reason)
@@ -160,14 +175,6 @@ class TaskRunner:
                 return
             log.debug("task received")  # per task: not at info (docs/performance.md)
             self.scheduler.submit(Job(task, delivery))
-
-    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        try:
-            await delivery.dead_letter(reason[:200])
-        except BusError as exc:
-            # Not published: drop it through the queue's own dead-letter route instead.
-            log.error("dead-lettering failed", error=str(exc))
-            await delivery.reject(requeue=False)
 
     def expire_waiting(self) -> None:
         """Reject the waiting jobs whose deadline passed (called periodically)."""

@@ -59,6 +59,11 @@ VMADM_COMMANDS: Final = (
 # The agent's classification of a finished call, plus: killed at its time limit ("timeout")
 # and could not be run at all, e.g. SSH down ("error").
 VMADM_OUTCOMES: Final = (*(o.value for o in OutcomeKind), "timeout", "error")
+# Why an agent-protocol message was refused at a trust edge (docs/security.md): its sender
+# (`user_id`) is no broker user this process knows for that role, is not configured for
+# the node the message speaks for, sent a result that does not match the task (another
+# node's, another VM's), or a task "dead-lettered" by someone else than the daemon.
+REFUSAL_REASONS: Final = ("unknown_sender", "wrong_node", "wrong_task", "not_daemon")
 
 # A request is answered from memory in well under a millisecond, or waits on the store.
 REQUEST_BUCKETS: Final = (
@@ -230,6 +235,7 @@ class DaemonMetrics:
             "Requests sent to the vmd.dead queue (unparsable without reply_to, or a reply_to "
             "not allowed).",
             registry=r)
+        self.refused = RefusedCounter(r)
         self.idempotency_evicted = Counter(
             "vmd_idempotency_evicted",
             "Idempotency records dropped before 24 h: their principal reached "
@@ -323,6 +329,7 @@ class AgentMetrics:
         self.broker_reconnects = Counter(
             "vmd_broker_reconnects", "Reconnections to RabbitMQ after a lost connection.",
             registry=r)
+        self.refused = RefusedCounter(r)
         self._calls = {(c, o): self.vmadm_calls.labels(c, o)
                        for c in VMADM_COMMANDS for o in (*VMADM_OUTCOMES, OTHER)}
         self._duration = {c: self.vmadm_duration.labels(c) for c in VMADM_COMMANDS}
@@ -332,6 +339,21 @@ class AgentMetrics:
         c = _known(command, VMADM_COMMANDS)
         self._calls[c, _known(outcome, VMADM_OUTCOMES)].inc()
         self._duration[c].observe(seconds)
+
+
+class RefusedCounter:
+    """`vmd_agent_messages_refused_total{reason}`, one child per reason of REFUSAL_REASONS
+    (an unknown reason counts as "other")."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        family = Counter(
+            "vmd_agent_messages_refused",
+            "Agent-protocol messages dropped because their sender may not send them.",
+            ["reason"], registry=registry)
+        self._children = {r: family.labels(r) for r in (*REFUSAL_REASONS, OTHER)}
+
+    def inc(self, reason: str) -> None:
+        self._children[_known(reason, REFUSAL_REASONS)].inc()
 
 
 class MetricsServeError(Exception):
