@@ -9,7 +9,6 @@ it appears, disappears, or its `state` changes (`diff`). No I/O here, so it is t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +16,7 @@ from typing import Any
 
 from vmd.model import JsonObject, VmUuid
 
-from . import validate
+from . import nodejson, validate
 from .commands import LISTING_FIELDS
 from .errors import ValidationError
 
@@ -87,7 +86,7 @@ def snapshot(vms: object) -> dict[VmUuid, JsonObject]:
 def parse_event(line: bytes | str) -> Event | None:
     """Parse one line; None for an event type the driver does not use."""
     try:
-        raw = json.loads(line)
+        raw = nodejson.loads(line)
     except ValueError:
         raise BadEvent(f"not JSON: {line[:80]!r}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 
 from vmd.model import JsonObject, NodeName, OutcomeKind, TaskOutcome, VmUuid
 
-from . import classify, commands, events, validate
+from . import classify, commands, events, nodejson, validate
 from .commands import Timeouts
 from .errors import RunnerError, VmadmError
 from .isoprep import IsoPrep
@@ -274,7 +274,7 @@ class Vmadm:
                 return None
             raise VmadmError(f"vmadm get {vm}: {message} (exit {result.returncode})")
         try:
-            obj = json.loads(result.stdout)
+            obj = nodejson.loads(result.stdout)
         except ValueError:
             raise VmadmError(f"vmadm get {vm}: output is not JSON") from None
         if not isinstance(obj, dict):
@@ -312,7 +312,7 @@ class Vmadm:
             message = classify.message_line(result.stderr)
             raise VmadmError(f"vmadm lookup: {message} (exit {result.returncode})")
         try:
-            return events.snapshot(json.loads(result.stdout))
+            return events.snapshot(nodejson.loads(result.stdout))
         except ValueError as exc:  # json errors and BadEvent
             raise VmadmError(f"vmadm lookup: unexpected output: {exc}") from None
 

@@ -343,7 +343,7 @@ def cmd_vms(env: Env, args: list[str]) -> int:
 
 def cmd_dump(env: Env, args: list[str]) -> int:
     _flags(args, ())
-    print(json.dumps(ctl_knobs.dump(env), indent=2, ensure_ascii=False))
+    print(store.dumps(ctl_knobs.dump(env), indent=2))
     return 0
 
 

@@ -49,7 +49,7 @@ def _text_base(ev: Json, full: bool, alias: str | None) -> str:
 
 
 def _js(value: Any, present: bool) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) if present else "undefined"
+    return store.dumps(value) if present else "undefined"
 
 
 def format_text(ev: Json, full: bool) -> list[str]:

@@ -10,10 +10,9 @@ JavaScript comparison semantics. `list` and `lookup -j` add the fake `type` (and
 from __future__ import annotations
 
 import functools
-import json
 import re
 
-from vmd.sim import vmobj
+from vmd.sim import store, vmobj
 from vmd.sim.cmdio import Fail
 
 TYPE_CHECKING = False
@@ -277,7 +276,7 @@ def lookup(env: Env, io: Io, opts: Json, args: list[str]) -> int:
         if fields is not None:
             reduced = [{k: o[k] for k in fields if k in o} for o in results]
             results = [o for o in reduced if o]
-        io.out(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        io.out(store.dumps(results, indent=2) + "\n")
     else:
         io.out("".join(o["uuid"] + "\n" for o in results))
     return 0

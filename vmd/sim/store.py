@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def write_json(path: str, value: Any) -> None:
     """Replace `path` atomically (callers hold the lock, so one tmp name per pid suffices)."""
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False, separators=(",", ":"))
+        f.write(dumps(value))
     os.replace(tmp, path)
 
 
@@ -139,9 +140,20 @@ def _apply(env: Env, txn: dict[str, Any]) -> None:
         append_lines(journal, txn["journal"])
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON, as JavaScript's JSON.stringify(value)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def dumps(value: Any, indent: int | None = None) -> str:
+    """JSON as JavaScript's JSON.stringify(value[, null, indent]): compact unless indented,
+    non-ASCII written as is, and a lone UTF-16 surrogate (a string node.js holds, e.g. in an
+    alias a tenant chose) written as a `\\ud800` escape, as node does since ES2019."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent,
+                      separators=(",", ":") if indent is None else None)
+    return text if text.isascii() else _LONE.sub(_escape, text)
+
+
+_LONE = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 class Lock:

@@ -237,7 +237,7 @@ def _get(env: Env, io: Io, uuid: str) -> int:
     rec = read_rec(env, uuid)
     if rec is None:
         raise Fail(f"zoneadm: {uuid}: No such zone configured")
-    io.out(json.dumps(render(rec), indent=2, ensure_ascii=False) + "\n")
+    io.out(store.dumps(render(rec), indent=2) + "\n")
     return 0
 
 
