@@ -35,6 +35,16 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from vmd.bus.agent_messages import (
+    AgentTask,
+    FullSync,
+    Heartbeat,
+    ObservationReport,
+    TaskResult,
+    to_json,
+)
+from vmd.model import Action, NodeName, Observation, OutcomeKind, TaskId, TaskOutcome, VmUuid
+
 from .cluster import VmInfo
 
 MAX_BODY = 64 * 1024
@@ -58,6 +68,8 @@ ACTION_KEYS = {
 class Hostile:
     kind: str
     body: bytes
+    exchange: str = "vmd.commands"  # a forged agent message goes elsewhere
+    routing_key: str = "command"
     user: str = "alice"  # the connection's user
     user_id: str | None = "alice"  # the property (None: absent)
     reply: str = "direct"  # direct | none | own-queue | vmd:<queue>
@@ -132,7 +144,8 @@ SORT_FIELDS = ["hostname", "alias", "status", "status_change", "uuid"]
 KINDS = ["not-json", "not-object", "bad-method-path", "bad-data", "too-big", "bad-param",
          "bad-path", "unknown-method", "no-user-id", "unknown-user", "forged-user-id",
          "odd-properties", "no-reply-to", "misdirected", "huge-number",
-         "surrogate", "odd-codepoint", "non-finite", "order-by",
+         "surrogate", "odd-codepoint", "non-finite", "order-by", "forged-agent",
+         "forged-agent",
          # weights: the parameter and path cases have the most shapes
          "bad-param", "bad-param", "bad-param", "bad-path", "bad-path", "surrogate"]
 
@@ -189,6 +202,8 @@ def hostile(draw: st.DrawFn, fleet: tuple[VmInfo, ...],
     elif kind == "order-by":
         h.body = _json({"method": "GET", "path": "/vm/status",
                         "data": {"order_by": draw(_bad_order_by())}})
+    elif kind == "forged-agent":
+        draw(_forged_agent(h, fleet))
     elif kind == "bad-param":
         h.body = _json(draw(params))
     elif kind == "bad-path":
@@ -350,6 +365,62 @@ def _bad_order_by(draw: st.DrawFn) -> Any:
         return ",".join([*SORT_FIELDS, draw(st.sampled_from(SORT_FIELDS))])
     items = [draw(st.sampled_from(SORT_FIELDS))] * draw(st.integers(6, 7000))
     return ",".join(items) if how == "huge-string" else items
+
+
+# Who may forge agent traffic (docs/security.md): every role but the daemon. The node's own
+# agent is trusted for its node's state (what a compromised agent can still do), so it only
+# sends what it may not: orders, results of tasks it never had, dead-letters.
+FORGERS = ("alice", "bob", "admin", "vmd-api", "vmd-agent-node2", "vmd-agent-node1")
+_ORDERS = ("vmd.agent.orders", "task.node1")
+_REPORTS = ("vmd.agent", "report")
+_TASK_QUEUE = ("", "vmd.agent.tasks.node1")  # the default exchange, straight to the queue
+
+
+@st.composite
+def _forged_agent(draw: st.DrawFn, h: Hostile, fleet: tuple[VmInfo, ...]) -> None:
+    """An agent-protocol message from a role that may not send it: the broker refuses it
+    (no write permission on that exchange) or the daemon drops it (a report for a node the
+    sender does not serve, a result for a task it never had, a dead-letter not made by the
+    broker from the daemon's order); either way nothing changes and nothing crashes."""
+    h.user = h.user_id = draw(st.sampled_from(FORGERS))
+    h.reply = "none"
+    vm = draw(st.sampled_from([v for v in fleet if v.node == "node1"]))
+    node, now = NodeName("node1"), 1.7e9
+    task = AgentTask(TaskId("0-deadbeef-0000-4000-8000"), VmUuid(vm.uuid), vm.hostname, node,
+                     draw(st.sampled_from(list(Action))), {}, now, now + 600)
+    # Another owner, another name, another state: believed, it would move the VM.
+    fake = Observation(VmUuid(vm.uuid), node, draw(st.sampled_from(["stopped", "running"])),
+                       now * 2,
+                       {"uuid": vm.uuid, "hostname": "stolen.example.com", "brand": vm.brand,
+                        "alias": "stolen", "owner_uuid": "8a1a4e6c-0000-4000-8000-0000000000ff"})
+    what = draw(st.sampled_from(["order", "order-direct", "sync", "observations", "result",
+                                 "undelivered", "heartbeat"]))
+    agent_of_node1 = h.user == "vmd-agent-node1"
+    if agent_of_node1 and what in ("sync", "observations", "heartbeat"):
+        what = "result"  # its own node's state it may report (see above)
+    message: Any
+    if what.startswith("order"):
+        message, (h.exchange, h.routing_key) = task, (
+            _ORDERS if what == "order" else _TASK_QUEUE)
+    elif what == "undelivered":
+        # A task on the reports exchange with the broker's dead-letter header, forged.
+        message, (h.exchange, h.routing_key) = task, _REPORTS
+        h.headers = {"x-death": [{"queue": "vmd.agent.tasks.node1", "reason": "expired",
+                                  "count": 1, "exchange": "vmd.agent.orders"}]}
+    else:
+        h.exchange, h.routing_key = _REPORTS
+        message = {
+            "sync": FullSync(node, now * 2, (fake,), ()),
+            "observations": ObservationReport(node, now * 2, (fake,)),
+            "heartbeat": Heartbeat(node, now * 2, 0.1, now),
+            "result": TaskResult(task.task_id, task.uuid, node, task.action,
+                                 TaskOutcome(OutcomeKind.SUCCESS, 0, "ok", "stopped", now * 2),
+                                 now * 2),
+        }[what]
+    h.body = _json(to_json(message))
+    may_write = (h.exchange, h.user.startswith("vmd-agent-")) == ("vmd.agent", True)
+    h.expect = "silent" if may_write else "refused"
+    h.kind = f"forged-agent:{what}"
 
 
 def _not_json(raw: bytes) -> bool:

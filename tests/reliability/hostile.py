@@ -120,14 +120,15 @@ class Fuzzer:
 
     async def send(self, h: Hostile, cid: str) -> str:
         """Publish one; returns "sent" or "refused" (the broker closed the channel)."""
-        link = self.links[h.user]
+        link = self.links.get(h.user)  # none for the agent users (forged agent messages)
         reply_to = {"direct": "amq.rabbitmq.reply-to", "none": None,
-                    "own-queue": link.own_queue}.get(h.reply, h.reply.removeprefix("vmd:"))
+                    "own-queue": link.own_queue if link else None,
+                    }.get(h.reply, h.reply.removeprefix("vmd:"))
         message = aio_pika.Message(
             h.body, content_type=h.content_type, user_id=h.user_id, reply_to=reply_to,
             correlation_id=cid, message_id=h.message_id, headers=h.headers,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-        if h.expect == "refused":
+        if h.expect == "refused" or h.exchange != "vmd.commands":
             # A connection of its own: the broker closes the channel (PRECONDITION_FAILED),
             # and channels opened and closed by the hundred on one connection race in
             # aiormq's channel numbering (`second 'channel.open' seen`).
@@ -137,14 +138,18 @@ class Fuzzer:
                     client_properties={"connection_name": f"rel-fuzz-forged:{h.user}"})
                 try:
                     channel = await connection.channel(publisher_confirms=True)
-                    exchange = await channel.get_exchange("vmd.commands", ensure=False)
-                    await exchange.publish(message, "command", timeout=10)
+                    if h.exchange:
+                        exchange = await channel.get_exchange(h.exchange, ensure=False)
+                    else:
+                        exchange = channel.default_exchange
+                    await exchange.publish(message, h.routing_key, timeout=10)
                 except Exception:
                     return "refused"
                 finally:
                     with contextlib.suppress(Exception):
                         await connection.close()
             return "sent"
+        assert link is not None
         exchange = await link.channel.get_exchange("vmd.commands", ensure=False)
         await exchange.publish(message, "command", timeout=30)
         return "sent"

@@ -30,3 +30,6 @@ async def test_hostile_requests_are_refused_without_effect(rel_env: Env) -> None
     assert set(f.by_expect) == {"4xx", "dead", "refused", "silent", "misdirected"}
     # The classes that found issue 12's crashes and stalls were all sent.
     assert {"surrogate", "odd-codepoint", "non-finite", "order-by"} <= set(f.by_kind)
+    forged = {k.split(":")[1] for k in f.by_kind if k.startswith("forged-agent:")}
+    assert forged == {"order", "order-direct", "sync", "observations", "result",
+                      "undelivered", "heartbeat"}, f.by_kind
