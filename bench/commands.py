@@ -53,8 +53,8 @@ from vmd.bus import BusClient, BusSettings, RpcTimeout
 from vmd.model import Request
 
 T = TypeVar("T")
-ECHO_EXCHANGE = "bench.echo"
-ECHO_QUEUE = "bench.echo"
+ECHO_EXCHANGE = "vmd.bench.echo"
+ECHO_QUEUE = "vmd.bench.echo"
 ECHO_KEY = "command"
 REPLY_TO = "amq.rabbitmq.reply-to"
 TARGET_RATIO = 0.25
@@ -141,7 +141,7 @@ async def raw_client(url: str, window: int, warmup: float, seconds: float,
             waiting[correlation_id] = future
             message = aio_pika.Message(
                 body, correlation_id=correlation_id, message_id=uuid.uuid4().hex,
-                reply_to=REPLY_TO, user_id="admin", content_type="application/json",
+                reply_to=REPLY_TO, user_id="vmd", content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
             await exchange.publish(message, ECHO_KEY, mandatory=True)
             await future
@@ -165,7 +165,9 @@ def run_loop(coro: Coroutine[Any, Any, T], uvloop: bool) -> T:
 
 def run_raw(window: int, warmup: float, seconds: float, uvloop: bool = False,
             queue_type: str = "classic") -> tuple[RawResult, dict[str, float]]:
-    url = common.amqp_url("admin")
+    # The broker's own cost, both ends as the daemon's user: the only role that may declare
+    # (vmd.*) and publish on the default exchange (docs/security.md).
+    url = common.amqp_url("vmd")
     server = subprocess.Popen([sys.executable, __file__, "--echo-server", "--window",
                                str(window), *(["--uvloop"] if uvloop else []),
                                "--queue-type", queue_type],
