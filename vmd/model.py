@@ -24,7 +24,7 @@ JsonObject = dict[str, Any]
 
 
 class VmStatus(enum.StrEnum):
-    """vm-status.md §2: the only status strings the API ever shows."""
+    """docs/fsm.md §2: the only status strings the API ever shows."""
 
     STOPPED = "stopped"
     STARTING = "starting"
@@ -40,7 +40,7 @@ NOT_OPERATIONAL = frozenset({VmStatus.NOTCREATED, VmStatus.ERROR})
 
 
 class NodeStatus(enum.StrEnum):
-    """vm-status.md §1: a node is operational only when online."""
+    """docs/fsm.md §1: a node is operational only when online."""
 
     ONLINE = "online"
     UNREACHABLE = "unreachable"
@@ -66,7 +66,7 @@ class Action(enum.StrEnum):
 
 
 class Cause(enum.StrEnum):
-    """protocol.md §4: why a status changed."""
+    """protocol.md §9: why a status changed."""
 
     TASK = "task"
     NODE = "node"
@@ -104,9 +104,9 @@ class Vm:
     status: VmStatus = VmStatus.STOPPED
     # When the status last changed (node's change time or vmd's clock); None = never.
     status_change: float | None = None
-    # Node change time of the last applied node observation (vm-status.md §5).
+    # Node change time of the last applied node observation (docs/fsm.md §5).
     observed_at: float | None = None
-    # vm-status.md §6: what the node has, and the staged change (vmadm update properties).
+    # docs/fsm.md §6: what the node has, and the staged change (vmadm update properties).
     active_definition: JsonObject | None = None
     pending_definition: JsonObject | None = None
     snapshots: int = 0
@@ -126,7 +126,7 @@ class Vm:
 
 @dataclass(slots=True)
 class Task:
-    """One unit of work sent to a node agent (vm-status.md §1, §3.6, §7)."""
+    """One unit of work sent to a node agent (docs/fsm.md §1, §3.6, §7)."""
 
     task_id: TaskId
     vm_uuid: VmUuid
@@ -141,7 +141,7 @@ class Task:
     result: JsonObject | None = None
     ended: float | None = None
     # The VM's status before the task moved it to a transitional state, to return to on
-    # failure or expiry (vm-status.md §3.6). None for tasks that do not move the VM.
+    # failure or expiry (docs/fsm.md §3.6). None for tasks that do not move the VM.
     previous_status: VmStatus | None = None
     # The AMQP user whose request created the task (None for vmd's own re-syncs): the
     # `principal` of the status changes the task causes (protocol.md §9).
@@ -184,7 +184,7 @@ class Reply:
 
 
 class OutcomeKind(enum.StrEnum):
-    """How a node agent classified a finished vmadm action (vm-status.md §3.6)."""
+    """How a node agent classified a finished vmadm action (docs/fsm.md §3.6)."""
 
     SUCCESS = "success"  # exit 0 and the last stderr line begins with "Successfully"
     NOOP = "noop"  # exit 0 but another message, e.g. "... is already 'running'"
@@ -200,9 +200,9 @@ class TaskOutcome:
     For a `current` task, `state` is the node-side state string (`running`, `stopped`,
     `installed`, `stopping`, `failed`, ...) or None when the VM is absent on the node, and
     `change_time` the node's time of the VM's last state change when known (it lets vmd
-    drop a result older than an observation it already applied, vm-status.md §5).
+    drop a result older than an observation it already applied, docs/fsm.md §5).
     `definition` is the VM object re-read from the node after a successful `vmadm update`
-    (vm-status.md §6), None when no update ran or it failed.
+    (docs/fsm.md §6), None when no update ran or it failed.
     """
 
     kind: OutcomeKind
@@ -215,7 +215,7 @@ class TaskOutcome:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """A VM's state as seen on its node, with the node's change time (vm-status.md §5).
+    """A VM's state as seen on its node, with the node's change time (docs/fsm.md §5).
 
     `state` is the node-side state string, or None when the VM is absent from the node.
     `vm` is the node's VM object (hostname, alias, brand, owner_uuid, ...) when known: it

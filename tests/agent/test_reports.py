@@ -17,7 +17,7 @@ from vmd.node_agent.events import parse_date
 
 from .conftest import NODE, VMADM, AgentFactory, DaemonSide, Sim, sim_backend
 
-# The spec's bound (vm-status.md §5 via the issue): a change reaches the daemon within 1 s.
+# The spec's bound (docs/fsm.md §5 via the issue): a change reaches the daemon within 1 s.
 WITHIN = 1.0
 
 

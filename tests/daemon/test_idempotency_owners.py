@@ -1,5 +1,5 @@
-"""protocol.md §2 idempotency (same message_id → same answer, executed once; stream replays)
-and §5 principals (owners see and command only their VMs, admin-only operations are 403)."""
+"""protocol.md §5 idempotency (same message_id → same answer, executed once; stream replays)
+and §1 principals (owners see and command only their VMs, admin-only operations are 403)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Node reports through the daemon: out-of-band observations (vm-status.md §5), frozen VMs
+"""Node reports through the daemon: out-of-band observations (docs/fsm.md §5), frozen VMs
 (§4), node loss and return (§1), maintenance, the periodic reconcile and its drift count."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""vm-status.md §3.3, §3.4, §3.6: task results, deadlines, `current` answers, re-syncs."""
+"""docs/fsm.md §3.3, §3.4, §3.6: task results, deadlines, `current` answers, re-syncs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""vm-status.md §3.5: the state gate table, cell by cell, for an admin and for the owner.
+"""docs/fsm.md §3.5: the state gate table, cell by cell, for an admin and for the owner.
 
 Every status (including a `stopping` that the node reported without a task, and the two
 non-operational ones) x every request column. A 201 row also checks the task and the

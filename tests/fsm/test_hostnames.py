@@ -94,7 +94,7 @@ def test_index_per_vm_set() -> None:
 
 
 def test_hostname_still_wins_over_another_vms_uuid() -> None:
-    # vm-status.md §3: a hostname and a uuid matching different VMs: the hostname wins.
+    # docs/fsm.md §3: a hostname and a uuid matching different VMs: the hostname wins.
     a = make_vm(uuid=UA, hostname=UB, owner=OWNER_A)
     b = make_vm(uuid=UB, hostname="b.example.com", owner=OWNER_A)
     world = make_world(a, b)

@@ -1,4 +1,4 @@
-"""Every message string of vm-status.md §3 / protocol.md §3, spelled here from the spec,
+"""Every message string of docs/fsm.md §3 / protocol.md §3, spelled here from the docs,
 is the one vmd sends, and is exercised by some row of the other fsm tests."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""vm-status.md §2 mapping, §4 (frozen), §5: node observations and full syncs."""
+"""docs/fsm.md §2 mapping, §4 (frozen), §5: node observations and full syncs."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_older_observation_is_dropped_equal_one_moves_the_clock() -> None:
 
 
 def test_observation_older_than_a_change_vmd_made_is_dropped() -> None:
-    # vm-status.md §5: older than the last applied change (by change time) -> dropped. A full
+    # docs/fsm.md §5: older than the last applied change (by change time) -> dropped. A full
     # sync listed just before a start was decided must not pull the VM back to stopped.
     vm = make_vm(S.STOPPED)
     world = make_world(vm)

@@ -1,4 +1,4 @@
-"""vm-status.md §3.5 decision order (steps 1-9) and the power slot, one row per rule.
+"""docs/fsm.md §3.5 decision order (steps 1-9) and the power slot, one row per rule.
 
 Each row builds a world, sends one PUT and expects (code, detail) or a 201; rows that
 combine two failing rules check which one answers first.

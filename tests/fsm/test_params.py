@@ -1,4 +1,4 @@
-"""vm-status.md §3.5 parameter table: accepted forms, field errors, defaults, deadlines."""
+"""docs/fsm.md §3.5 parameter table: accepted forms, field errors, defaults, deadlines."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""vm-status.md §3.1-§3.4, §6, §7: list, status, current (GET/PUT), define, task status."""
+"""docs/fsm.md §3.1-§3.4, §6, §7: list, status, current (GET/PUT), define, task status."""
 
 from __future__ import annotations
 

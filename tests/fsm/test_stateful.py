@@ -1,13 +1,13 @@
 """Random sequences of requests, node observations, task results and deadlines (hypothesis).
 
 Three VMs on two nodes; every step is one input to the pure core, and after every step the
-invariants of vm-status.md hold:
+invariants of docs/fsm.md hold:
 
 - at most one power task (start/stop/reboot/PUT current) in flight per VM, and it is the
   VM's `task_id`;
 - a VM is in starting/stopping only while it has a task in flight, or when the last node
   report (observation or `current` answer) it accepted was `stopping` (the node said so:
-  KVM's graceful stop; vm-status.md §2 lists it as a reason for `stopping`);
+  KVM's graceful stop; docs/fsm.md §2 lists it as a reason for `stopping`);
 - every task ends exactly once (late and duplicate results and deadlines are dropped);
 - a frozen VM never changes by a node observation;
 - an observation older than the last one applied for that VM (on the same node) changes

@@ -1,4 +1,4 @@
-"""Task ids (§7) and the event bodies (protocol.md §4)."""
+"""Task ids (§7) and the event bodies (protocol.md §9)."""
 
 from __future__ import annotations
 

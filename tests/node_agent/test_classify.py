@@ -1,4 +1,4 @@
-"""Classification of every vmadm message of reference vmadm.md §1 (pure)."""
+"""Classification of every message vmadm prints (docs/driver.md, vmadm facts; pure)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ USAGE = (
 )
 
 CASES = [
-    # start (§1.2)
+    # start
     pytest.param(0, f"Successfully started VM {U}", S, id="start-ok"),
     pytest.param(0, f"Unable to start VM {U}: VM {U} is already 'running'", N,
                  id="start-already-running"),
@@ -40,7 +40,7 @@ CASES = [
                  id="start-usage-cdrom"),
     pytest.param(2, "Invalid argument to start: once\n" + USAGE, X, id="start-usage-once"),
     pytest.param(2, "Invalid or missing UUID for boot\n" + USAGE, X, id="usage-bad-uuid"),
-    # stop (§1.3)
+    # stop
     pytest.param(0, f"Successfully completed stop for VM {U}", S, id="stop-ok"),
     pytest.param(0, f"VM {U} is already not 'running' (currently: stopped)", N,
                  id="stop-already-stopped"),
@@ -56,7 +56,7 @@ CASES = [
                  "127.0.0.1:8080", X, id="stop-vmadmd-down"),
     pytest.param(1, f'first of 1 error: vminfod watchForChanges "VM.js VM.stop ({U})" '
                  "timeout exceeded", X, id="stop-watch-timeout"),
-    # reboot (§1.4)
+    # reboot
     pytest.param(0, f"Successfully completed reboot for VM {U}", S, id="reboot-ok"),
     pytest.param(1, 'Cannot reboot vm from state "stopped", must be "running"', X,
                  id="reboot-stopped"),
@@ -64,12 +64,12 @@ CASES = [
                  id="reboot-force-stopped"),
     pytest.param(1, "timed out waiting for zone to reboot", X, id="reboot-timeout"),
     pytest.param(1, "Cannot reboot vm: missing nic tags: admin", X, id="reboot-nic-tags"),
-    # get (§1.5), update (§1.9)
+    # get, update
     pytest.param(1, f"zoneadm: {U}: No such zone configured", F, id="get-unknown"),
     pytest.param(0, f"Successfully updated VM {U}", S, id="update-ok"),
     pytest.param(1, "Invalid value(s) for: ram", X, id="update-bad-value"),
     pytest.param(2, "Will not update from stdin when stdin is a tty.", X, id="update-tty"),
-    # every command (§1.1)
+    # every command
     pytest.param(2, "FATAL: cannot run because: you are not root.", X, id="fatal-not-root"),
     pytest.param(2, 'Invalid command: "events".\n' + USAGE, X, id="invalid-command"),
     pytest.param(0, "", X, id="exit0-no-message"),

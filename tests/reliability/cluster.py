@@ -20,7 +20,7 @@ from support.cloud import ALICE_OWNER, BIN, BOB_OWNER, Cloud, SimNode
 
 OWNERS = {"alice": ALICE_OWNER, "bob": BOB_OWNER}
 BRANDS = ("kvm", "joyent", "bhyve", "lx", "kvm", "joyent-minimal")
-# vm-status.md §2: node state -> vmd status; in-between states are not mapped (ignored).
+# docs/fsm.md §2: node state -> vmd status; in-between states are not mapped (ignored).
 NODE_STATES = {"running": "running", "stopped": "stopped", "installed": "stopped",
                "down": "stopped", "stopping": "stopping", "failed": "error"}
 
@@ -40,7 +40,7 @@ class Timing:
         return max(self.start_deadline, self.stop_timeout + self.stop_grace)
 
     def deadline(self, action: str, brand: str) -> float:
-        """A task's deadline (vm-status.md §3.6) for the load's requests: a stop or reboot
+        """A task's deadline (docs/fsm.md §3.6) for the load's requests: a stop or reboot
         gets its `timeout` (the load's `stop_timeout`) plus `stop_grace`, but `timeout` is
         an HVM parameter: a zone's stop keeps the default 180 s."""
         if action == "start":

@@ -1,6 +1,6 @@
 """The event recorder: every event of `vmd.events`, kept through cuts, kills and broker restarts.
 
-A subscriber that needs every event binds a durable queue (protocol.md §4), so the recorder
+A subscriber that needs every event binds a durable queue (protocol.md §9), so the recorder
 does: a durable named queue bound with `#`, declared before the daemon first starts (so it
 sees every VM's events from `seq` 1), consumed with acks over its own reconnecting plain
 aio-pika connection. What it checks, per VM (docs/reliability.md):

@@ -98,7 +98,7 @@ class StuckWatch:
     """Samples `GET /vm/status` (admin) and counts VMs transitional past their task's deadline.
 
     A VM is held in `starting`/`stopping` by its newest pending power task (a forced stop
-    supersedes a graceful one and brings its own deadline: vm-status.md §3.5), so the clock
+    supersedes a graceful one and brings its own deadline: docs/fsm.md §3.5), so the clock
     starts at that task's creation (`tasks[...].time`); the bound is the longest deadline
     the load can give a task plus the daemon's timer tick and some scheduling slack. A VM
     transitional without a pending task (a KVM stop the node reports) gets the reconcile

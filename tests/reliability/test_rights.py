@@ -1,5 +1,5 @@
 """Scenario 7: an owner cannot see, command or learn the existence of another owner's VM
-through any path, nor read another owner's events under protocol.md §4's topic permission;
+through any path, nor read another owner's events under protocol.md §9's topic permission;
 admin-only operations answer 403 to owners.
 
 "Cannot learn the existence": every answer bob gets about alice's VM (by hostname or uuid)

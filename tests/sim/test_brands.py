@@ -1,4 +1,4 @@
-"""Brand differences of a stop (vmadm.md §1.3, §2.4), deadlines, and who owns a forced halt."""
+"""Brand differences of a stop (docs/driver.md, vmadm fact 5), deadlines, who owns a forced halt."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""start / stop / reboot / get: every text and exit code of vmadm.md §1.2-§1.5."""
+"""start / stop / reboot / get: every text and exit code of vmadm (docs/driver.md, facts 1-5)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Danube Cloud's clients authenticate in one of two ways, and the gateway accepts 
 `ES-API-KEY: <key>` (the `es` tool with `-api-key` or `$ES_API_KEY`, scripts) and
 `Authorization: Token <key>` (what `es` sends after `es login`). Upstream tries them in that
 order (api/accounts/base/authentication.py, api/authentication.py) and so does this module;
-its answers are upstream's, with upstream's 401 coerced to 403 (esdc_vm_status.md §2.0):
+its answers are upstream's, with upstream's 401 coerced to 403 (Danube Cloud's `api/` views):
 
 | request                            | answer (403 `{"detail": ...}`)                        |
 |------------------------------------|--------------------------------------------------------|

@@ -1,6 +1,6 @@
 """ES-STREAM: hold a 201 open until its task ends, the way Danube's API does for `es`.
 
-Upstream (api/middleware.py, esdc_vm_status.md §6): when a request carries `ES-STREAM` and
+Upstream (Danube Cloud's api/middleware.py, docs/api.md §4): when a request carries `ES-STREAM` and
 the answer is 201 for a task, the server answers 201 at once with headers `es_stream` and
 `es_task_id`, then sends a single space now and then to keep the connection open, and when
 the task ends `<final code>\\n` (only for the header value `es`: Danube's `es` reads it as the

@@ -7,10 +7,10 @@ of deliveries never holds the loop as one block: other consumers, timers and hea
 run in between; the order of one queue's deliveries is unchanged). A handler that wants
 concurrency (the daemon's per-VM workers, the agent's running vmadm) hands the delivery on
 and returns: the delivery stays *in hand* until someone settles it, and the broker sends no
-more than `prefetch` unsettled deliveries, so the prefetch is the only bound (STYLE.md
-habit 6: no second semaphore).
+more than `prefetch` unsettled deliveries, so the prefetch is the only bound (docs/architecture.md
+rule 6: no second semaphore).
 
-Shutdown (`stop`, STYLE.md habit 4, as aio-pika's `QueueIterator.close`): basic.cancel so
+Shutdown (`stop`, docs/architecture.md rule 4, as aio-pika's `QueueIterator.close`): basic.cancel so
 nothing new arrives and requeue (nack) what was prefetched but not handed to the handler yet
 (`cancel`); wait up to a deadline for the handler call and the deliveries in hand to be
 settled (`wait_settled`); then give up on the rest (the broker requeues them when the

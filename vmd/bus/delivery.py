@@ -1,7 +1,7 @@
 """A received message, as the rest of vmd sees it: bytes, plain properties, and its settlement.
 
 Higher layers never see aio-pika or aiormq types. A `Delivery` carries the body and the
-properties the protocol uses, and the three ways to finish with it (STYLE.md habit 5, ack
+properties the protocol uses, and the three ways to finish with it (docs/architecture.md rule 5, ack
 after the effect): `ack()`, `reject(requeue)` and `dead_letter(reason)`.
 
 A delivery belongs to one connection (session). If that connection is lost before the

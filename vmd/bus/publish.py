@@ -1,9 +1,9 @@
 """Publishing with confirms: what to send (`Outgoing`, `Event`) and how errors are told.
 
 Every publish goes through one confirm-mode channel per connection, so the broker keeps
-the publishing order (events of one VM arrive in the order vmd applied them, protocol.md §4).
+the publishing order (events of one VM arrive in the order vmd applied them, protocol.md §9).
 Throughput comes from having many publishes in flight, not from dropping confirms
-(libraries.md §2.3, measured ~2x): `publish_batch` starts them all in order and awaits
+(measured ~2x, docs/daemon.md): `publish_batch` starts them all in order and awaits
 their confirms together.
 
 Why the order holds although the publishes run concurrently: `asyncio.gather` starts the
@@ -19,7 +19,7 @@ round trips in turn. With `wait=False` the lock is held only to queue the frames
 broker's confirm (or return, or nack) is still awaited for each message, so what a caller
 learns is unchanged. Measured: about a fifth less daemon CPU in the event storm.
 
-Mandatory or not (libraries.md §2.3): requests, agent tasks, reports and dead letters are
+Mandatory or not (docs/bus.md §2): requests, agent tasks, reports and dead letters are
 mandatory (an unbound key is an error: `Unroutable`); events are not (no subscriber is fine);
 replies are not (RabbitMQ *returns* a mandatory reply to a Direct Reply-to address although
 it delivered it: the oslo.messaging trap).
@@ -86,7 +86,7 @@ class Outgoing:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """An event for `vmd.events` (protocol.md §4): persistent, confirmed, not mandatory.
+    """An event for `vmd.events` (protocol.md §9): persistent, confirmed, not mandatory.
 
     Encoded when made: a body that cannot be encoded raises `EncodeError` in the decision
     step that made it (its request's error), not later in the commit pipeline, where it

@@ -10,7 +10,7 @@ any loss) and, on every (re)connect, runs the same setup in the same order:
 Every publish waits at most `publish_timeout` for a connection and its confirms, then
 raises a `PublishFailed` subclass: nothing hangs while the broker is away.
 
-Shutdown order (`close`, STYLE.md habit 4): stop consuming and drain the consumers (the
+Shutdown order (`close`, docs/architecture.md rule 4): stop consuming and drain the consumers (the
 connection stays up so handlers can still publish replies and events and ack), then close
 the connection, last.
 """

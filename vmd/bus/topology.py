@@ -31,8 +31,8 @@ removes that binding (`QueueDecl.unbindings`) whenever it declares a task queue,
 agent cannot reach another node's queue through an old broker's leftovers.
 
 Declarations are plain data (`Topology`) so the daemon, the agent and the tests name the
-same objects, and so the link can re-declare them on every reconnect (STYLE.md: never trust
-a robust reconnect to restore topology). Every declaration is idempotent.
+same objects, and so the link can re-declare them on every reconnect (docs/architecture.md:
+never trust a robust reconnect to restore topology). Every declaration is idempotent.
 """
 
 from __future__ import annotations

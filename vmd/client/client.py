@@ -260,7 +260,7 @@ class Client:
         finally:
             await ticker.stop()
 
-    # -- one method per request (protocol.md §2, vm-status.md §3) --------------------------
+    # -- one method per request (protocol.md §2, docs/fsm.md §3) --------------------------
 
     async def status_list(self, order_by: str | Sequence[str] | None = None) -> Reply:
         """`GET /vm/status`; `order_by` e.g. `"-status,hostname"` or `["-status", "hostname"]`."""

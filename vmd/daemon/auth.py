@@ -1,4 +1,4 @@
-"""Who may do what: AMQP users mapped to principals from `[auth]` (protocol.md §5), and
+"""Who may do what: AMQP users mapped to principals from `[auth]` (protocol.md §1), and
 node agents' users mapped to the nodes they report for (`[auth.agents]`).
 
 The broker validates `user_id` against the connection's user, so the name is trusted; this

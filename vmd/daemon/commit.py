@@ -18,7 +18,7 @@ turns out, strictly in order, in two stages:
    turns are published in the order they were written.
 
 Hence a request is acked only after its effect is stored and its reply published
-(protocol.md §2-3, STYLE.md habit 5), events of one VM leave in the order they were
+(protocol.md §2-3, docs/architecture.md rule 5), events of one VM leave in the order they were
 applied, and a reply never overtakes the effect it reports.
 
 The outbox (vmd.store.outbox): the write stage stores the turn's events, orders and stream
@@ -34,7 +34,7 @@ is encoded when it is recorded (rows by `Batch.put_*`, events by `Event`, orders
 `agent_task`, replies by `Pipeline.answer`), so a value JSON or the store cannot hold
 raises there (`UNENCODABLE`) and never joins the turn: that request is answered 500
 `Internal error` and dead-lettered (`Pipeline.fail`), and the rest of the turn is committed
-(STYLE.md habit 10, docs/reliability.md). A publish that fails
+(docs/architecture.md rule 10, docs/reliability.md). A publish that fails
 (broker away: `NotConnected`, `ConnectionLost`, ...) is retried until it succeeds, because
 the state it announces is already stored: events and orders may then arrive twice (events
 carry `seq`; agents drop a task id they already run). A reply to a delivery that went
@@ -82,7 +82,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 # What recording a request's effects raises for a value JSON or the store cannot hold: that
-# request's error (`Pipeline.fail`), never the process's (STYLE.md habit 10).
+# request's error (`Pipeline.fail`), never the process's (docs/architecture.md rule 10).
 UNENCODABLE = (EncodeError, RowError)
 INTERNAL_ERROR = Reply(500, {"detail": "Internal error"})
 UNENCODABLE_REASON = "internal error: the answer could not be encoded"

@@ -7,7 +7,7 @@ everything the decision implies into the commit pipeline's current turn (vmd.dae
 rows to store, events to publish, tasks to send, final replies of stream mode, deadlines to
 arm, metrics to count. Because deciding and recording happen in one synchronous step, no
 other input can see a VM half-changed, and inputs about one VM are applied in the order they
-arrived: the "one owner per VM" of STYLE.md habit 2 without a lock or a per-VM queue.
+arrived: the "one owner per VM" of docs/architecture.md rule 2 without a lock or a per-VM queue.
 
 `Core` also holds what the decision step reads besides the `World`: the idempotency records
 of answered requests, the task deadlines, and the ended tasks kept in memory. Nodes are

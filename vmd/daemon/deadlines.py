@@ -1,4 +1,4 @@
-"""Task deadlines: every task ends by its deadline (vm-status.md §3.6), also across restarts.
+"""Task deadlines: every task ends by its deadline (docs/fsm.md §3.6), also across restarts.
 
 A heap of (deadline, task_id), armed when a task is created or restored. The timer looks at
 the injectable clock every `tick` seconds (or sooner, when the earliest deadline is nearer)

@@ -6,7 +6,7 @@ checked, `vmd.fsm.decide` applied to the world and the decision recorded into th
 pipeline's current turn (vmd.daemon.core), all in one synchronous step. The reply and the
 ack follow once the turn is stored and published (vmd.daemon.commit). So requests for one
 VM are decided in the order they arrived, and the consumer's prefetch bounds how many are
-in hand (STYLE.md habit 6).
+in hand (docs/architecture.md rule 6).
 
 Checks before the decision (protocol.md §2-3), in order: a `reply_to` that is neither
 Direct Reply-to, nor a server-named queue (`amq.gen-...`), nor one of the asker's own
@@ -17,7 +17,7 @@ or a `message_id` over 128 characters → 400 `Malformed request: <reason>` (dea
 with `x-vmd-error` when there is no `reply_to` to answer); no `user_id` → 403
 `Authentication credentials were not provided.`; a user `[auth]` does not know → 403 `You do
 not have permission to perform this action.`; then `decide()` (404 `Not found`, 405, and
-everything of vm-status.md §3; a request that would create a task while its principal, not
+everything of docs/fsm.md §3; a request that would create a task while its principal, not
 an admin, has `[daemon] max_pending_tasks` pending → 429 `Too many pending tasks`).
 
 Idempotency (protocol.md §5): the first answer of `(user_id, message_id)` is kept 24 h, in

@@ -100,7 +100,7 @@ class Lister:
                     parts.append(codec.encode(part)[1:-1])  # the objects, without "[", "]"
                 except ValueError as exc:
                     # A value JSON cannot hold (a node reported it): this answer's error,
-                    # never the daemon's (STYLE.md habit 10).
+                    # never the daemon's (docs/architecture.md rule 10).
                     with log_context(correlation_id=delivery.correlation_id):
                         log.error("list answer cannot be encoded", error=str(exc))
                     return INTERNAL_ERROR

@@ -1,7 +1,7 @@
 """The guard around the daemon's consumers: no single message may stop the daemon (issue 12).
 
 A message can stop the process in two ways, and the guard turns each into that message's
-own failure (STYLE.md habit 10):
+own failure (docs/architecture.md rule 10):
 
 1. **Its effects cannot be recorded.** An answer, event, order or row of it is one JSON or
    the store cannot hold (a bug where the value was made): the step that records it raises

@@ -1,6 +1,6 @@
 """Periodic work: the reconcile against the nodes, and housekeeping (purge, memory, metrics).
 
-Reconcile (STYLE.md: react to events, but also reconcile, because events can be lost):
+Reconcile (docs/architecture.md: react to events, but also reconcile, because events can be lost):
 every `[daemon] reconcile_interval` each online node's agent is asked for a full sync
 (`sync_request`). The answer arrives as a `FullSync` report and is applied like any other
 (vmd.daemon.reports): cause `sync`, each correction counted in

@@ -1,4 +1,4 @@
-"""The pure core: VM statuses, the transition table and the decision procedure of vm-status.md.
+"""The pure core: VM statuses, the transition table and the decision procedure of docs/fsm.md.
 
 No I/O, no await. The daemon calls (module map and rules in docs/fsm.md):
 

@@ -1,4 +1,4 @@
-"""Task results and deadlines (vm-status.md §3.3, §3.4, §3.6): every task ends exactly once.
+"""Task results and deadlines (docs/fsm.md §3.3, §3.4, §3.6): every task ends exactly once.
 
 A result or deadline for a task that has already ended (or that vmd does not know) changes
 nothing and is returned as `Ignored.DROPPED`, so late and duplicate results are harmless.

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class StatusChange:
-    """One applied status change (protocol.md §4 `status_change` event)."""
+    """One applied status change (protocol.md §9 `status_change` event)."""
 
     vm: Vm
     previous: VmStatus

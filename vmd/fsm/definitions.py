@@ -1,4 +1,4 @@
-"""Pending definitions (vm-status.md §6): staging one, and what it means for a power action.
+"""Pending definitions (docs/fsm.md §6): staging one, and what it means for a power action.
 
 Separate from the gate because it is data inspection, not state: whether a pending change
 resizes a disk, which the power checks (§3.5 step 8) turn into 428/417 answers. (An update

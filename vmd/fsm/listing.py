@@ -1,4 +1,4 @@
-"""`GET /vm/status` (vm-status.md §3.1) in steps: one snapshot, one sort, then slices.
+"""`GET /vm/status` (docs/fsm.md §3.1) in steps: one snapshot, one sort, then slices.
 
 Why steps: at 100,000 VMs the list costs ~0.3 s of CPU (2-3 µs to render each VM's object),
 and the event loop must not stop that long (issue 12: heartbeats, the watchdog and every

@@ -1,4 +1,4 @@
-"""Finding the VM a request names, as the principal may see it (vm-status.md §3, §3.2).
+"""Finding the VM a request names, as the principal may see it (docs/fsm.md §3, §3.2).
 
 Its own module because every VM request starts here and the rule has three subtleties: a
 path may give a hostname or a uuid and the hostname wins when both match different VMs;

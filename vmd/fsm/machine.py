@@ -4,9 +4,10 @@ Why this module exists: every status change vmd makes (a request moving a VM to 
 transitional state, a task result, a deadline, an admin freeze, a node observation) is one
 named event of one table, so an illegal move is a bug that crashes loudly (`MachineError`)
 instead of silently corrupting a VM. The reply codes are NOT derived from the machine: the
-ordered checks of `vmd.fsm.power` decide them before an event is fired (libraries.md §1.5).
+ordered checks of `vmd.fsm.power` decide them before an event is fired (docs/fsm.md,
+The transition table).
 
-How it is used (libraries.md §1.3/§1.4, the FAQ recipe of transitions issue #146): the
+How it is used (the FAQ recipe of transitions issue #146; docs/architecture.md rule 1): the
 machine has no models (`model=None`, never `add_model`); the VMs are the slotted
 `vmd.model.Vm` records and an event is fired with `MACHINE.events[name].trigger(vm)`.
 `Vm.status` stays a `VmStatus`: the states are `VmStatus` members whose State name *and*
@@ -34,7 +35,7 @@ from vmd.model import VmStatus
 
 S = VmStatus
 
-# The statuses a node observation (or a `current` result) can report (vm-status.md §2).
+# The statuses a node observation (or a `current` result) can report (docs/fsm.md §2).
 OBSERVABLE = (S.RUNNING, S.STOPPED, S.STOPPING, S.ERROR, S.NOTCREATED)
 # Where a failed or expired task may return a VM to (its status before the request).
 REVERTIBLE = (S.STOPPED, S.RUNNING, S.FROZEN, S.ERROR, S.NOTCREATED)
@@ -48,7 +49,7 @@ def _t(trigger: str, source: tuple[VmStatus, ...] | VmStatus, dest: VmStatus) ->
 
 
 TRANSITIONS: list[dict[str, Any]] = [
-    # Requests (vm-status.md §3.5 step 9 and the instant admin answers of the gate).
+    # Requests (docs/fsm.md §3.5 step 9 and the instant admin answers of the gate).
     _t("start", S.STOPPED, S.STARTING),
     _t("stop", S.RUNNING, S.STOPPING),
     _t("reboot", S.RUNNING, S.STOPPING),

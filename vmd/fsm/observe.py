@@ -1,4 +1,4 @@
-"""Node observations and full syncs (vm-status.md §2 mapping, §4, §5).
+"""Node observations and full syncs (docs/fsm.md §2 mapping, §4, §5).
 
 The node agents report every observed state change with the node's change time; this
 module decides which of them change vmd's view. It is also the rule a `current` task's
@@ -8,7 +8,7 @@ Rules, in order (for a VM vmd knows):
 1. A report from another node than the VM's is ignored (two VMs with one uuid must not
    fight), unless the VM is `notcreated` there and present here: it moved, follow it.
 2. In-between node states (`ready`, `provisioning`, ...) and unknown ones: ignored.
-3. Older than the last applied change of the VM → dropped (vm-status.md §5, "by change
+3. Older than the last applied change of the VM → dropped (docs/fsm.md §5, "by change
    time"): older than the last applied observation (`Vm.observed_at`) or than the VM's
    `status_change` (which vmd's own changes stamp with its clock). So a full sync listed
    just before a start was decided cannot pull the VM back from `starting` to `stopped`.

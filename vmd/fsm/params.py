@@ -1,4 +1,4 @@
-"""Parameters of the status requests (vm-status.md §3.4, §3.5 parameter table).
+"""Parameters of the status requests (docs/fsm.md §3.4, §3.5 parameter table).
 
 Separate from the gate because it is the one step (5) that answers with field errors: a
 400 FAILURE whose `result` is `{<field>: [<message>]}`, every bad field at once (as the

@@ -1,6 +1,6 @@
 """The power requests: `PUT .../status/<action>` and `GET|PUT .../status/current`.
 
-This is vm-status.md §3.3-§3.5 as ordered checks: the first rule that applies answers.
+This is docs/fsm.md §3.3-§3.5 as ordered checks: the first rule that applies answers.
 The codes and messages come from these checks and the explicit gate table below; the
 machine is fired only once a request has passed them (a MachineError would be our bug).
 
@@ -73,7 +73,7 @@ def _superseded() -> dict[str, Any]:
     return replies.revoked_result(replies.SUPERSEDED)
 
 
-# Gate outcomes besides a Reply (vm-status.md §3.5 step 6).
+# Gate outcomes besides a Reply (docs/fsm.md §3.5 step 6).
 _TASK = "task"
 _FREEZE = "freeze"
 _UNFREEZE = "unfreeze"

@@ -73,7 +73,7 @@ def tasks_object(tasks: Collection[Task]) -> JsonObject:
 def _status_object(hostname: str, uuid: str, alias: str, status: VmStatus,
                    status_change: float | None, node_status: str | None,
                    tasks: Collection[Task]) -> JsonObject:
-    # The one place that spells the keys of a status object (vm-status.md §3.1).
+    # The one place that spells the keys of a status object (docs/fsm.md §3.1).
     return {
         "hostname": hostname,
         "uuid": uuid,
@@ -88,7 +88,7 @@ def _status_object(hostname: str, uuid: str, alias: str, status: VmStatus,
 def vm_status_object(
     vm: Vm, nodes: Mapping[NodeName, Node], tasks: Collection[Task]
 ) -> JsonObject:
-    """One VM as `GET /vm/status` and `GET /vm/<vm>/status` show it (vm-status.md §3.1)."""
+    """One VM as `GET /vm/status` and `GET /vm/<vm>/status` show it (docs/fsm.md §3.1)."""
     node = nodes.get(vm.node)
     return _status_object(vm.hostname, vm.uuid, vm.alias, vm.status, vm.status_change,
                           None if node is None else _NODE_STATUS[node.status], tasks)
@@ -121,7 +121,7 @@ def row_status_objects(
 
 
 def status_event(c: StatusChange) -> JsonObject:
-    """The body of a `vm.<owner_uuid>.<uuid>.status_change` event (protocol.md §4)."""
+    """The body of a `vm.<owner_uuid>.<uuid>.status_change` event (protocol.md §9)."""
     vm = c.vm
     return {
         "uuid": vm.uuid,
@@ -144,7 +144,7 @@ def status_routing_key(c: StatusChange) -> str:
 
 
 def task_event(task: Task, hostname: str) -> JsonObject:
-    """The body of a `task.<owner_uuid>.<task_id>.done` event (protocol.md §4)."""
+    """The body of a `task.<owner_uuid>.<task_id>.done` event (protocol.md §9)."""
     result: Any = task.result
     return {
         "task_id": task.task_id,

@@ -1,6 +1,6 @@
 """Every message string of the status API and the shapes of its reply bodies.
 
-One place for the exact texts of vm-status.md §3 and protocol.md §3, so that the
+One place for the exact texts of docs/fsm.md §3 and protocol.md §3, so that the
 decision procedure, the daemon's own errors and the tests use the same constants (a typo
 in a message is a protocol break the acceptance suite would catch).
 

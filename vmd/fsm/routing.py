@@ -16,7 +16,7 @@ Paths (one trailing `/` accepted; `<vm>` and every segment match `[A-Za-z0-9._-]
 | `/task/<task_id>/status`     | GET      | TASK                                         |
 
 `PUT /vm/<vm>/status[/<anything>]` is routed so that it reaches the 404/423 checks and then
-step 4 of vm-status.md §3.5 (417 `Bad action`). Methods are compared upper-cased.
+step 4 of docs/fsm.md §3.5 (417 `Bad action`). Methods are compared upper-cased.
 """
 
 from __future__ import annotations

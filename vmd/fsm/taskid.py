@@ -1,4 +1,4 @@
-"""Task ids (vm-status.md §7): `<shard>-` + the first 23 characters of a random UUID4.
+"""Task ids (docs/fsm.md §7): `<shard>-` + the first 23 characters of a random UUID4.
 
 A tiny module of its own so that the daemon, the decision procedure and tests share one
 generator, and the fsm can take it as an injected callable (deterministic ids in tests).
@@ -12,7 +12,7 @@ and variant bits (`8`-`b`) are set at the places they have in a real UUID4, so t
 exactly like the seed's `0-a2327793-2600-423d-9f07`.
 
 Every synchronous answer (the list, a VM's status, a 400 FAILURE) carries a fresh id of no
-task, as upstream's dummy ids (esdc_vm_status.md §2, the public contract): drawn from the
+task, as upstream's dummy ids (docs/protocol.md §3, the public contract): drawn from the
 CSPRNG, handing them out tells an owner nothing about the ids of other owners' tasks.
 """
 

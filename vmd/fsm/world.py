@@ -230,7 +230,7 @@ class TaskBook:
                 del self._by_id[task_id]
 
 
-# The status a task holds its VM in while it is in flight (vm-status.md §2). A forced
+# The status a task holds its VM in while it is in flight (docs/fsm.md §2). A forced
 # `current` (PUT) that superseded a power task holds the VM in that task's transitional
 # status; it records it in its params under "holds".
 _HOLDS = {Action.START: VmStatus.STARTING, Action.STOP: VmStatus.STOPPING,

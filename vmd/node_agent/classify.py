@@ -1,4 +1,4 @@
-"""Turn a finished vmadm power command into a `TaskOutcome` (vm-status.md §3.6, vmadm.md §3.5).
+"""Turn a finished vmadm power command into a `TaskOutcome` (docs/fsm.md §3.6, docs/driver.md).
 
 vmadm prints its human message on stderr, optionally after bunyan JSON debug lines (when
 `VMADM_DEBUG_LEVEL` is set) and, for usage errors (exit 2), before the usage text. So the

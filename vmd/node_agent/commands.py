@@ -4,7 +4,7 @@ Every function here validates its inputs first (`validate`) and returns the argu
 follow the configured vmadm executable (e.g. `["start", uuid, "order=c,once=d", ...]`).
 Keeping them pure makes the per-brand rules table-testable without running anything.
 
-Per-brand rules (reference vmadm.md §1.2-§1.4, §3.4, §3.5):
+Per-brand rules (docs/driver.md, vmadm facts 2-5):
 
 - start, KVM: no options for a plain start (the VM's own `boot` order applies); with an ISO
   `order=c,once=d cdrom=/iso/<name>,ide` (boot from CD once) or `order=d cdrom=...` (CD
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from . import validate
 from .errors import ValidationError
 
-ISO_MOUNT = "/iso"  # where the ISO directory appears inside a zone (lofs mount, §3.4)
+ISO_MOUNT = "/iso"  # where the ISO directory appears inside a zone (lofs mount, docs/driver.md)
 
 # Fields of `vmadm lookup -j -o ...`: what vmd needs to know about each VM (inventory,
-# power state, Windows detection, disk resize and snapshot checks of vm-status.md §6).
+# power state, Windows detection, disk resize and snapshot checks of docs/fsm.md §6).
 LISTING_FIELDS = (
     "uuid",
     "state",
@@ -47,7 +47,8 @@ LISTING_FIELDS = (
     "disks",
 )
 
-# vmadm's own graceful-stop deadlines (vmadm.md §1.3) and its failsafe watch on stop/start.
+# vmadm's own graceful-stop deadlines and its failsafe watch on stop/start (docs/driver.md,
+# vmadm facts 4-5).
 HVM_STOP_DEFAULT = 180
 ZONE_STOP_DEFAULT = 60
 VMADM_WATCH_FAILSAFE = 300
@@ -57,8 +58,9 @@ VMADM_WATCH_FAILSAFE = 300
 class Timeouts:
     """How long the driver lets each kind of command run before killing it (seconds).
 
-    They exceed vmadm's own waits (vmadm.md §1.11) so that vmadm, not the driver, decides
-    the outcome in the normal case; the daemon's task deadlines still bound the task.
+    They exceed vmadm's own waits (docs/driver.md, vmadm facts 4-5) so that vmadm, not the
+    driver, decides the outcome in the normal case; the daemon's task deadlines still bound
+    the task.
     """
 
     query: float = 30.0  # get, lookup, ls

@@ -1,10 +1,11 @@
 """Pure parsing of `vmadm events -j` lines and the diff of two node snapshots.
 
-`vmadm events -j -r` prints one JSON object per line (vmadm.md §1.8): first a `ready` line
-holding every VM (`vms`, keyed by zonename), then `create`/`modify` (with the full new `vm`)
-and `delete` (no `vm`), each with an ISO-8601 UTC `date`. The watcher keeps only what vmd
-needs of each VM (`summary`, the fields of `commands.LISTING_FIELDS`) and reports a VM when
-it appears, disappears, or its `state` changes (`diff`). No I/O here, so it is table-tested.
+`vmadm events -j -r` prints one JSON object per line (docs/driver.md, vmadm fact 7): first a
+`ready` line holding every VM (`vms`, keyed by zonename), then `create`/`modify` (with the
+full new `vm`) and `delete` (no `vm`), each with an ISO-8601 UTC `date`. The watcher keeps
+only what vmd needs of each VM (`summary`, the fields of `commands.LISTING_FIELDS`) and
+reports a VM when it appears, disappears, or its `state` changes (`diff`). No I/O here, so
+it is table-tested.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ The daemon puts in `AgentTask.params` what the agent needs (vmd/fsm/power.py `_t
 here). An optional `brand` is used when present; otherwise the brand comes from what the
 agent last listed on the node, else from `vmadm get` (a VM absent there is NOT_FOUND).
 
-vm-status.md §6, with `update` and a definition: `vmadm update` (JSON on stdin) runs before
+docs/fsm.md §6, with `update` and a definition: `vmadm update` (JSON on stdin) runs before
 a start, after a stop, and between the stop and the start of a reboot (a reboot with update
 is stop, update, start, not `vmadm reboot`). After a successful update the VM is re-read
 (`vmadm get`) and returned as `TaskOutcome.definition`, also when the power action itself
@@ -132,7 +132,7 @@ class Execution:
         if left is None:
             return self._late("get")
         # The state is true at some moment after this one: the daemon then orders this
-        # answer correctly against events of the node (vm-status.md §5).
+        # answer correctly against events of the node (docs/fsm.md §5).
         asked = self.clock()
         try:
             async with asyncio.timeout(left):

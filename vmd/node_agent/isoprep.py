@@ -2,7 +2,7 @@
 
 On SmartOS the hypervisor (qemu for KVM, bhyve) runs inside the VM's zone, and vmadm checks
 a KVM start's `cdrom=/iso/<name>` path under the zone's root, as the global zone sees it
-(reference vmadm.md §1.2, §3.4). Danube Cloud therefore does two things before such a start,
+(docs/driver.md, vmadm fact 3). Danube Cloud therefore does two things before such a start,
 and so does vmd, for `cdimage` and `cdimage2` of a kvm or bhyve VM:
 
 1. the node's ISO directory is lofs-mounted read-only at `/iso` in the zone: a zonecfg `fs`

@@ -2,7 +2,7 @@
 
 Why: the agent acks a task as soon as it has started it (a `vmadm stop` may run for up to
 an hour, longer than RabbitMQ's 30-minute `consumer_timeout` for unacked deliveries,
-reference libraries.md §2.5). A task can still come back: the agent crashed between
+docs/agent.md). A task can still come back: the agent crashed between
 recording the start and the ack reaching the broker, the connection dropped meanwhile, or
 the daemon re-sent it. Before vmadm runs, the task id is appended to this file and fsync'd;
 a task found here is never run again (docs/agent.md says what is reported instead).

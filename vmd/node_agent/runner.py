@@ -19,7 +19,8 @@ timeout, on cancellation of the caller, or when a stream is closed, the WHOLE gr
 SIGKILL at once. There is no SIGTERM grace: vmadm keeps no state that a graceful exit would
 save (its locks are released by the kernel), a grace period would only make the time limit
 longer and less certain, and vmadm's own behaviour when its waiting process dies is the
-documented one (vmadm.md §1.3: a KVM stop still completes, a bhyve/OS forced halt does not).
+documented one (docs/driver.md, vmadm fact 5: a KVM stop still completes, a bhyve/OS
+forced halt does not).
 stdin is /dev/null unless input is given, so a command that reads stdin cannot hang on it.
 """
 

@@ -4,7 +4,7 @@ A full sync (`FullSync`: every VM of `listing()` and the ISO images) is sent whe
 starts, after every broker reconnect, on every `sync_request`, and every `poll_interval`
 seconds as the periodic reconcile (events can be lost). Every VM in it carries the time the
 listing was asked for as its change time: the listing is true at some moment after it, so
-the daemon orders it correctly against node events (vm-status.md §5).
+the daemon orders it correctly against node events (docs/fsm.md §5).
 
 Each full sync (re)starts the node watch with the listing as its baseline
 (`backend.watch(baseline=...)`): the watcher's first snapshot is diffed against exactly what

@@ -17,7 +17,7 @@ once (the bus calls it once per delivery, in order). For each delivery:
 3. A power task found in the journal (docs/agent.md): acked, never run again. If its outcome
    was recorded it is reported again; otherwise the agent died while it ran and its outcome
    is unknown: a FAILURE (returncode 255, `outcome unknown`, the VM's node state in the
-   message) is reported, so the daemon reverts and re-syncs (vm-status.md §3.6). Such
+   message) is reported, so the daemon reverts and re-syncs (docs/fsm.md §3.6). Such
    orphans are also reported once at start (`report_orphans`), without waiting for a
    redelivery that will not come when their ack had reached the broker.
 4. Past its deadline: rejected without requeue. The task queue dead-letters it to the

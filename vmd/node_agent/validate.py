@@ -81,7 +81,7 @@ def hostname(value: object) -> str:
 
 
 def brand(value: object) -> str:
-    """One of the brands vmd manages (vm-status.md §1)."""
+    """One of the brands vmd manages (docs/fsm.md §1)."""
     if not isinstance(value, str) or value not in BRANDS:
         raise ValidationError(f"invalid brand: {_show(value)} (one of {', '.join(sorted(BRANDS))})")
     return value

@@ -1,6 +1,6 @@
 """The node watcher: every power-relevant change on a node, as `Observation`s.
 
-Algorithm (sdc-vm-agent's, vmadm.md §3.2, plus a periodic scan as the safety net):
+Algorithm (sdc-vm-agent's, docs/driver.md vmadm fact 7, plus a periodic scan as the safety net):
 
 1. Run `vmadm events -j -r`. Its first line, `ready`, is a snapshot of every VM; the
    watcher keeps what it knows about each VM (`known`: uuid -> the listing fields).
@@ -22,7 +22,7 @@ What it yields, exactly (one `Observation(uuid, node, state, change_time, vm)` e
 - a VM that vanished (`delete` event, or absent from a snapshot): `state=None`, `vm=None`;
 - a VM whose `state` string differs from the last one known (`modify` event or snapshot);
   every state string is reported as vmadm prints it, in-between states (`shutting_down`,
-  `ready`, ...) included: mapping them is the daemon's business (vm-status.md §2).
+  `ready`, ...) included: mapping them is the daemon's business (docs/fsm.md §2).
 
 Nothing else: a `modify` that changes other fields (alias, autoboot, metadata, zone_state
 without a state change) only refreshes `known`. The first snapshot is the baseline and

@@ -1,4 +1,4 @@
-"""`vmd-vmadm-ctl`: the simulated world around the node (spec simulator.md, §4.9).
+"""`vmd-vmadm-ctl`: the simulated world around the node (docs/simulator.md).
 
 Creates and destroys VMs, crashes guests, powers them off or reboots them from the
 inside, sets behaviour knobs and injected failures, manages the ISO directory, shows

@@ -1,4 +1,4 @@
-"""The `changes` of a vminfod `modify` event (SmartOS diff.js, reference vmadm.md §4.6).
+"""The `changes` of a vminfod `modify` event (SmartOS diff.js; docs/simulator.md, events).
 
 Objects are walked key by key (removed keys first in `old` order, then nested and
 changed ones, then added keys in `new` order); arrays are compared as sets of their

@@ -1,4 +1,4 @@
-"""`vmadm events [-f] [-j] [-r] [uuid]`: the vminfod event stream (reference §1.8, §4.6).
+"""`vmadm events [-f] [-j] [-r] [uuid]`: the vminfod event stream (docs/driver.md, vmadm fact 7).
 
 A consistent start: under the lock, the current VMs (the `ready` line) and the
 journal's length are taken together, so every later change is printed exactly once.

@@ -1,4 +1,4 @@
-"""Injected failures of vmadm calls: `fail_next`, `hang_next`, `delay_next` (§4.8).
+"""Injected failures of vmadm calls: `fail_next`, `hang_next`, `delay_next` (docs/simulator.md).
 
 An entry `{"cmd": ...}` matches a call by the subcommand as typed, by its canonical
 name (`boot` is `start`, `json` is `get`, `halt` is `stop`) or `*`. Knobs of the VM the

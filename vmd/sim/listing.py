@@ -1,4 +1,4 @@
-"""`vmadm list` and `lookup` (reference vmadm.md §1.6-§1.7).
+"""`vmadm list` and `lookup` (docs/simulator.md, get, list, lookup, update).
 
 `list` reproduces vmadm.js's table: fixed column widths, `-` for missing *or falsy*
 values (vmadm tests `if (VM.flatten(m, field))`, so `false` and `0` print as `-`),

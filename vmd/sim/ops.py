@@ -1,7 +1,7 @@
 """Zone life-cycle steps: what boots, halts and vmadmd's timers do to a VM record.
 
 The functions here run inside a locked `World` (vmd.sim.world). Sequences follow the
-zone states of reference vmadm.md §2.1: a halt is `running → shutting_down → down →
+zone states of vmadm (docs/driver.md, vmadm fact 6): a halt is `running → shutting_down → down →
 installed` (one `modify` event each, HALT_STEP simulated seconds apart when it
 happens over time), a boot is `installed → ready → running`.
 """

@@ -1,7 +1,7 @@
 """`vmadm start`, `stop` and `reboot`: checks, scheduled effects, and blocking waits.
 
-Texts, exit codes and the order of checks are those of reference vmadm.md §1.2-§1.4
-and §4.5. Each command first does its checks and schedules its effects in one locked
+Texts, exit codes and the order of checks are vmadm's (docs/driver.md, vmadm facts 2-5;
+docs/simulator.md). Each command first does its checks and schedules its effects in one locked
 transaction, then polls (settling the world) until its completion predicate holds or
 the real tool's failsafe expires. Work the real `vmadm` process does itself (the
 bhyve/OS forced halt, the bhyve restart of a reboot, `autoboot=true` after a start)
@@ -48,9 +48,9 @@ def _zone_root(env: Env, rec: Json) -> str:
 
 def _disk_exists(env: Env, rec: Json, path: str) -> bool:
     """vmadm's check of an extra disk or CD-ROM: a disk of the VM, or a path under the zone's
-    root as the global zone sees it (reference §1.2). Like the real one it does not look
-    through the zone's lofs mounts (they exist only while the zone runs): an ISO in the node's
-    ISO directory passes only once a placeholder `<zone root>/iso/<name>` exists."""
+    root as the global zone sees it (docs/driver.md, vmadm fact 3). Like the real one it does
+    not look through the zone's lofs mounts (they exist only while the zone runs): an ISO in
+    the node's ISO directory passes only once a placeholder `<zone root>/iso/<name>` exists."""
     if any(d.get("path") == path for d in rec["config"].get("disks", [])):
         return True
     return os.path.exists(os.path.join(_zone_root(env, rec), path.lstrip("/")))

@@ -1,6 +1,6 @@
 """Files of the simulated node under $VMADM_SIM_ROOT, and who owns a scheduled step.
 
-Layout (reference vmadm.md §4.3): `vms/<uuid>.json` (VM record), `vms/<uuid>.sim.json`
+Layout (docs/simulator.md, How it works): `vms/<uuid>.json` (VM record), `vms/<uuid>.sim.json`
 (behaviour knobs, last start options), `sim.json` (global knobs, counters),
 `schedule.json` (pending timed steps), `events.jsonl` (journal), `calls.jsonl` (audit
 of invocations), `lock`, and `commit.json` while a change is being applied.

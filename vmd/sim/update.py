@@ -1,4 +1,4 @@
-"""`vmadm update <uuid>` with `key=value` pairs or a JSON payload (reference §1.9).
+"""`vmadm update <uuid>` with `key=value` pairs or a JSON payload (docs/simulator.md).
 
 The payload comes from the arguments, else from `-f <file>`, else from stdin (refused
 when stdin is a tty). Typed values are checked (`Invalid value(s) for: ...`), unknown

@@ -1,4 +1,4 @@
-"""`vmd-vmadm`: vmadm's command line (reference vmadm.md §1.1), dispatch and audit.
+"""`vmd-vmadm`: vmadm's command line (docs/driver.md, vmadm fact 1), dispatch and audit.
 
 Argument handling mirrors vmadm.js: nopt-style options anywhere on the line (short
 clusters such as `-rj`, `--long[=value]`, unknown options ignored, invalid numbers
@@ -229,7 +229,7 @@ def run(env: Env, io: Io, argv: list[str]) -> int:
 
 
 def _get(env: Env, io: Io, uuid: str) -> int:
-    """`vmadm get`: the object as pretty JSON, without list's fake fields (§1.5)."""
+    """`vmadm get`: the object as pretty JSON, without list's fake fields."""
     from vmd.sim.clock import read_rec, settle_if_due
     from vmd.sim.vmobj import render
 

@@ -1,10 +1,11 @@
-"""VM records and the VM objects vmadm shows (reference vmadm.md §2, §4.7).
+"""VM records and the VM objects vmadm shows (docs/driver.md vmadm fact 6; docs/simulator.md).
 
 A stored record is `{"config": {...}, "rt": {...}}`: `config` holds what the zone's
 configuration holds (alias, brand, autoboot, nics, disks, ...), `rt` the runtime core
 (zone_state, transition, failed, provisioning, pid, boot/exit data, last_modified,
 and the sim-only `boot_id` that counts boots). `render()` derives the VM object with
-the state rules of §2.2, which is what `get`, `lookup`, `list` and events show.
+vmadm's state rules (docs/driver.md, vmadm fact 6), which is what `get`, `lookup`, `list`
+and events show.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def new_record(
     pid: int,
     zoneid: int,
 ) -> Json:
-    """A realistic fresh VM (reference §4.7); `running` also gives it a first boot."""
+    """A realistic fresh VM (docs/simulator.md); `running` also gives it a first boot."""
     hvm = brand in HVM_BRANDS
     t = time.time()
     ip_last = int(uuid[-2:], 16) % 250 + 2
@@ -174,7 +175,7 @@ def halt(rt: Json, t: float, exit_status: int) -> None:
 
 
 def state_of(rec: Json) -> str:
-    """vmadm's `state` from the runtime core (reference §2.2, rules 1-4)."""
+    """vmadm's `state` from the runtime core (docs/driver.md, vmadm fact 6)."""
     rt = rec["rt"]
     zone_state = rt.get("zone_state", "installed")
     tr = rt.get("transition")

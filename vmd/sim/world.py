@@ -1,6 +1,6 @@
 """One locked transaction over the simulated node, and the time model that settles it.
 
-Reference vmadm.md §4.4: everything a real node does asynchronously (a guest
+docs/simulator.md, How it works: everything a real node does asynchronously (a guest
 finishing its shutdown, vmadmd's stop timer, a zone finishing its boot) is a
 *scheduled step* `{vm, due, op, args, expect, owner?, vmadmd?}` in schedule.json.
 Every invocation and every poll iteration of a blocking command or of `events`
@@ -13,7 +13,7 @@ settles the world first: under the lock it applies all due steps in due order.
   cancels it. vmadmd's work (KVM) has no owner and happens anyway.
 - `vmadmd` steps are held (not dropped) while the `vmadmd_down` knob is set.
 
-Each change of a VM object appends one `modify` event (with the diff of §4.6) to the
+Each change of a VM object appends one `modify` event (with the diff of `vmd.sim.diff`) to the
 journal; `last_modified` moves silently with it, as vminfod does.
 """
 

@@ -2,8 +2,9 @@
 
 Why it exists: on SmartOS, qemu (KVM) and bhyve run inside the VM's zone, so an ISO image in
 the node's ISO directory is visible to the guest only through a lofs mount of that directory
-at `/iso` in the zone, a zonecfg `fs` resource (reference vmadm.md §3.4). vmd's driver adds
-that resource before a start from an ISO; this command lets the tests see it happen.
+at `/iso` in the zone, a zonecfg `fs` resource (docs/driver.md, Starting from an ISO).
+vmd's driver adds that resource before a start from an ISO; this command lets the tests see
+it happen.
 
 Subset: `vmd-zonecfg -z <zone> <subcommands>`, the subcommands joined by spaces and
 separated by `;` as zonecfg reads them from its command line:
@@ -18,7 +19,7 @@ The resources live in the VM record as `filesystems` (`{type, source, target, op
 `vmadm get` shows them), so a change is one `modify` event like any other. Every call is
 logged in `calls.jsonl` like a vmadm call (with `"prog": "zonecfg"` and its `REQ_ID`), and
 `fail_next`/`hang_next`/`delay_next` entries with `"cmd": "zonecfg"` apply to it. Texts for
-errors the reference does not give (a missing property, a duplicate `dir`) are chosen here.
+errors illumos' zonecfg sources do not give (a missing property, a duplicate `dir`) are chosen here.
 """
 
 from __future__ import annotations
