@@ -5,8 +5,8 @@ behalf of the configured principals (the `impersonator` tag: without it every re
 another principal would be refused, and each refusal costs the connection, so the gateway
 refuses to start instead); listen; serve metrics; tell systemd READY.
 
-Stop (STYLE.md habit 4; docs/api.md): stop accepting connections; end open streams at once
-with their task's current state; let plain requests in flight finish up to
+Stop (docs/architecture.md rule 4, docs/api.md): stop accepting connections; end open streams
+at once with their task's current state; let plain requests in flight finish up to
 `drain_timeout`, then cancel what is left; close the broker connection last, since the
 requests in flight need it for their answers.
 """

@@ -1,7 +1,7 @@
 """The connection to the broker: connect with retry, lose it as a whole, rebuild it as a whole.
 
 Why not `aio_pika.connect_robust`: its restore holds channels weakly and has a long history of
-consumers that are not resumed (libraries.md §2.2), and publishing through it blocks while it
+consumers that are not resumed (aio-pika #231, #540), and publishing through it blocks while it
 reconnects. Here a plain `aio_pika.connect` is wrapped in our own loop, which is easier to
 reason about:
 

@@ -1,4 +1,5 @@
-"""Typed settings of a broker link (STYLE.md habit 7: frozen, loaded once, passed explicitly)."""
+"""Typed settings of a broker link (docs/architecture.md rule 7: frozen, loaded once, passed
+explicitly)."""
 
 from __future__ import annotations
 

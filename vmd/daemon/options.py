@@ -2,7 +2,7 @@
 
 `[daemon]` in the TOML file (vmd.config.DaemonSettings) says *what* the daemon does; these
 say how often its loops look and which clock they read. Production uses the defaults; the
-tests inject a clock they can move forward and short periods (STYLE.md habit 8: time is
+tests inject a clock they can move forward and short periods (docs/architecture.md rule 8: time is
 injectable, so deadlines and heartbeat timeouts are tested without waiting for them).
 
 All times the daemon stores and compares (task deadlines, status_change, heartbeats) are

@@ -2,7 +2,7 @@
 
 Like the intake, the handler decides each report synchronously on arrival and records the
 decisions into the current turn; the delivery is acked once the turn is stored and
-published. What each report does (docs/bus.md §3, vm-status.md §3.6, §5):
+published. What each report does (docs/bus.md §3, docs/fsm.md §3.6, §5):
 
 | report | decision |
 |---|---|

@@ -1,6 +1,6 @@
 """The node agent process: one runner that starts every concern and owns the shutdown order.
 
-`Agent.run(shutdown)` (STYLE.md habit 3: each concern a named task, one runner):
+`Agent.run(shutdown)` (docs/architecture.md rule 3: each concern a named task, one runner):
 
 1. open the journal; connect to the broker (`Bus` with `agent_topology(node)`: only the
    node's task queue, declared on every (re)connect; the daemon binds it and declares the

@@ -5,7 +5,7 @@ dashboards and alerts (docs/operations.md lists them), so they are defined once,
 where they are incremented. Two rules hold for every family:
 
 - No label carries a per-VM value (no uuid, hostname, task id): at 100k VMs a per-VM series
-  costs seconds of rendering per scrape (reference libraries.md §4.2). Per-VM detail goes to
+  costs seconds of rendering per scrape (docs/operations.md, Metrics). Per-VM detail goes to
   the logs. Every label value comes from a fixed set; anything else is counted as "other",
   so a bug cannot explode the series count (and a metric never crashes a process).
 - Counts by status are read at scrape time from a small mapping the owner already keeps
@@ -224,7 +224,7 @@ class DaemonMetrics:
             registry=r)
         self.frozen_ignored = Counter(
             "vmd_frozen_observations_ignored",
-            "Node observations not applied because the VM is frozen (vm-status.md §4).",
+            "Node observations not applied because the VM is frozen (docs/fsm.md §4).",
             registry=r)
         self.idempotent_replays = Counter(
             "vmd_idempotent_replays",
