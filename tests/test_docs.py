@@ -119,6 +119,8 @@ BAD = [
     "vmd/fsm/no_such_module.py",
     "no-such-page.md",
     "docs/fsm.md §42",
+    "facts in /work/shared/reference",
+    "the dashboard, docs/no-such-folder/",
 ]
 GOOD = [
     "docs/fsm.md §3.6", "protocol.md §9", "docs/driver.md", "vmd/fsm/", "tests/fsm/*.py",

@@ -30,6 +30,9 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     url: str
+    # First connect: attempts before giving up (exit 1); 0 = until the broker answers; None
+    # (not set) = until it answers under systemd, 5 when run by hand (vmd.bus.boot_attempts).
+    connect_attempts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,8 @@ class ApiSettings:
     drain_timeout: float = 10.0
     # ES-STREAM responses one API key may hold open at once (past it: 429, docs/api.md).
     max_streams_per_key: int = 32
+    # As [broker] connect_attempts, for the gateway's broker (in broker_url).
+    connect_attempts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +194,9 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_ATTEMPTS = "an integer >= 0 (0: until the broker answers)"
+
+
 def _nonneg_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -243,7 +251,8 @@ def _parse(path: Path, raw: dict[str, Any], problems: list[str]) -> Settings:
     broker = None
     if (t := _table(raw, "broker", r)) is not None:
         url = r.get(t, "broker", "url", _amqp_url, required=True, what="an amqp:// URL")
-        broker = BrokerSettings(url=url or "")
+        broker = BrokerSettings(url=url or "", connect_attempts=r.get(
+            t, "broker", "connect_attempts", _nonneg_int, what=_ATTEMPTS))
 
     auth = AuthSettings()
     if (t := _table(raw, "auth", r)) is not None:
@@ -463,6 +472,7 @@ def _parse_api(t: dict[str, Any], r: _Reader) -> ApiSettings:
         metrics=r.get(t, "api", "metrics", _host_port, a.metrics, what="host:port") or a.metrics,
         drain_timeout=_num(r, t, "api", "drain_timeout", a.drain_timeout),
         max_streams_per_key=_pos_int(r, t, "api", "max_streams_per_key", a.max_streams_per_key),
+        connect_attempts=r.get(t, "api", "connect_attempts", _nonneg_int, what=_ATTEMPTS),
     )
 
 

@@ -132,16 +132,22 @@ def test_configuration_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert len(lines) == 1 and "[daemon]" in lines[0], done.stderr
 
 
-async def test_broker_unreachable_is_one_line_and_exit_1(spawn: Callable[..., Proc],
-                                                         notify: Notify) -> None:
+async def test_broker_unreachable_is_one_line_and_exit_1(tmp_path: Path, notify: Notify) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    p = spawn(notify, url=f"amqp://vmd:vmd@127.0.0.1:{port}/x")
+    # Under systemd the daemon waits for the broker unless connect_attempts bounds it
+    # (tests/obs/test_obs_boot.py: the unbounded wait).
+    config = tmp_path / "vmd.toml"
+    config.write_text(daemon_toml(f"amqp://vmd:vmd@127.0.0.1:{port}/x", tmp_path / "s.sqlite3",
+                                  log_level="info").replace(
+        "[broker]\n", "[broker]\nconnect_attempts = 5\n", 1))
+    p = Proc(config, tmp_path / "daemon.log", notify)
     assert await p.wait(60) == 1
     assert p.proc.stderr is not None
     lines = p.proc.stderr.read().decode().strip().splitlines()
-    assert len(lines) == 1 and "vmd daemon:" in lines[0], lines
+    p.kill()
+    assert len(lines) == 1 and "vmd daemon:" in lines[0] and "after 5 attempts" in lines[0], lines
     assert not any(m.startswith("READY=1") for m in notify.messages)
 
 

@@ -43,8 +43,10 @@ class TcpProxy:
     def url(self, user: str, password: str, vhost: str) -> str:
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{vhost}"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> None:
+        """Listen on `port` (0: any free one); a known port lets a test point a process at
+        it before it listens (a broker that comes up late)."""
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
 
     async def close(self) -> None:
         self.cut()

@@ -28,7 +28,16 @@ from vmd.api.gateway import STREAM_LIMIT, Gateway
 from vmd.api.metrics import ApiMetrics
 from vmd.api.stream import Offsets
 from vmd.api.translate import keepalive_offsets
-from vmd.bus import Bus, BusClient, BusError, BusSettings, Outgoing, PublishRefused
+from vmd.bus import (
+    Bus,
+    BusClient,
+    BusError,
+    BusSettings,
+    Outgoing,
+    PublishRefused,
+    boot_attempts,
+    unless_stopped,
+)
 from vmd.bus.topology import COMMANDS_EXCHANGE
 from vmd.config import ApiSettings
 from vmd.obs import systemd
@@ -55,7 +64,9 @@ class StartError(Exception):
 
 def bus_settings_for(settings: ApiSettings) -> BusSettings:
     return BusSettings(url=settings.broker_url,
-                       connection_name=f"vmd-api@{socket.gethostname()}:{os.getpid()}")
+                       connection_name=f"vmd-api@{socket.gethostname()}:{os.getpid()}",
+                       connect_attempts=boot_attempts(settings.connect_attempts),
+                       on_connect_retry=systemd.waiting_for_broker)
 
 
 async def check_impersonation(bus: BusSettings, principals: frozenset[str]) -> str | None:
@@ -65,7 +76,7 @@ async def check_impersonation(bus: BusSettings, principals: frozenset[str]) -> s
     if not others:
         return None
     probe = Bus(BusSettings(bus.url, connection_name=f"{bus.connection_name} (check)",
-                            connect_attempts=bus.connect_attempts,
+                            connect_attempts=bus.connect_attempts or 3,
                             connect_timeout=bus.connect_timeout,
                             publish_timeout=bus.publish_timeout))
     try:
@@ -215,7 +226,11 @@ async def run(settings: ApiSettings) -> int:
 
     service = ApiService(settings, serve_metrics_on=settings.metrics, on_fatal=fatal)
     with _signals(stop):
-        await service.start()
+        # SIGTERM ends a wait for the broker (unbounded under systemd) at once.
+        if not await unless_stopped(service.start(), stop):
+            await service.stop()
+            log.info("stopped while waiting for the broker")
+            return 0
         systemd.ready(f"serving {service.url}/")
         watchdog = asyncio.create_task(systemd.watchdog_loop(), name="vmd-api watchdog")
         lag = asyncio.create_task(monitor_loop_lag(observe=service.metrics.loop_lag.observe),

@@ -37,10 +37,11 @@ from vmd.bus.errors import (
     Unroutable,
 )
 from vmd.bus.follow import BindRefused, EventFollower, EventMessage
+from vmd.bus.link import unless_stopped
 from vmd.bus.publish import Event, Outgoing
 from vmd.bus.rpc import DEFAULT_FINAL_TIMEOUT, DEFAULT_TIMEOUT, BusClient, parse_reply
 from vmd.bus.service import Bus
-from vmd.bus.settings import BusSettings
+from vmd.bus.settings import BusSettings, RetryHook, boot_attempts
 from vmd.bus.topology import (
     AGENT,
     DAEMON,
@@ -89,6 +90,7 @@ __all__ = [
     "PublishRefused",
     "PublishTimeout",
     "ReplyLost",
+    "RetryHook",
     "RpcTimeout",
     "SyncRequest",
     "TaskResult",
@@ -96,6 +98,7 @@ __all__ = [
     "Topology",
     "Unroutable",
     "agent_topology",
+    "boot_attempts",
     "decode",
     "decode_object",
     "decode_order",
@@ -106,4 +109,5 @@ __all__ = [
     "send_order",
     "send_report",
     "task_queue",
+    "unless_stopped",
 ]

@@ -12,8 +12,11 @@ reason about:
 - The `Link` supervisor opens a new session with a backoff and runs the owner's `setup` on
   it before anything else may use it: setup re-declares the topology and re-registers the
   consumers explicitly, every time. Only after setup is the session handed to publishers.
-- The first connect is bounded (`connect_attempts`: the broker may still be booting); later
-  reconnects retry forever, counted in `reconnects` (a metric).
+- The first connect is bounded (`connect_attempts`: the broker may still be booting; under
+  systemd it is unbounded by default, each failed attempt told to `on_connect_retry`); later
+  reconnects retry forever, counted in `reconnects` (a metric), the first of them after a
+  random `reconnect_spread` pause. Every delay is capped (`retry_delay_max`) and jittered.
+- Each failed attempt is logged once, here (aiormq's own line is demoted, vmd.obs.logging).
 - A declaration the broker refuses (a queue declared elsewhere with other arguments, no
   permission) is not transient: the link stops and `wait_closed()` raises `BusFailed`.
 """
@@ -214,7 +217,10 @@ class Link:
                         f"attempt{'s' if attempt > 1 else ''}: {describe(exc)}"
                     ) from None
                 delay = next(delays)
-                log.warning("bus: connect failed (%s); retrying in %.2fs", describe(exc), delay)
+                log.warning("bus: connect to %s failed (attempt %d: %s); retrying in %.2fs",
+                            self._settings.redacted_url, attempt, describe(exc), delay)
+                if self._settings.on_connect_retry is not None:
+                    self._settings.on_connect_retry(attempt, describe(exc), delay)
                 await asyncio.sleep(delay)
         self._install(session)
         self._task = asyncio.create_task(
@@ -313,6 +319,8 @@ class Link:
 
     async def _reconnect(self) -> Session:
         delays = self._delays()
+        if self._settings.reconnect_spread > 0:
+            await asyncio.sleep(random.uniform(0, self._settings.reconnect_spread))
         while True:
             try:
                 return await self._open_session()
@@ -322,6 +330,27 @@ class Link:
                 delay = next(delays)
                 log.warning("bus: reconnect failed (%s); retrying in %.2fs", describe(exc), delay)
                 await asyncio.sleep(delay)
+
+
+async def unless_stopped(start: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Await `start` (a first connect) unless `stop` is set first; then cancel it, False.
+
+    Under systemd the first connect may wait for the broker without bound: a SIGTERM in
+    that wait (the handler sets `stop`) must end the process at once, not after it.
+    """
+    starting = asyncio.ensure_future(start)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((starting, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if starting.done():
+        starting.result()  # ConnectFailed, BusFailed, ... propagate
+        return True
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    return False
 
 
 class _Backoff:

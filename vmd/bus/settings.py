@@ -3,8 +3,31 @@ explicitly)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
+
+# Told before each wait of the first connect: (attempt that failed, its error, seconds until
+# the next one). The processes report it to systemd (STATUS=waiting for the broker ...).
+RetryHook = Callable[[int, str, float], object]
+
+# First-connect attempts when the setting is not given and no service manager waits for us:
+# a person at a terminal wants an answer in seconds (5 attempts: about 5 s).
+BY_HAND_ATTEMPTS = 5
+
+
+def boot_attempts(configured: int | None, environ: Mapping[str, str] | None = None) -> int | None:
+    """`BusSettings.connect_attempts` from `[broker] connect_attempts` (None = not set).
+
+    0 means until the broker answers (None here). Not set: until it answers under systemd
+    (`$NOTIFY_SOCKET`: the unit waits, reporting each attempt in its status line, instead of
+    exiting into Restart= and the start limit), `BY_HAND_ATTEMPTS` otherwise.
+    """
+    if configured is not None:
+        return configured or None
+    env = os.environ if environ is None else environ
+    return None if env.get("NOTIFY_SOCKET") else BY_HAND_ATTEMPTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,8 +36,12 @@ class BusSettings:
 
     `url` is `amqp://user:password@host:port/vhost`; the user is the principal RabbitMQ
     validates `user_id` against. `connect_attempts` bounds only the *first* connect (at boot
-    the broker may still be starting; `None` retries forever); after a loss the link retries
-    forever, with a backoff from `retry_delay` doubling up to `retry_delay_max`.
+    the broker may still be starting; `None` retries forever, see `boot_attempts`); after a
+    loss the link retries forever, with a backoff from `retry_delay` doubling up to
+    `retry_delay_max`, each delay jittered. `reconnect_spread` delays the first reconnect
+    after a loss by a random 0..spread seconds, so that a hundred agents losing the same
+    broker do not all come back in the same instant. `on_connect_retry` is told about every
+    failed attempt of the first connect (`RetryHook`).
     """
 
     url: str
@@ -27,6 +54,8 @@ class BusSettings:
     heartbeat: int = 30
     prefetch: int = 64
     drain_timeout: float = 10.0
+    reconnect_spread: float = 0.0
+    on_connect_retry: RetryHook | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -36,6 +65,8 @@ class BusSettings:
             raise ValueError("connect_attempts must be at least 1 (or None)")
         if self.prefetch < 1:
             raise ValueError("prefetch must be at least 1 (0 would mean unlimited)")
+        if self.reconnect_spread < 0:
+            raise ValueError("reconnect_spread must be >= 0")
 
     @property
     def user(self) -> str:

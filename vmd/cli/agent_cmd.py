@@ -2,8 +2,10 @@
 
 Errors a user can cause are one line on stderr and an exit code: 2 for the configuration
 (bad file, unusable SSH settings, an unusable state directory, a metrics address that
-cannot be bound), 1 when the broker cannot be reached at start. A rejected SSH host key is
-found at the first connection: the agent logs one line and exits 2 (docs/agent.md).
+cannot be bound), 1 when the broker cannot be reached at start (after `[broker]
+connect_attempts`; under systemd it waits for the broker by default, its attempts in the
+unit's status line: vmd.bus.boot_attempts). A rejected SSH host key is found at the first
+connection: the agent logs one line and exits 2 (docs/agent.md).
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ import signal
 import sys
 from pathlib import Path
 
-from vmd.bus import BusSettings, ConnectFailed
+from vmd.bus import BusSettings, ConnectFailed, boot_attempts
 from vmd.cli.runtime import tune_gc
 from vmd.config import ConfigError, load
 from vmd.node_agent.agent import EXIT_CONFIG, EXIT_FATAL, Agent, Shutdown
 from vmd.node_agent.backend import open_backend
 from vmd.node_agent.errors import SshConfigError
 from vmd.node_agent.journal import JournalError
+from vmd.obs import systemd
 from vmd.obs.logging import configure_logging, get_logger
 from vmd.obs.metrics import AgentMetrics, MetricsServeError, serve_metrics
 
 log = get_logger("vmd.cli.agent")
+# After a broker outage every agent reconnects at once: each waits a random 0..3 s first.
+RECONNECT_SPREAD = 3.0
 
 
 def _fail(text: str, code: int) -> int:
@@ -44,9 +49,11 @@ def run(config: Path) -> int:
         bus_settings = BusSettings(
             url=settings.broker.url,
             connection_name=f"vmd-agent:{agent_settings.node}",
-            connect_attempts=10,
+            connect_attempts=boot_attempts(settings.broker.connect_attempts),
             retry_delay=0.25,
             retry_delay_max=5.0,
+            reconnect_spread=RECONNECT_SPREAD,
+            on_connect_retry=systemd.waiting_for_broker,
         )
         opened = open_backend(agent_settings)
     except (ValueError, SshConfigError) as exc:

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmd.bus import BusSettings
+from vmd.bus import BusSettings, boot_attempts
 from vmd.config import Settings
+from vmd.obs import systemd
 
 Clock = Callable[[], float]
 
@@ -45,8 +46,9 @@ class Options:
     close_timeout: float = 2.0
     # Connection name shown by `rabbitmqctl list_connections client_properties`.
     connection_name: str = "vmd-daemon"
-    # First connect: attempts before exit 1 (systemd restarts the unit).
-    connect_attempts: int = 5
+    # First connect: attempts before exit 1; None: `[broker] connect_attempts` (not set:
+    # until the broker answers under systemd, 5 by hand: vmd.bus.boot_attempts).
+    connect_attempts: int | None = None
     retry_delay_max: float = 5.0
     publish_timeout: float = 10.0
 
@@ -57,8 +59,10 @@ def bus_settings(settings: Settings, options: Options) -> BusSettings:
     return BusSettings(
         url=settings.broker.url,
         connection_name=options.connection_name,
-        connect_attempts=options.connect_attempts,
+        connect_attempts=(boot_attempts(settings.broker.connect_attempts)
+                          if options.connect_attempts is None else options.connect_attempts),
         retry_delay_max=options.retry_delay_max,
+        on_connect_retry=systemd.waiting_for_broker,
         publish_timeout=options.publish_timeout,
         prefetch=settings.daemon.prefetch,
         drain_timeout=settings.daemon.drain_timeout,

@@ -36,7 +36,16 @@ from collections.abc import Awaitable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from vmd.bus import DAEMON, AgentOrder, AgentTask, Bus, BusFailed, ConnectFailed, node_tasks
+from vmd.bus import (
+    DAEMON,
+    AgentOrder,
+    AgentTask,
+    Bus,
+    BusFailed,
+    ConnectFailed,
+    node_tasks,
+    unless_stopped,
+)
 from vmd.bus.topology import COMMANDS_QUEUE, REPORTS_QUEUE
 from vmd.config import Settings
 from vmd.daemon.auth import AgentUsers, Principals
@@ -85,7 +94,8 @@ class Daemon:
 
     # -- start ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        """Load, connect, consume; `stop` (SIGTERM) ends a wait for the broker (exit 0)."""
         ds, options = self.daemon_settings, self.options
         loop = asyncio.get_running_loop()
         try:
@@ -161,10 +171,13 @@ class Daemon:
         # The fleet is built: keep the collector from rescanning it (docs/store.md).
         gc.freeze()
         try:
-            await self.bus.start()
+            connected = await unless_stopped(self.bus.start(), stop or asyncio.Event())
         except (ConnectFailed, BusFailed) as exc:
             await self.abort()
             raise StartupError(str(exc), 1) from None
+        if not connected:
+            await self.abort()
+            raise StartupError("stopped while waiting for the broker", 0)
         for name in sorted(nodes):
             self.nodes.request_sync(name, "daemon start")
         await self.pipeline.flush()
@@ -318,7 +331,7 @@ async def serve(
     """Run until `stop` is set, then drain; return the exit code."""
     daemon = Daemon(settings, options)
     try:
-        await daemon.start()
+        await daemon.start(stop)
     except StartupError as exc:
         print(f"vmd daemon: {exc}", file=sys.stderr)
         return exc.code

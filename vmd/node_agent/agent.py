@@ -26,7 +26,15 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from vmd.bus import Bus, BusError, BusSettings, Consumer, agent_topology, task_queue
+from vmd.bus import (
+    Bus,
+    BusError,
+    BusSettings,
+    Consumer,
+    agent_topology,
+    task_queue,
+    unless_stopped,
+)
 from vmd.config import AgentSettings
 from vmd.model import NodeName, VmUuid
 from vmd.obs import systemd
@@ -152,10 +160,17 @@ class Agent:
             # The watchdog first: the first connect may retry for a while.
             self._start("watchdog", systemd.watchdog_loop())
             try:
-                await self.bus.start()
+                # SIGTERM ends a wait for the broker (unbounded under systemd) at once.
+                connected = await unless_stopped(self.bus.start(), shutdown.requested)
             except BaseException:
                 await self._stop_task("watchdog")
                 raise
+            if not connected:
+                await self._stop_task("watchdog")
+                await self.bus.close()
+                systemd.stopping("stopped while waiting for the broker")
+                log.info("stopped while waiting for the broker")
+                return 0
             self._start("reporter", self.reporter.run())
             self._start("loop-lag", monitor_loop_lag(observe=self.metrics.loop_lag.observe))
             self._start("housekeeping", self._housekeeping())

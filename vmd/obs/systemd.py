@@ -1,7 +1,7 @@
 """The systemd notify protocol, by hand, and a watchdog fed from the event loop.
 
 Why hand-written: the protocol is one datagram to `$NOTIFY_SOCKET` (systemd's own MIT-0
-example and gunicorn do the same, reference libraries.md §6); the PyPI packages add nothing.
+example and gunicorn do the same); the PyPI packages add nothing.
 Every function is a no-op returning False when `$NOTIFY_SOCKET` is unset (run by hand, in
 tests, on SmartOS under SMF) and never raises for a socket that went away: losing a status
 message must not take the service down.
@@ -62,6 +62,23 @@ def stopping(status: str | None = None) -> bool:
 def watchdog() -> bool:
     """One keep-alive ping (WATCHDOG=1)."""
     return notify("WATCHDOG=1")
+
+
+# While the first connect waits for the broker, each report moves systemd's start timeout
+# (TimeoutStartSec=) to this long after the next attempt: enough for that attempt and the
+# rest of the start. A start that stops reporting (wedged) still times out.
+START_MARGIN = 90.0
+
+
+def waiting_for_broker(attempt: int, error: str, delay: float) -> bool:
+    """The first connect failed `attempt` times, the next try in `delay` s (a `RetryHook`).
+
+    `systemctl status` shows `waiting for the broker (attempt N, last error ...)`, and
+    EXTEND_TIMEOUT_USEC keeps the unit in "activating" rather than failed for as long as
+    the attempts go on (systemd.service(5), sd_notify(3)).
+    """
+    text = _one_line(f"waiting for the broker (attempt {attempt}, last error: {error})")
+    return notify(f"STATUS={text}\nEXTEND_TIMEOUT_USEC={int((delay + START_MARGIN) * 1e6)}")
 
 
 def _one_line(text: str) -> str:
