@@ -17,7 +17,8 @@ from vmd.node_agent.events import parse_date
 
 from .conftest import NODE, VMADM, AgentFactory, DaemonSide, Sim, sim_backend
 
-# The spec's bound (docs/fsm.md §5 via the issue): a change reaches the daemon within 1 s.
+# vmd's bound (docs/architecture.md, How an observation flows): a change reaches the daemon
+# within 1 s.
 WITHIN = 1.0
 
 
