@@ -13,7 +13,7 @@ arrived: the "one owner per VM" of docs/architecture.md rule 2 without a lock or
 of answered requests, the task deadlines, and the ended tasks kept in memory. Nodes are
 vmd.daemon.nodes.
 
-Idempotency records live 24 h (protocol.md §2), so at a steady rate of requests with a
+Idempotency records live 24 h (protocol.md §5), so at a steady rate of requests with a
 `message_id` their number is that rate times a day. Their answers are what costs memory
 (~0.7-1.4 KB a record, docs/operations.md), and a repeat nearly always comes within seconds
 (a client's retry after a lost connection). So a record keeps its answers in memory for

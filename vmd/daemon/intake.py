@@ -320,7 +320,7 @@ class Intake:
 
     async def _recall(self, key: tuple[str, str]) -> IdempotencyRecord | None:
         """A cold record, read from the store (after the writes queued before it). None if
-        the store no longer has it: past 24 h, the request is new (protocol.md §2)."""
+        the store no longer has it: past 24 h, the request is new (protocol.md §5)."""
         user, message_id = key
         record = await self.pipeline.run_store(self.store.get_idempotency, user, message_id,
                                                self.clock())

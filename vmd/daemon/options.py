@@ -38,7 +38,7 @@ class Options:
     keep_ended_seconds: float = 600.0
     # Idempotency records younger than this keep their answers in memory; older ones keep
     # only their key (a repeat that late reads its answers from the store). All are kept
-    # 24 h (protocol.md §2); docs/operations.md "Sizing the daemon's memory".
+    # 24 h (protocol.md §5); docs/operations.md "Sizing the daemon's memory".
     idempotency_hot_seconds: float = 600.0
     # Pause between attempts to publish a commit whose publish failed (broker away).
     retry_delay: float = 0.2

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from vmd.model import Node, NodeName, Reply, Task, TaskId, Vm, VmUuid
 
-# docs/fsm.md §7 ("ended tasks are kept for at least 24 hours") and protocol.md §2
+# docs/fsm.md §7 ("ended tasks are kept for at least 24 hours") and protocol.md §5
 # (idempotency keys are honoured for 24 h).
 RETENTION = 24 * 3600.0
 
