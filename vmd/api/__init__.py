@@ -1,4 +1,4 @@
-"""`vmd api`: the seed's REST API over HTTP, as just another AMQP command publisher.
+"""`vmd api`: Danube Cloud's REST API over HTTP, as just another AMQP command publisher.
 
 Danube Cloud's users have scripts, a GUI and the `es` tool that speak HTTP
 (`GET /api/vm/status/`, `PUT /api/vm/<vm>/status/start/`, ...). This package serves those

@@ -9,7 +9,7 @@ but it must not be guessable from the ids one saw before, which a `random.Random
 Twister: its state follows from 624 outputs) would allow (issue 12). Measured: ~1.2 µs an
 id (0.6 µs with `random.Random`, 6 µs with `uuid.uuid4()`). The UUID4 version nibble (`4`)
 and variant bits (`8`-`b`) are set at the places they have in a real UUID4, so the ids look
-exactly like the seed's `0-a2327793-2600-423d-9f07`.
+exactly like upstream's `0-a2327793-2600-423d-9f07`.
 
 Every synchronous answer (the list, a VM's status, a 400 FAILURE) carries a fresh id of no
 task, as upstream's dummy ids (docs/protocol.md §3, the public contract): drawn from the
