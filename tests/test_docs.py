@@ -2,12 +2,13 @@
 outside the repository.
 
 Scanned: docs/ (Markdown and YAML), README.md, config/, systemd/, and every Python file of
-vmd/, tests/, bench/ and scripts/ (docstrings, comments and help texts alike). A reference is
-a path under one of the repository's top folders (`docs/fsm.md`, `vmd/fsm/power.py`,
+vmd/, tests/, bench/ and scripts/ (docstrings, comments and help texts alike). A reference is a
+path under one of the repository's top folders (`docs/fsm.md`, `vmd/fsm/power.py`,
 `tests/fsm/`), a bare Markdown name (`fsm.md`: under docs/ or at the top), or a numbered
-section of one of the project's docs (`docs/fsm.md §3.6`, `protocol.md §9`), which must be
-one of that doc's headings. The contract and research notes the project started from live
-outside the repository; naming one of them fails, whatever the path.
+section of one of the project's docs (`docs/fsm.md §3.6`, `protocol.md §9`), which must be one
+of that doc's headings, or a Markdown link to a heading (`[vmctl](protocol.md#7-vmctl)`). The
+contract and research notes the project started from live outside the repository; naming one of
+them fails, whatever the path.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ BARE_MD = re.compile(r"(?<![\w./-])([\w-]+\.md)\b")
 # `docs/fsm.md §3.6`, `protocol.md §9`, `fsm.md, §2`: the first section of a reference.
 SECTION = re.compile(r"(?<![\w.-])((?:docs/)?[\w-]+\.md),? §(\d+(?:\.\d+)?)")
 HEADING = re.compile(r"^#+ +§?(\d+(?:\.\d+)*)[.) ]", re.MULTILINE)
+# A Markdown link to a heading: `[text](#anchor)`, `[text](bus.md#anchor)`.
+ANCHOR = re.compile(r"\]\(([\w./-]*?\.md)?#([^)\s]+)\)")
 
 
 def _sources() -> Iterator[Path]:
@@ -74,6 +77,20 @@ def _sections(doc: Path) -> frozenset[str]:
     return frozenset(HEADING.findall(doc.read_text(encoding="utf-8")))
 
 
+@cache
+def _anchors(doc: Path) -> frozenset[str]:
+    """GitHub's ids of the doc's headings: lower case, punctuation dropped, spaces to `-`."""
+    ids: set[str] = set()
+    fence = False
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        fence ^= line.startswith("```")
+        heading = None if fence else re.match(r"#{1,6} +(.*?)\s*$", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+            ids.add(slug if slug not in ids else f"{slug}-1")
+    return frozenset(ids)
+
+
 def _doc(name: str) -> Path | None:
     for candidate in (ROOT / name, ROOT / "docs" / name):
         if candidate.is_file():
@@ -94,6 +111,11 @@ def _problems(rel: str, text: str) -> Iterator[str]:
         for m in BARE_MD.finditer(line):
             if _doc(m.group(1)) is None and not OUTSIDE.fullmatch(m.group(1)):
                 yield f"{where}: {m.group(1)!r} is neither under docs/ nor at the top"
+        for m in ANCHOR.finditer(line):
+            target = (ROOT / rel).parent / m.group(1) if m.group(1) else ROOT / rel
+            if (target.suffix == ".md" and target.is_file()
+                    and m.group(2) not in _anchors(target.resolve())):
+                yield f"{where}: {m.group(1) or rel} has no heading #{m.group(2)}"
         for m in SECTION.finditer(line):
             doc = _doc(m.group(1))
             if doc is not None and m.group(2) not in _sections(doc):
@@ -121,16 +143,18 @@ BAD = [
     "docs/fsm.md §42",
     "facts in /work/shared/reference",
     "the dashboard, docs/no-such-folder/",
+    "[the table](fsm.md#no-such-heading)",
 ]
 GOOD = [
     "docs/fsm.md §3.6", "protocol.md §9", "docs/driver.md", "vmd/fsm/", "tests/fsm/*.py",
     "/etc/vmd/vmd.toml", "README.md", "$VMADM_SIM_ROOT/iso", "vmd.fsm.power", "bus.md §6",
     "systemd/vmd-agent@.service", "vmd/raw", "as vmd/vmd",
+    "[the table](fsm.md#the-transition-table)", "[vmctl](protocol.md#7-vmctl)",
 ]
 
 
 def test_the_check_fails_on_each_kind_of_broken_reference() -> None:
     for line in BAD:
-        assert len(list(_problems("probe.md", line))) == 1, line
+        assert len(list(_problems("docs/probe.md", line))) == 1, line
     for line in GOOD:
-        assert not list(_problems("probe.md", line)), line
+        assert not list(_problems("docs/probe.md", line)), line
