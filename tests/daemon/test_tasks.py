@@ -20,7 +20,11 @@ async def test_deadline_revokes_and_the_vm_goes_back(
 ) -> None:
     clock = ManualClock()
     daemon = await start_daemon(options=daemon_options(clock=clock), heartbeat_interval=1000)
-    agent = await make_agent("node1")
+    # The node's liveness follows the interval its heartbeats announce (3 x it), on the
+    # daemon's clock: with the fake agent's 0.1 s, the 331 s the clock jumps would make the
+    # node unreachable, and an unreachable node is not re-synced. Its first heartbeat (sent
+    # before the seed's sync, on the same ordered queue) announces 1000 s.
+    agent = await make_agent("node1", heartbeat=1000.0)
     await seed(daemon, agent)
     alice = await make_client("alice")
     replies: list[Reply] = []
