@@ -180,5 +180,6 @@ class Reports:
             if not delivery.settled:
                 await delivery.reject(requeue=True)
 
+
 def _node_of(report: AgentReport) -> str:
     return report.task.node if isinstance(report, TaskUndelivered) else report.node
