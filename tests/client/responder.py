@@ -92,6 +92,7 @@ class Responder:
     tasks: dict[str, FakeTask] = field(default_factory=dict)
     executed: int = 0  # requests answered for the first time (not repeats)
     lose_replies: int = 0  # how many of the next answers (first or repeated) to "lose"
+    answer_delay: float = 0.0  # seconds before each first answer (a slow or busy vmd)
     lost: asyncio.Queue[Seen] = field(default_factory=asyncio.Queue)
     _answers: dict[tuple[str | None, str], Reply] = field(default_factory=dict)
     _jobs: set[asyncio.Task[None]] = field(default_factory=set)
@@ -117,6 +118,8 @@ class Responder:
             self.executed += 1
             first = self._decide(body)
             self._answers[key] = first
+        if self.answer_delay > 0:
+            await asyncio.sleep(self.answer_delay)
         if self.lose_replies > 0:
             # As if the reply had been sent just as the requester's connection dropped.
             self.lose_replies -= 1
@@ -194,17 +197,23 @@ class Done:
     stderr: str
 
 
-def vmctl_env(url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "VMD_URL"}
+def vmctl_env(url: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a vmctl under test: no URL source of the user running the tests
+    (VMD_URL, VMD_URL_FILE, ~/.config/vmctl), `url` as VMD_URL, then `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VMD_URL", "VMD_URL_FILE", "XDG_CONFIG_HOME")}
+    env["XDG_CONFIG_HOME"] = "/nonexistent/vmctl-tests"
     if url is not None:
         env["VMD_URL"] = url
+    env.update(extra or {})
     return env
 
 
-async def run_vmctl(*args: str, url: str | None, timeout: float = 60.0) -> Done:
+async def run_vmctl(*args: str, url: str | None, timeout: float = 60.0,
+                    env: Mapping[str, str] | None = None) -> Done:
     """vmctl as a real process (the event loop keeps serving the responder meanwhile)."""
     proc = await asyncio.create_subprocess_exec(
-        str(VMCTL), *args, env=vmctl_env(url),
+        str(VMCTL), *args, env=vmctl_env(url, env),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )

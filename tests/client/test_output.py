@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from vmd.cli.vmctl_output import TABLE_COLUMNS, exit_code, render_json, render_table
+from vmd.cli.vmctl_output import (
+    OUTPUT_FORMATS,
+    TABLE_COLUMNS,
+    exit_code,
+    render_es,
+    render_json,
+    render_table,
+)
 from vmd.client import poll_interval, tick_interval
 from vmd.model import Reply
 
@@ -102,3 +109,72 @@ def test_poll_interval_grows_and_is_capped() -> None:
     assert intervals[0] == 0.25
     assert intervals == sorted(intervals)
     assert max(intervals) == 2.0
+
+
+# -- es's --csv and --tabulate (bin/es output_csv/output_tabulate, l.136-200) ---------------
+
+LIST = Reply(200, {"status": "SUCCESS", "result": VMS, "task_id": "0-x"})
+
+
+def test_csv_of_the_list_is_es_csv() -> None:
+    lines = render_es("csv", LIST).split("\r\n")
+    assert lines.pop() == ""  # every row ends with CRLF, as es's csv.writer writes them
+    assert lines[0] == "hostname;uuid;alias;status;status_change;node_status;tasks"
+    # A dict cell is es's "key: value" join (its value as Python prints it), None is empty.
+    assert lines[1] == (
+        f"web01.example.com;{VMS[0]['uuid']};web01;running;2026-11-27T05:01:02.345Z;online;"
+        "0-a2327793-2600-423d-9f07: {'action': 'stop', 'method': 'PUT', "
+        "'time': '2026-11-27T05:01:02.345Z'}")
+    assert lines[2] == f"db01.example.com;{VMS[1]['uuid']};db01;stopped;;online;"
+    assert len(lines) == 3
+    assert render_es("tabulate-csv", LIST) == render_es("csv", LIST)
+
+
+def test_csv_quotes_a_delimiter_minimally() -> None:
+    reply = Reply(200, {"status": "SUCCESS", "result": [{"a": "x;y", "b": ['p', 'q'],
+                                                         "c": True, "d": 3}]})
+    assert render_es("csv", reply) == 'a;b;c;d\r\n"x;y";p,q;True;3\r\n'
+
+
+def test_tabulate_of_the_list() -> None:
+    header, rule, first, second = render_es("tabulate", LIST).splitlines()
+    assert header.split() == list(TABLE_COLUMNS)
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert first.split()[:6] == ["web01.example.com", VMS[0]["uuid"], "web01", "running",
+                                 "2026-11-27T05:01:02.345Z", "online"]
+    assert second.split() == ["db01.example.com", VMS[1]["uuid"], "db01", "stopped", "online"]
+
+
+def test_an_error_is_a_key_value_table() -> None:
+    reply = Reply(404, {"detail": "VM not found"})
+    assert render_es("tabulate", reply) == (
+        "------  ------------\ndetail  VM not found\n------  ------------\n")
+    assert render_es("csv", reply) == "detail;VM not found\r\n"
+
+
+@pytest.mark.parametrize(
+    ("reply", "text"),
+    [
+        pytest.param(Reply(201, {"status": "PENDING", "result": None, "task_id": "0-a"}), "None",
+                     id="pending-task-result-null"),
+        pytest.param(Reply(200, {"status": "SUCCESS", "result": "ok"}), "ok", id="a-string"),
+        pytest.param(Reply(200, {"status": "SUCCESS", "result": []}), "", id="empty-list"),
+    ],
+)
+def test_what_es_prints_as_is(reply: Reply, text: str) -> None:
+    assert render_es("tabulate", reply) == text + "\n"
+    assert render_es("csv", reply) == ("" if text == "" else text + "\n")
+
+
+def test_one_vm_and_a_list_of_scalars() -> None:
+    one = Reply(200, {"status": "SUCCESS", "result": {"hostname": "w", "tasks": {}}})
+    assert render_es("csv", one) == "hostname;w\r\ntasks;\r\n"
+    names = Reply(200, {"status": "SUCCESS", "results": ["a", "b"]})
+    assert render_es("tabulate-plain", names) == "a\nb\n"
+
+
+def test_other_tabulate_formats() -> None:
+    grid = render_es("tabulate-grid", Reply(404, {"detail": "VM not found"}))
+    assert grid.splitlines()[0].startswith("+--")
+    assert render_es("tabulate-github", LIST).splitlines()[1].startswith("|--")
+    assert {"csv", "tabulate", "tabulate-simple", "tabulate-psql"} <= OUTPUT_FORMATS

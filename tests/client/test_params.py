@@ -10,6 +10,10 @@ import pytest
 from vmd.cli.vmctl_args import (
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
+    USAGE,
+    Completion,
+    EventsInvocation,
+    FormatError,
     Help,
     Invocation,
     UsageError,
@@ -95,7 +99,7 @@ ENV = {"VMD_URL": "amqp://alice:alice@broker:5672/vmd"}
         pytest.param(
             ["put", "/vm/w/status/start", "--no-wait", "--table", "--timeout", "5"],
             Invocation("put", "PUT", "/vm/w/status/start", url=ENV["VMD_URL"], timeout=5.0,
-                       wait=False, table=True),
+                       wait=False, output="table"),
             id="long-options-after",
         ),
         pytest.param(
@@ -185,3 +189,46 @@ def test_help(argv: list[str]) -> None:
 def test_usage_errors(argv: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_argv(argv, {})
+
+
+@pytest.mark.parametrize(
+    ("argv", "output"),
+    [
+        pytest.param(["get", "/vm/status"], "json", id="default-json"),
+        pytest.param(["get", "/vm/status", "--csv"], "csv", id="csv"),
+        pytest.param(["--tabulate", "get", "/vm/status"], "tabulate", id="tabulate-before"),
+        pytest.param(["get", "/vm/status", "--tabulate-grid"], "tabulate-grid", id="tab-grid"),
+        pytest.param(["get", "/vm/status", "--tabulate-csv"], "tabulate-csv", id="tab-csv"),
+        pytest.param(["get", "/vm/status", "--csv", "--json"], "json", id="last-wins"),
+        pytest.param(["get", "/vm/status", "--table"], "table", id="vmctl-table"),
+    ],
+)
+def test_output_formats(argv: list[str], output: str) -> None:
+    parsed = parse_argv(argv, ENV)
+    assert isinstance(parsed, Invocation)
+    assert parsed.output == output
+
+
+def test_unknown_tabulate_format_exits_13_as_es() -> None:
+    with pytest.raises(FormatError, match="invalid output format '--tabulate-nope'") as caught:
+        parse_argv(["get", "/vm/status", "--tabulate-nope"], ENV)
+    assert caught.value.status == 13
+
+
+def test_events_take_json_only() -> None:
+    parsed = parse_argv(["events", "--json"], ENV)
+    assert isinstance(parsed, EventsInvocation) and parsed.json
+    with pytest.raises(UsageError, match="not an output of vmctl events"):
+        parse_argv(["events", "--csv"], ENV)
+
+
+def test_completion_command() -> None:
+    assert parse_argv(["completion", "bash"], {}) == Completion("bash")
+    with pytest.raises(UsageError, match="completion bash"):
+        parse_argv(["completion", "fish"], {})
+
+
+def test_help_names_the_formats_and_the_environment() -> None:
+    for word in ("--json", "--csv", "--tabulate", "--tabulate-FORMAT", "--version", "VMD_URL",
+                 "VMD_URL_FILE", "config.toml", "0600", "completion bash"):
+        assert word in USAGE, word

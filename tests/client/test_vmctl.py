@@ -68,7 +68,11 @@ async def test_wait_prints_dots_and_the_final_reply(
     assert out["status"] == 200
     assert out["text"]["status"] == "SUCCESS"
     task_id = out["text"]["task_id"]
-    assert re.fullmatch(rf"Waiting for pending task {re.escape(task_id)} \.+\n", done.stderr)
+    # es's line, then the seconds waited.
+    waited = re.fullmatch(rf"Waiting for pending task {re.escape(task_id)} \.+ (\d+\.\d)s\n",
+                          done.stderr)
+    assert waited, done.stderr
+    assert 2.2 <= float(waited[1]) < 30
     [seen] = responder.seen
     assert seen.body["data"] == {"force": True, "timeout": "60"}
     assert seen.stream
@@ -149,19 +153,52 @@ def _one_line(stderr: str) -> str:
 
 
 async def test_unreachable_broker_exits_3() -> None:
-    url = f"amqp://alice:alice@127.0.0.1:{_closed_port()}/vmd"
-    done = await run_vmctl("get", "/vm/status", url=url)
+    port = _closed_port()
+    done = await run_vmctl("get", "/vm/status", url=f"amqp://alice:alice@127.0.0.1:{port}/vmd")
     assert done.returncode == 3
-    line = _one_line(done.stderr)
-    assert line.startswith("vmctl: cannot connect to amqp://alice:***@127.0.0.1:")
+    assert _one_line(done.stderr) == (
+        f"vmctl: cannot reach the broker at 127.0.0.1:{port}: connection refused (check VMD_URL)")
     assert done.stdout == ""
 
 
-async def test_refused_login_exits_3(amqp_url_for: UrlFor) -> None:
+async def test_refused_login_is_one_line_exit_3(amqp_url_for: UrlFor) -> None:
     url = amqp_url_for("alice").replace("alice:alice@", "alice:wrong@")
     done = await run_vmctl("get", "/vm/status", url=url)
     assert done.returncode == 3
-    assert "wrong" not in _one_line(done.stderr)  # the password is not shown
+    # Not aiormq's "Expected one of ['Connection.OpenOk'], got <Connection.Close ...>", and
+    # not the password.
+    assert _one_line(done.stderr) == (
+        "vmctl: the broker refused user alice: ACCESS_REFUSED (check VMD_URL)")
+    done = await run_vmctl("-u", url, "events", url=None)
+    assert done.returncode == 3
+    assert _one_line(done.stderr) == (
+        "vmctl: the broker refused user alice: ACCESS_REFUSED (check -u)")
+
+
+async def test_unknown_vhost_is_one_line_exit_3(amqp_url_for: UrlFor) -> None:
+    url = amqp_url_for("alice").rsplit("/", 1)[0] + "/vmd-no-such-vhost"
+    done = await run_vmctl("get", "/vm/status", url=url)
+    assert done.returncode == 3
+    assert _one_line(done.stderr) == (
+        "vmctl: the broker refused user alice on vhost 'vmd-no-such-vhost': NOT_ALLOWED, the "
+        "vhost does not exist or the user has no permissions on it (check VMD_URL)")
+
+
+async def test_a_broker_that_does_not_answer_is_one_line_exit_3() -> None:
+    # A port that accepts connections and never speaks AMQP (a black-holed broker).
+    accepted: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda _r, w: accepted.append(w), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        done = await run_vmctl("get", "/vm/status", "--timeout", "1",
+                               url=f"amqp://alice:alice@127.0.0.1:{port}/vmd")
+        for writer in accepted:
+            writer.close()
+    assert len(accepted) == 2  # vmctl tried twice
+    assert done.returncode == 3
+    assert _one_line(done.stderr) == (
+        f"vmctl: cannot reach the broker at 127.0.0.1:{port}: no answer within 1s "
+        "(check VMD_URL)")
 
 
 async def test_vmd_not_running_exits_3(amqp_url_for: UrlFor) -> None:

@@ -16,7 +16,19 @@ class BusError(Exception):
 
 
 class ConnectFailed(BusError):
-    """The first connection could not be made (broker down, bad URL or credentials)."""
+    """The first connection could not be made (broker down, bad URL or credentials).
+
+    Besides the message: `refusal` says what failed (`"login"`: user or password refused,
+    `"vhost"`: the vhost does not exist or the user has no permissions on it,
+    `"unreachable"`: no broker answered) and `reason` why, in a word (`ACCESS_REFUSED`,
+    `NOT_ALLOWED`, `connection refused`, `unknown host`, `no answer within 5s`, ...), so a
+    command-line tool can say it in its own words (vmctl does).
+    """
+
+    def __init__(self, message: str, *, refusal: str = "unreachable", reason: str = "") -> None:
+        super().__init__(message)
+        self.refusal = refusal
+        self.reason = reason or message
 
 
 class BusClosed(BusError):

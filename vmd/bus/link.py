@@ -35,6 +35,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq import spec
 
 from vmd.bus.errors import BusClosed, BusFailed, ConnectFailed
+from vmd.bus.reasons import connect_reason, refusal_detail
 from vmd.bus.settings import BusSettings
 
 log = logging.getLogger(__name__)
@@ -204,17 +205,22 @@ class Link:
                 session = await self._open_session()
                 break
             except _LOGIN_ERRORS as exc:
+                refusal, reason = connect_reason(exc, self._settings.connect_timeout)
                 raise ConnectFailed(
                     f"the broker refused {self._settings.redacted_url} (user "
-                    f"{self._settings.user!r}, vhost {self._settings.vhost!r}): {describe(exc)}"
+                    f"{self._settings.user!r}, vhost {self._settings.vhost!r}): "
+                    f"{refusal_detail(exc, reason)}",
+                    refusal=refusal, reason=reason,
                 ) from None
             except REFUSALS as exc:
                 raise BusFailed(f"the broker refused the setup: {describe(exc)}") from None
             except TRANSIENT as exc:
                 if attempts is not None and attempt >= attempts:
+                    refusal, reason = connect_reason(exc, self._settings.connect_timeout)
                     raise ConnectFailed(
                         f"cannot connect to {self._settings.redacted_url} after {attempt} "
-                        f"attempt{'s' if attempt > 1 else ''}: {describe(exc)}"
+                        f"attempt{'s' if attempt > 1 else ''}: {describe(exc)}",
+                        refusal=refusal, reason=reason,
                     ) from None
                 delay = next(delays)
                 log.warning("bus: connect to %s failed (attempt %d: %s); retrying in %.2fs",

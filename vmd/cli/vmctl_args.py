@@ -6,6 +6,7 @@ function (`parse_argv`) that the tests drive as a table. The rules, after Danube
 
     vmctl [-u URL] ACTION /PATH [json::{...}] [-name [value]]... [--option ...]
     vmctl [-u URL] events [--vm VM] [--task ID] [--owner UUID]... [--json]
+    vmctl completion bash
 
 - ACTION: `get` → GET, `set`/`put` → PUT, `create`/`post` → POST, `delete` → DELETE.
 - A token starting with `-` and a letter is a parameter name. The token after it is its
@@ -20,6 +21,10 @@ function (`parse_argv`) that the tests drive as a table. The rules, after Danube
   parameters given after it are merged over it (for `set /vm/<vm>/define`).
 - `--options` (vmctl's own) may appear anywhere, as es's `--json`; `-u URL` and `-h` only
   before the action (after the path every `-name` is a parameter).
+- Output formats are es's: `--json` (the default), `--csv`, `--tabulate`,
+  `--tabulate-<fmt>` (any format of the `tabulate` library; an unknown one exits 13, as es),
+  plus vmctl's `--table`; the last one given wins, as in es.
+- The URL: `-u`/`--url`, else `VMD_URL`, `VMD_URL_FILE`, the config file (vmctl_config.py).
 - `events` is vmctl's own (no es counterpart): no path, only its options (`--vm`,
   `--task`, `--owner`, repeatable, `--json`), which no other action accepts.
 - es differences: a token like `-1` is a value, not a name (es would read a parameter `1`);
@@ -35,9 +40,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/vmd"
-URL_ENV = "VMD_URL"
+from vmd.cli.vmctl_config import (
+    DEFAULT_URL,
+    URL_ENV,
+    URL_FILE_ENV,
+    ConfigError,
+    UrlSource,
+    resolve_url,
+)
+from vmd.cli.vmctl_output import OUTPUT_FORMATS, TABULATE_FORMATS
+
 DEFAULT_TIMEOUT = 30.0
+EXIT_USAGE = 11
+EXIT_FORMAT = 13  # es's "Invalid output format"
 
 METHODS: Mapping[str, str] = {
     "get": "GET",
@@ -52,14 +67,16 @@ VALUE_ALWAYS = frozenset({"order_by"})
 _VALUE_OPTIONS = frozenset({"url", "timeout", "message-id", "vm", "task", "owner"})
 # Options of `vmctl events` only.
 _EVENTS_OPTIONS = frozenset({"vm", "task", "owner"})
-_FLAG_OPTIONS = frozenset({"no-wait", "table", "json", "debug", "help", "version"})
+_FLAG_OPTIONS = frozenset({"no-wait", "debug", "help", "version"})
 
 USAGE = f"""\
 usage: vmctl [-u URL] ACTION /PATH [json::OBJECT] [-name [value]]... [OPTIONS]
        vmctl [-u URL] events [--vm VM] [--task ID] [--owner UUID]... [--json]
+       vmctl completion bash
 
-Send one request to vmd over RabbitMQ and print {{"method", "path", "status", "text"}};
-or follow VM status changes as they happen (`events`, Ctrl-C ends it).
+Send one request to vmd over RabbitMQ and print {{"method", "path", "status", "text"}}, as
+Danube Cloud's es does; or follow VM status changes as they happen (`events`, Ctrl-C ends
+it); or print a bash completion script (`completion bash`).
 
 ACTION   get (GET) | set, put (PUT) | create, post (POST) | delete (DELETE)
 /PATH    /vm/status  /vm/<vm>/status  /vm/<vm>/status/current
@@ -72,12 +89,22 @@ ACTION   get (GET) | set, put (PUT) | create, post (POST) | delete (DELETE)
 json::OBJECT   right after the path: the whole data object (parameters merge over it)
 
 OPTIONS
-  -u, --url URL        broker URL; its user is the principal (env {URL_ENV},
-                       default {DEFAULT_URL})
+  -u, --url URL        broker URL; its user is the principal (overrides the environment)
   --timeout SECONDS    wait this long for vmd's first answer (default {DEFAULT_TIMEOUT:g})
   --no-wait            return the 201 PENDING answer instead of waiting for the task's end
   --message-id ID      idempotency key: the same ID within 24 h gets the first answer again
-  --table              print the status list, one VM's status or a history as a table
+  --debug              log the client's connection events to stderr
+  -h, --help           this text
+  --version            vmctl's version
+
+OUTPUT (the last one given wins)
+  --json               es's JSON object, indented by 4 (the default)
+  --csv                es's CSV: the result's rows, ';'-separated, a header line from the
+                       first row's keys, CRLF line ends (= --tabulate-csv)
+  --tabulate           es's table of the result (the tabulate library's "simple" format)
+  --tabulate-FORMAT    the same in another format: {", ".join(TABULATE_FORMATS[:6])}, ...
+                       (any of tabulate's: {len(TABULATE_FORMATS)} formats)
+  --table              vmctl's own table of a status list, one VM's status or a history
 
 EVENTS OPTIONS
   --vm VM              only this VM's changes (hostname or uuid)
@@ -85,22 +112,46 @@ EVENTS OPTIONS
   --owner UUID         an owner binds its own owner_uuid(s) (the broker refuses others);
                        admins need none
   --json               one JSON object per line: {{"routing_key", "event"}}
-  --debug              log the client's connection events to stderr
-  -h, --help           this text
+
+ENVIRONMENT (the first one set is used; -u overrides them all)
+  {URL_ENV}              the broker URL, amqp://user:password@host:port/vhost
+  {URL_FILE_ENV}         a file holding the URL (first line): keeps the password out of
+                       `ps` and shell history; it must be mode 0600 (or 0400)
+  ~/.config/vmctl/config.toml ($XDG_CONFIG_HOME/vmctl/config.toml), mode 0600:
+                       url = "amqp://user:password@host:port/vhost"
+  default              {DEFAULT_URL}
 
 Exit: 0 status < 400, 1 status 4xx, 2 status 5xx, 3 no answer (broker unreachable, login
-refused, vmd not running, timeout), 5 interrupted (the task goes on), 11 usage error.
+refused, vmd not running, timeout), 5 interrupted (the task goes on), 9 output error,
+11 usage or settings error, 13 unknown output format.
 Examples:
   vmctl get /vm/status -order_by -hostname --table
+  vmctl get /vm/status --csv | cut -d';' -f1,4
   vmctl set /vm/web01.example.com/status/stop -force -timeout 60
   vmctl get /task/0-a2327793-2600-423d-9f07/status
-  vmctl get /vm/web01.example.com/status/history -limit 20 --table
+  vmctl get /vm/web01.example.com/status/history -limit 20 --tabulate
   vmctl events --vm web01.example.com
+  source <(vmctl completion bash)
 """
 
 
 class UsageError(Exception):
-    """A command line vmctl cannot run: one line for the user, exit 11."""
+    """A command line vmctl cannot run: one line for the user, exit `status` (11)."""
+
+    status = EXIT_USAGE
+
+
+class FormatError(UsageError):
+    """An output format es does not know (`--tabulate-nope`): exit 13, as es."""
+
+    status = EXIT_FORMAT
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """`vmctl completion SHELL`: print that shell's completion script."""
+
+    shell: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +165,11 @@ class Invocation:
     url: str = DEFAULT_URL
     timeout: float = DEFAULT_TIMEOUT
     wait: bool = True
-    table: bool = False
+    output: str = "json"  # json, table, csv, tabulate, tabulate-<fmt> (vmctl_output)
     debug: bool = False
     message_id: str | None = None
+    # Where the URL came from (`-u`, `VMD_URL`, a file): what an error tells the user to check.
+    url_origin: str = field(default=URL_ENV, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +182,7 @@ class EventsInvocation:
     owners: tuple[str, ...] = ()
     json: bool = False
     debug: bool = False
+    url_origin: str = field(default=URL_ENV, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,46 +263,58 @@ def _positive_seconds(value: str) -> float:
 
 
 def _events(words: Sequence[str], options: Mapping[str, str | bool], owners: Sequence[str],
-            url: str) -> EventsInvocation:
+            url: UrlSource) -> EventsInvocation:
     if len(words) > 1:
         raise UsageError(f"events takes options only, not {words[1]!r}")
+    output = options.get("output", "json")
+    if output != "json":
+        raise UsageError(f"--{output} is not an output of vmctl events (--json is)")
     for name in ("vm", "task"):
         if options.get(name) == "":
             raise UsageError(f"--{name} must not be empty")
     vm, task = options.get("vm"), options.get("task")
     return EventsInvocation(
-        url=url, vm=None if vm is None else str(vm), task=None if task is None else str(task),
-        owners=tuple(owners), json=bool(options.get("json", False)),
-        debug=bool(options.get("debug", False)))
+        url=url.url, vm=None if vm is None else str(vm), task=None if task is None else str(task),
+        owners=tuple(owners), json="output" in options,
+        debug=bool(options.get("debug", False)), url_origin=url.origin)
 
 
-def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None
-               ) -> Invocation | EventsInvocation | Help:
-    """The command line as an `Invocation` (or `EventsInvocation`, `Help`); `UsageError`
-    when it is not valid."""
-    env = os.environ if environ is None else environ
+def _long_option(token: str, argv: Sequence[str], i: int, options: dict[str, str | bool],
+                 owners: list[str]) -> int:
+    """Read one `--option` (and its value); return the index of the next token."""
+    name, eq, value = token[2:].partition("=")
+    if name in _VALUE_OPTIONS:
+        if not eq:
+            if i >= len(argv):
+                raise UsageError(f"--{name} needs a value")
+            value = argv[i]
+            i += 1
+        options[name] = value
+        if name == "owner":
+            owners.append(value)
+    elif name in _FLAG_OPTIONS and not eq:
+        options[name] = True
+    elif name in OUTPUT_FORMATS and not eq:
+        options["output"] = name
+    elif name.startswith("tabulate-") and not eq:
+        raise FormatError(f"invalid output format {token!r} (tabulate's formats: "
+                          f"{', '.join(TABULATE_FORMATS)})")
+    else:
+        raise UsageError(f"unknown option {token!r}")
+    return i
+
+
+def _scan(argv: Sequence[str]) -> tuple[dict[str, str | bool], list[str], list[str]]:
+    """(options, --owner values, words: ACTION, /PATH and the parameter tokens)."""
     options: dict[str, str | bool] = {}
     owners: list[str] = []  # --owner, repeatable
-    words: list[str] = []  # ACTION, /PATH, then the parameter tokens
+    words: list[str] = []
     i = 0
     while i < len(argv):
         token = argv[i]
         i += 1
         if token.startswith("--"):
-            name, eq, value = token[2:].partition("=")
-            if name in _VALUE_OPTIONS:
-                if not eq:
-                    if i >= len(argv):
-                        raise UsageError(f"--{name} needs a value")
-                    value = argv[i]
-                    i += 1
-                options[name] = value
-                if name == "owner":
-                    owners.append(value)
-            elif name in _FLAG_OPTIONS and not eq:
-                options[name] = True
-            else:
-                raise UsageError(f"unknown option {token!r}")
+            i = _long_option(token, argv, i, options, owners)
         elif not words and token in ("-h", "-?"):
             options["help"] = True
         elif not words and token == "-u":
@@ -260,17 +326,11 @@ def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None
             raise UsageError(f"unknown option {token!r} (parameters come after the path)")
         else:
             words.append(token)
-    if options.get("help"):
-        return Help(USAGE)
-    if options.get("version"):
-        from vmd import __version__
+    return options, owners, words
 
-        return Help(f"vmctl {__version__}\n")
-    if not words:
-        raise UsageError("missing ACTION and /PATH")
-    url = options.get("url") or env.get(URL_ENV) or DEFAULT_URL
-    if words[0] == "events":
-        return _events(words, options, owners, str(url))
+
+def _request(words: Sequence[str], options: Mapping[str, str | bool], url: UrlSource
+             ) -> Invocation:
     given = sorted(_EVENTS_OPTIONS & options.keys())
     if given:
         raise UsageError(f"--{given[0]} is an option of vmctl events")
@@ -290,10 +350,38 @@ def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None
         method=method,
         path=words[1],
         data=data,
-        url=str(url),
+        url=url.url,
         timeout=DEFAULT_TIMEOUT if timeout is None else _positive_seconds(str(timeout)),
         wait=not options.get("no-wait", False),
-        table=bool(options.get("table", False)),
+        output=str(options.get("output", "json")),
         debug=bool(options.get("debug", False)),
         message_id=None if message_id is None else str(message_id),
+        url_origin=url.origin,
     )
+
+
+def parse_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None
+               ) -> Invocation | EventsInvocation | Completion | Help:
+    """The command line as an `Invocation` (or `EventsInvocation`, `Completion`, `Help`);
+    `UsageError` when it is not valid."""
+    env = os.environ if environ is None else environ
+    options, owners, words = _scan(argv)
+    if options.get("help"):
+        return Help(USAGE)
+    if options.get("version"):
+        from vmd import __version__
+
+        return Help(f"vmctl {__version__}\n")
+    if not words:
+        raise UsageError("missing ACTION and /PATH")
+    if words[0] == "completion":
+        if words[1:] != ["bash"]:
+            raise UsageError("completion takes the shell: vmctl completion bash")
+        return Completion("bash")
+    try:
+        url = resolve_url(str(options.get("url") or "") or None, env)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if words[0] == "events":
+        return _events(words, options, owners, url)
+    return _request(words, options, url)

@@ -22,7 +22,8 @@ import sys
 from typing import TextIO
 
 from vmd.cli.vmctl_args import EventsInvocation
-from vmd.client import BindRefused, BusError, EventMessage, follow, matches
+from vmd.cli.vmctl_errors import broker_error
+from vmd.client import BindRefused, BusError, BusSettings, EventMessage, follow, matches
 
 EXIT_NO_ANSWER = 3
 EXIT_OUTPUT = 9
@@ -73,7 +74,7 @@ async def _follow(inv: EventsInvocation, out: TextIO) -> int:
         _note(f"{exc}{hint}")
         return EXIT_NO_ANSWER
     except BusError as exc:
-        _note(str(exc))
+        _note(broker_error(exc, BusSettings(inv.url), inv.url_origin))
         return EXIT_NO_ANSWER
     except BrokenPipeError:
         # The reader went away (`| head`): no second failure when stdout is flushed at exit.
