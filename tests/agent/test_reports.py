@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Callable
 
+from node_agent.conftest import wait_for
 from support.amqp import agent_user
 from support.proxy import TcpProxy
 
@@ -50,8 +51,13 @@ async def test_out_of_band_changes_reach_the_daemon_within_a_second(
     daemon: DaemonSide, make_agent: AgentFactory, sim: Sim
 ) -> None:
     uuid = await sim.create("kvm", "running", hostname="web01.example.com")
-    await make_agent(sim_backend(sim), sim=sim)
+    running = await make_agent(sim_backend(sim), sim=sim)
     await daemon.wait(FullSync)
+    # The watcher's `vmadm events` starts after the full sync; a change before its `ready`
+    # line is found by diffing that snapshot, with the line's date as its change time (right,
+    # but not the event's date this test compares with): wait for the stream to be ready.
+    syncer = running.agent.syncer
+    await wait_for(lambda: syncer._watcher is not None and syncer._watcher.stats.events >= 1)
     lags = []
 
     mark = len(daemon.received)
