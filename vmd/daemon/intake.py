@@ -57,6 +57,7 @@ from vmd.fsm import Decision, Kind, Route, decide, is_task_id, route, task_reply
 from vmd.model import Reply, Request, Task, TaskId
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.metrics import DaemonMetrics
+from vmd.obs.refusals import OncePer
 from vmd.store import IdempotencyRecord, Store
 
 log = get_logger(__name__)
@@ -189,6 +190,7 @@ class Intake:
         self.debug = debug
         self.max_pending_tasks = max_pending_tasks
         self._memo = _Memo()
+        self._dead_letter_logs = OncePer()
         self.lister = Lister(world=self.world)
 
     async def handle(self, delivery: Delivery) -> None:
@@ -395,5 +397,8 @@ class Intake:
                 await delivery.reject(requeue=True)
             return
         self.metrics.dead_lettered.inc()
-        with log_context(correlation_id=delivery.correlation_id):
-            log.info("request dead-lettered", reason=reason, user=delivery.user_id)
+        suppressed = self._dead_letter_logs.admit(delivery.user_id or "<no user_id>")
+        if suppressed is not None:  # once per sender and minute: a sender decides how many
+            with log_context(correlation_id=delivery.correlation_id):
+                log.info("request dead-lettered", reason=reason, user=delivery.user_id,
+                         suppressed=suppressed)

@@ -5,7 +5,7 @@ that does not come from the daemon's broker user (docs/security.md). Such a mess
 dropped (acked, never requeued: a repeat would be refused again) and counted in
 `vmd_agent_messages_refused_total{reason}`; it is logged once per sender and interval
 (a minute), with how many were refused meanwhile, so that a hostile or misconfigured sender
-cannot fill the journal.
+cannot fill the journal (`OncePer`, also used for the daemon's dead-lettered requests).
 """
 
 from __future__ import annotations
@@ -19,8 +19,42 @@ from vmd.obs.metrics import RefusedCounter
 
 log = get_logger(__name__)
 
-# Senders remembered at most (a sender is a broker user: few; this only bounds a bug).
+# Keys remembered at most (a key is a broker user: few; this only bounds a bug).
 _MAX_SENDERS = 1024
+
+
+class OncePer:
+    """Log limiter: `admit(key)` is the number of calls it suppressed for `key` since the
+    last one it admitted, or None while that was less than `interval` seconds ago. Used for
+    every log line a sender can cause at will (refused agent messages, dead-lettered
+    requests), so that a hostile or misconfigured sender cannot fill the journal."""
+
+    def __init__(self, *, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._logged: dict[str, float] = {}  # key -> when it was last admitted
+        self._quiet: dict[str, int] = {}  # key -> calls suppressed since
+
+    def admit(self, key: str) -> int | None:
+        now = self.clock()
+        last = self._logged.get(key)
+        if last is not None and now - last < self.interval:
+            self._quiet[key] = self._quiet.get(key, 0) + 1
+            return None
+        if len(self._logged) >= _MAX_SENDERS:
+            self._forget(now)
+        self._logged[key] = now
+        return self._quiet.pop(key, 0)
+
+    def _forget(self, now: float) -> None:
+        for key, when in list(self._logged.items()):
+            if now - when >= self.interval:
+                del self._logged[key]
+                self._quiet.pop(key, None)
+        if len(self._logged) >= _MAX_SENDERS:  # all recent: start again
+            self._logged.clear()
+            self._quiet.clear()
 
 
 class Refusals:
@@ -30,32 +64,13 @@ class Refusals:
     def __init__(self, counter: RefusedCounter, *, interval: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.counter = counter
-        self.interval = interval
-        self.clock = clock
-        self._logged: dict[str, float] = {}  # sender -> when it was last logged
-        self._quiet: dict[str, int] = {}  # sender -> refusals not logged since
+        self._once = OncePer(interval=interval, clock=clock)
         self.total = 0
 
     def refuse(self, sender: str | None, reason: str, what: str, **context: Any) -> None:
         self.total += 1
         self.counter.inc(reason)
         who = sender if sender is not None else "<no user_id>"
-        now = self.clock()
-        last = self._logged.get(who)
-        if last is not None and now - last < self.interval:
-            self._quiet[who] = self._quiet.get(who, 0) + 1
-            return
-        if len(self._logged) >= _MAX_SENDERS:
-            self._forget(now)
-        self._logged[who] = now
-        suppressed = self._quiet.pop(who, 0)
-        log.warning(what, sender=who, reason=reason, suppressed=suppressed, **context)
-
-    def _forget(self, now: float) -> None:
-        for who, when in list(self._logged.items()):
-            if now - when >= self.interval:
-                del self._logged[who]
-                self._quiet.pop(who, None)
-        if len(self._logged) >= _MAX_SENDERS:  # all recent: start again
-            self._logged.clear()
-            self._quiet.clear()
+        suppressed = self._once.admit(who)
+        if suppressed is not None:
+            log.warning(what, sender=who, reason=reason, suppressed=suppressed, **context)
