@@ -131,3 +131,66 @@ def test_a_daemon_file_without_auth_agents_is_refused(tmp_path: Path) -> None:
 def test_bad_auth_agents(tmp_path: Path, agents: str, needle: str) -> None:
     text = FULL.replace('"vmd-agent-node01" = ["node01", "node02"]', agents)
     assert any(needle in p for p in config.check(write(tmp_path, text))), needle
+
+
+# Issue 16, finding 1: mistakes that used to pass `vmd check` silently.
+AGENT_ONLY = '[broker]\nurl = "amqp://x"\n[agent]\nnode = "n1"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(FULL.replace("start_deadline = 330", "start_dealine = 10"),
+                     "[daemon] start_dealine: unknown key (did you mean start_deadline?)",
+                     id="misspelt-key"),
+        pytest.param(FULL.replace("[daemon]", "[daemn]").replace("[auth]", "[daemon]\n"
+                     "store = 's'\n[auth]"),
+                     "[daemn]: unknown section (did you mean [daemon]?)", id="unknown-section"),
+        pytest.param(FULL.replace("port = 22", "port = 70000"),
+                     "[agent.ssh] port: must be an integer from 1 to 65535 (got 70000)",
+                     id="port-70000"),
+        pytest.param(FULL.replace("port = 22", "port = 0"),  # was silently port 22
+                     "[agent.ssh] port: must be an integer from 1 to 65535 (got 0)",
+                     id="port-0"),
+        pytest.param(FULL.replace("shard = 0", "prefetch = 0"),
+                     "[daemon] prefetch: must be an integer from 1 to 65535 (got 0)",
+                     id="prefetch-0"),
+        pytest.param(AGENT_ONLY + "max_parallel = 0\n",
+                     "[agent] max_parallel: must be an integer >= 1 (got 0)", id="max-parallel-0"),
+    ],
+)
+def test_mistakes_are_problems(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    assert config.check(path) == [f"{path}: {expected}"]
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path)
+    assert str(info.value) == f"{path}: {expected}"
+
+
+def test_explicit_values_are_never_replaced_by_defaults(tmp_path: Path) -> None:
+    """The old `value or default`: 0 and "" were read as "not set"."""
+    text = (FULL.replace("shard = 0", "shard = 0\nhistory_keep = 0\nprefetch = 1")
+            .replace('node = "node01"', 'node = "node01"\nmax_parallel = 1')
+            .replace('url = "amqp://vmd:secret@127.0.0.1:5672/vmd"',
+                     'url = "amqp://vmd:secret@127.0.0.1:5672/vmd"\nconnect_attempts = 0')
+            + "[agent.memory]\nvms = 0\nstart_seconds = 0\nisos = []\n")
+    s = config.load(write(tmp_path, text))
+    assert s.daemon is not None and s.agent is not None and s.broker is not None
+    assert (s.daemon.history_keep, s.daemon.prefetch, s.daemon.shard) == (0, 1, 0)
+    assert s.agent.max_parallel == 1
+    assert s.broker.connect_attempts == 0
+    assert s.agent.memory == config.MemorySettings(vms=0, start_seconds=0.0, isos=())
+
+
+def test_a_missing_known_hosts_file_is_a_problem_for_vmd_check(tmp_path: Path) -> None:
+    """The agent used to find out only when it connected; `vmd check` finds it first
+    (the file itself is valid: config.load accepts it, tests/test_config_examples.py runs
+    `vmd check`)."""
+    from vmd.settings import paths
+
+    path = write(tmp_path, FULL.replace("/etc/vmd/known_hosts", str(tmp_path / "nope")))
+    s = config.load(path)
+    assert paths.problems(s.agent) == [
+        f"[agent.ssh] known_hosts: {tmp_path / 'nope'}: no such file (the agent verifies the "
+        "node's host key against it)",
+        "[agent.ssh] client_keys: /etc/vmd/id_ed25519: no such file"]

@@ -5,6 +5,11 @@ journal to read); found here it costs nothing, and every problem of the file is 
 once, one per line on stderr, each naming the file, section and key. Exit 0 with a one-line
 summary on stdout when the file is valid, exit 2 otherwise (2, like every configuration
 error of `vmd`; the units stop restarting on it with RestartPreventExitStatus=2).
+
+Besides the file itself (vmd.settings: unknown keys and sections, types, ranges), it checks
+this machine: the files and commands the file names must exist (vmd.settings.paths: the
+agent's SSH key and known_hosts files, its ISO directory and local vmadm). `--no-paths`
+skips that, to check a file meant for another machine (a template, a file in CI).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import sys
 from pathlib import Path
 
 from vmd import config
+from vmd.settings import paths as machine
 
 # Which sections each process needs; without --for a file must be good for one of them.
 ROLES: dict[str, tuple[str, ...]] = {
@@ -23,7 +29,7 @@ ROLES: dict[str, tuple[str, ...]] = {
 EXIT_PROBLEMS = 2
 
 
-def run(path: Path, role: str | None = None) -> int:
+def run(path: Path, role: str | None = None, *, check_paths: bool = True) -> int:
     # Without --for: the gateway's file has only [api] (its broker URL is inside it); the
     # daemon's and the agent's need [broker].
     if role:
@@ -38,6 +44,8 @@ def run(path: Path, role: str | None = None) -> int:
         if role is None and settings.daemon is None and settings.agent is None \
                 and settings.api is None:
             problems.append(f"{path}: neither [daemon], [agent] nor [api]: nothing for vmd to run")
+        if check_paths:
+            problems.extend(f"{path}: {line}" for line in machine.problems(settings.agent))
     if problems or settings is None:
         for line in problems:
             print(line, file=sys.stderr)

@@ -1,5 +1,5 @@
 """`vmd`: the service's entry point (`vmd daemon`, `vmd agent`, `vmd api`, `vmd check`,
-`vmd systemd`)."""
+`vmd config`, `vmd systemd`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vmd import __version__
-from vmd.cli import check, deploy
+from vmd.cli import check, config_cmd, deploy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML file")
     cmd.add_argument("--for", dest="role", choices=sorted(check.ROLES),
                      help="require the sections of this process (default: either)")
+    cmd.add_argument("--no-paths", dest="check_paths", action="store_false",
+                     help="do not check that the files and commands named exist on this "
+                          "machine (for a file meant for another machine)")
+    config_cmd.add_parser(sub)
     deploy.add_parser(sub)
     return parser
 
@@ -34,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return check.run(Path(args.config), args.role)
+        return check.run(Path(args.config), args.role, check_paths=args.check_paths)
+    if args.command == "config":
+        return config_cmd.run(args)
     if args.command == "systemd":
         return deploy.run(args)
     # Imported lazily: each process loads only its own stack.
