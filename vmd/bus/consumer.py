@@ -4,9 +4,10 @@ aiormq runs a new task per delivery. Here that task only appends the delivery to
 buffer; one dispatcher task per consumer takes them out in arrival order and awaits the
 handler for each, one at a time, yielding to the event loop between two (so a buffer full
 of deliveries never holds the loop as one block: other consumers, timers and heartbeats
-run in between; the order of one queue's deliveries is unchanged). A handler that wants
-concurrency (the daemon's per-VM workers, the agent's running vmadm) hands the delivery on
-and returns: the delivery stays *in hand* until someone settles it, and the broker sends no
+run in between; the order of one queue's deliveries is unchanged). A handler that leaves
+work for later (the daemon's intake decides in one synchronous step and leaves the write,
+the publish and the ack to its commit pipeline; the agent runs vmadm as a task) returns
+at once: the delivery stays *in hand* until someone settles it, and the broker sends no
 more than `prefetch` unsettled deliveries, so the prefetch is the only bound (docs/architecture.md
 rule 6: no second semaphore).
 

@@ -2,7 +2,7 @@
 
 No I/O, no await. The daemon calls (module map and rules in docs/fsm.md):
 
-- `route(method, path)` → `Route` or the 404/405 `Reply` (at intake, to pick the VM worker);
+- `route(method, path)` → `Route` or the 404/405 `Reply` (at intake, before the decision);
 - `decide(world, principal, request, now, routed=None)` → `Decision` for any request;
 - `complete_task(world, task_id, outcome, now)`, `expire_task(world, task_id, now)`;
 - `observe(world, observation, now, cause=...)`, `expand_full_sync(...)`, `full_sync(...)`;

@@ -275,7 +275,7 @@ def log_context(
 
 
 def bind_context(**values: Any) -> None:
-    """Bind context for the rest of the current task (e.g. `vm=` at the top of a VM worker).
+    """Bind context for the rest of the current asyncio task (e.g. `node=` in an agent loop).
 
     A task started with `asyncio.create_task` runs in a copy of its creator's context, so
     this binding ends with the task and never reaches its siblings.
