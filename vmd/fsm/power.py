@@ -79,36 +79,51 @@ _FREEZE = "freeze"
 _UNFREEZE = "unfreeze"
 
 
-def _gate(vm: Vm, action: Action, p: PowerParams, admin: bool) -> Reply | str:
-    """The state gate table, cell by cell (ignoring the power slot)."""
-    s = vm.status
-    if action is START:
-        if s is STOPPED:
-            return _TASK
-        if s is STARTING:
-            return _ALREADY_STARTING
-        return _PENDING_TASKS if s is STOPPING else _BAD_ACTION
-    if action is REBOOT:
-        if s is RUNNING:
-            return _TASK
-        if s is STARTING:
-            return _PENDING_TASKS
-        return _ALREADY_STOPPING if s is STOPPING else _BAD_ACTION
-    # stop: a request with both freeze and unfreeze reads as freeze, except on a frozen VM.
-    if s is RUNNING:
-        return _TASK  # freeze: ends frozen; unfreeze: ignored
-    if s is STOPPING:
-        return _TASK if p.force else _TRY_FORCE
-    if s is STOPPED:
-        if p.freeze:
-            return _FREEZE if admin else _FORBIDDEN
-        return _BAD_ACTION
-    if s is FROZEN:
-        if p.unfreeze:
-            return _UNFREEZE if admin else _FORBIDDEN
-        return _BAD_ACTION
-    # starting
+def _stop_stopping(p: PowerParams, admin: bool) -> Reply | str:
+    return _TASK if p.force else _TRY_FORCE
+
+
+def _stop_stopped(p: PowerParams, admin: bool) -> Reply | str:
+    # A request with both freeze and unfreeze reads as freeze, except on a frozen VM.
+    if p.freeze:
+        return _FREEZE if admin else _FORBIDDEN
+    return _BAD_ACTION
+
+
+def _stop_frozen(p: PowerParams, admin: bool) -> Reply | str:
+    if p.unfreeze:
+        return _UNFREEZE if admin else _FORBIDDEN
+    return _BAD_ACTION
+
+
+def _stop_starting(p: PowerParams, admin: bool) -> Reply | str:
     return _BAD_ACTION if p.unfreeze and not p.freeze else _PENDING_TASKS
+
+
+# The state gate table (docs/fsm.md §3.5), one cell per (action, operational status): the
+# outcome, or the rule that picks it from the request's parameters and the principal.
+_Cell = Reply | str | Callable[[PowerParams, bool], Reply | str]
+_GATE: dict[Action, dict[VmStatus, _Cell]] = {
+    START: {
+        STOPPED: _TASK, STARTING: _ALREADY_STARTING, RUNNING: _BAD_ACTION,
+        STOPPING: _PENDING_TASKS, FROZEN: _BAD_ACTION,
+    },
+    REBOOT: {
+        STOPPED: _BAD_ACTION, STARTING: _PENDING_TASKS, RUNNING: _TASK,
+        STOPPING: _ALREADY_STOPPING, FROZEN: _BAD_ACTION,
+    },
+    STOP: {
+        STOPPED: _stop_stopped, STARTING: _stop_starting,
+        RUNNING: _TASK,  # freeze: ends frozen; unfreeze: ignored
+        STOPPING: _stop_stopping, FROZEN: _stop_frozen,
+    },
+}
+
+
+def _gate(vm: Vm, action: Action, p: PowerParams, admin: bool) -> Reply | str:
+    """The state gate table's cell for the VM's status (ignoring the power slot)."""
+    cell = _GATE[action][vm.status]
+    return cell(p, admin) if callable(cell) else cell
 
 
 def _slot_conflict(vm: Vm, inflight: Task) -> Reply | None:
@@ -159,48 +174,63 @@ def put_action(
     action = _ACTIONS.get(action_name)
     if action is None:
         return Decision(reply=_BAD_ACTION)
-    settings = world.settings
-    if action is START:
-        timeout = 0  # not used by a start
-    elif vm.ostype is not None and vm.is_windows:
-        timeout = settings.stop_timeout_windows
-    else:
-        timeout = settings.stop_timeout
-    p = parse_power(action, data, vm.brand in _HVM, node.isos, timeout)
+    p = parse_power(action, data, vm.brand in _HVM, node.isos, _timeout(world, vm, action))
     if not isinstance(p, PowerParams):
         return Decision(reply=replies.failure(p, world.new_task_id()))
     gate = _gate(vm, action, p, principal.admin)
-    if type(gate) is Reply:
+    if isinstance(gate, Reply):
         return Decision(reply=gate)
     inflight = None if vm.task_id is None else world.tasks.get(vm.task_id)
     if inflight is not None:
         conflict = _PENDING_TASKS if gate is not _TASK else _slot_conflict(vm, inflight)
         if conflict is not None:
             return Decision(reply=conflict)
-    if gate is _FREEZE or gate is _UNFREEZE:
-        c = change(vm, gate, now, ADMIN_CAUSE, None, principal.name)
-        message = (replies.frozen_message if gate is _FREEZE else replies.unfrozen_message)(
-            vm.hostname
-        )
-        return Decision(
-            reply=replies.success({"message": message}, world.new_task_id()), vm=vm, changes=(c,)
-        )
-    if action is not START and (
-        vm.uuid in settings.no_shutdown or vm.hostname in settings.no_shutdown
-    ):
-        return Decision(reply=_NO_SHUTDOWN)
+    if gate is not _TASK:
+        return _freeze_or_unfreeze(world, vm, gate, now, principal.name)
     update = p.update and bool(vm.pending_definition)  # §6: only when something is pending
+    refusal = _refusal_before_task(world, vm, action, update, busy)
+    if refusal is not None:
+        return Decision(reply=refusal)
+    return _create(world, vm, action, p, update, inflight, now, principal.name)
+
+
+def _timeout(world: World, vm: Vm, action: Action) -> int:
+    """The default graceful-stop timeout of `action` on `vm` (§3.5's parameter table)."""
+    if action is START:
+        return 0  # not used by a start
+    if vm.ostype is not None and vm.is_windows:
+        return world.settings.stop_timeout_windows
+    return world.settings.stop_timeout
+
+
+def _freeze_or_unfreeze(world: World, vm: Vm, gate: str, now: float, user: str) -> Decision:
+    """An admin's instant freeze or unfreeze (the gate's 200 cells): no task."""
+    c = change(vm, gate, now, ADMIN_CAUSE, None, user)
+    message = (replies.frozen_message if gate is _FREEZE else replies.unfrozen_message)(
+        vm.hostname
+    )
+    return Decision(
+        reply=replies.success({"message": message}, world.new_task_id()), vm=vm, changes=(c,)
+    )
+
+
+def _refusal_before_task(
+    world: World, vm: Vm, action: Action, update: bool, busy: bool,
+) -> Reply | None:
+    """Steps 7-8 (no_shutdown, updates) and vmd's 429 for a request that passed the gate
+    and would create a task: the answer that refuses it, None when it may."""
+    no_shutdown = world.settings.no_shutdown
+    if action is not START and (vm.uuid in no_shutdown or vm.hostname in no_shutdown):
+        return _NO_SHUTDOWN
     if update:
         if vm.status is STOPPING:
-            return Decision(reply=_UPDATE_WHILE_STOPPING)
+            return _UPDATE_WHILE_STOPPING
         if disk_resize(vm.pending_definition, vm.active_definition):
             if action is START:
-                return Decision(reply=_UPDATE_FIRST)
+                return _UPDATE_FIRST
             if vm.snapshots:
-                return Decision(reply=_HAS_SNAPSHOTS)
-    if busy:
-        return Decision(reply=_TOO_MANY_TASKS)
-    return _create(world, vm, action, p, update, inflight, now, principal.name)
+                return _HAS_SNAPSHOTS
+    return _TOO_MANY_TASKS if busy else None
 
 
 def _create(
