@@ -21,6 +21,7 @@ from typing import Any
 import aiormq.abc
 import aiormq.exceptions as amqp_errors
 
+from vmd.bus.errors import PublishFailed
 from vmd.bus.link import Session
 
 SettleHook = Callable[["Delivery"], None]
@@ -147,3 +148,15 @@ class Delivery:
             raise RuntimeError(f"{self!r} settled twice")
         await self._dead_letterer(self, reason)
         await self.ack()
+
+    async def dead_letter_or_requeue(self, reason: str) -> PublishFailed | None:
+        """`dead_letter(reason)`, or, when the broker does not take the copy, back to the
+        queue: its redelivery fails again, and the daemon's delivery limit ends it
+        (docs/reliability.md). Returns the failure, None when dead-lettered."""
+        try:
+            await self.dead_letter(reason)
+        except PublishFailed as exc:
+            if not self._settled:
+                await self.reject(requeue=True)
+            return exc
+        return None

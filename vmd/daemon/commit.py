@@ -476,14 +476,9 @@ class Pipeline:
         return sent
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        try:
-            await delivery.dead_letter(reason)
-        except PublishFailed as exc:
-            # Back to the queue: the redelivery fails again, and the delivery limit ends it
-            # (docs/reliability.md) if the broker keeps refusing.
-            log.warning("dead-lettering failed; requeued", error=str(exc))
-            if not delivery.settled:
-                await delivery.reject(requeue=True)
+        failed = await delivery.dead_letter_or_requeue(reason)
+        if failed is not None:
+            log.warning("dead-lettering failed; requeued", error=str(failed))
             return
         self._metrics.dead_lettered.inc()
 

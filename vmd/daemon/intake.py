@@ -45,7 +45,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from vmd.bus import BodyError, Delivery, PublishFailed, decode_object
+from vmd.bus import BodyError, Delivery, decode_object
 from vmd.bus.topology import DIRECT_REPLY_TO, STREAM_HEADER
 from vmd.daemon.auth import Principals
 from vmd.daemon.commit import Answer, Pipeline, Settle
@@ -389,12 +389,9 @@ class Intake:
         self.pipeline.settle(delivery, Settle.HOLD)
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        try:
-            await delivery.dead_letter(reason)
-        except PublishFailed as exc:
-            log.warning("dead-lettering failed; requeued", error=str(exc))
-            if not delivery.settled:
-                await delivery.reject(requeue=True)
+        failed = await delivery.dead_letter_or_requeue(reason)
+        if failed is not None:
+            log.warning("dead-lettering failed; requeued", error=str(failed))
             return
         self.metrics.dead_lettered.inc()
         suppressed = self._dead_letter_logs.admit(delivery.user_id or "<no user_id>")
