@@ -66,49 +66,51 @@ def route(method: str, path: str) -> Route | Reply:
     m = _VM_STATUS(path)
     if m is not None:  # the hot path: one regex for /vm/<vm>/status[/<action>][/]
         vm, action = m.groups("")
-        method = method.upper()
-        if method == _GET:
-            if action == "history":
-                return Route(Kind.HISTORY, vm, action)
-            return Route(Kind.CURRENT_GET if action == "current" else Kind.STATUS, vm, action)
-        if method == _PUT:
-            return Route(Kind.CURRENT_PUT if action == "current" else Kind.ACTION, vm, action)
-        return _not_allowed(method)
+        return _status_route(method.upper(), vm, action)
     return _route(method, path)
 
 
+def _status_route(method: str, vm: str, action: str) -> Route | Reply:
+    """`/vm/<vm>/status[/<action>]` by its (upper-cased) method."""
+    if method == _GET:
+        if action == "history":
+            return Route(Kind.HISTORY, vm, action)
+        return Route(Kind.CURRENT_GET if action == "current" else Kind.STATUS, vm, action)
+    if method == _PUT:
+        return Route(Kind.CURRENT_PUT if action == "current" else Kind.ACTION, vm, action)
+    return _not_allowed(method)
+
+
 def _route(method: str, path: str) -> Route | Reply:
+    """Every path the hot path's regex does not match, split at its `/`s."""
     if not path.startswith("/"):
         return _NOT_FOUND
     end = len(path) - 1 if path.endswith("/") and len(path) > 1 else len(path)
     parts = path[1:end].split("/")
     method = method.upper()
-    n = len(parts)
     head = parts[0]
     if head == "vm":
-        if n == 2:
-            if parts[1] != "status":
-                return _NOT_FOUND
-            return _LIST if method == _GET else _not_allowed(method)
-        if n < 3 or n > 4 or not _SEGMENT(parts[1]):
-            return _NOT_FOUND
-        vm, what = parts[1], parts[2]
-        if what == "define" and n == 3:
-            return Route(Kind.DEFINE, vm) if method == _PUT else _not_allowed(method)
-        if what != "status":
-            return _NOT_FOUND
-        action = parts[3] if n == 4 else ""
-        if n == 4 and not _SEGMENT(action):
-            return _NOT_FOUND
-        if method == _GET:
-            kind = Kind.CURRENT_GET if action == "current" else Kind.STATUS
-            if action == "history":
-                kind = Kind.HISTORY
-            return Route(kind, vm, action)
-        if method == _PUT:
-            kind = Kind.CURRENT_PUT if action == "current" else Kind.ACTION
-            return Route(kind, vm, action)
-        return _not_allowed(method)
-    if head == "task" and n == 3 and parts[2] == "status" and _SEGMENT(parts[1]):
+        return _vm_route(method, parts)
+    if head == "task" and len(parts) == 3 and parts[2] == "status" and _SEGMENT(parts[1]):
         return Route(Kind.TASK, task_id=parts[1]) if method == _GET else _not_allowed(method)
     return _NOT_FOUND
+
+
+def _vm_route(method: str, parts: list[str]) -> Route | Reply:
+    """`/vm/...`: the list, a VM's define, a VM's status paths."""
+    n = len(parts)
+    if n == 2:
+        if parts[1] != "status":
+            return _NOT_FOUND
+        return _LIST if method == _GET else _not_allowed(method)
+    if n < 3 or n > 4 or not _SEGMENT(parts[1]):
+        return _NOT_FOUND
+    vm, what = parts[1], parts[2]
+    if what == "define" and n == 3:
+        return Route(Kind.DEFINE, vm) if method == _PUT else _not_allowed(method)
+    if what != "status":
+        return _NOT_FOUND
+    action = parts[3] if n == 4 else ""
+    if n == 4 and not _SEGMENT(action):
+        return _NOT_FOUND
+    return _status_route(method, vm, action)
