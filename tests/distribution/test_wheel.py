@@ -116,3 +116,13 @@ def test_the_installed_vmd_installs_its_units(installed: Path, tmp_path: Path) -
     assert (tmp_path / "etc/sysusers.d/vmd.conf").is_file()
     config = run(installed, "vmd", "systemd", "paths", "config/vmd.toml")
     assert config.returncode == 0 and config.stdout.strip().endswith("_deploy/config/vmd.toml")
+    # Installed with the default ExecStart= (this venv's vmd), the units verify as they are.
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:
+        root = tmp_path / "default"
+        assert run(installed, "vmd", "systemd", "install", "--root", str(root)).returncode == 0
+        units = sorted((root / "etc/systemd/system").glob("*.service"))
+        assert f"ExecStart={installed / 'bin' / 'vmd'} " in units[0].read_text()
+        done = subprocess.run([analyze, "verify", *map(str, units)], capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
