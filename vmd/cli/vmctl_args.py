@@ -92,7 +92,8 @@ OPTIONS
   -u, --url URL        broker URL; its user is the principal (overrides the environment)
   --timeout SECONDS    wait this long for vmd's first answer (default {DEFAULT_TIMEOUT:g})
   --no-wait            return the 201 PENDING answer instead of waiting for the task's end
-  --message-id ID      idempotency key: the same ID within 24 h gets the first answer again
+  --message-id ID      idempotency key: the same ID within 24 h gets the first answer
+                       again
   --debug              log the client's connection events to stderr
   -h, --help           this text
   --version            vmctl's version
@@ -102,8 +103,8 @@ OUTPUT (the last one given wins)
   --csv                es's CSV: the result's rows, ';'-separated, a header line from the
                        first row's keys, CRLF line ends (= --tabulate-csv)
   --tabulate           es's table of the result (the tabulate library's "simple" format)
-  --tabulate-FORMAT    the same in another format: {", ".join(TABULATE_FORMATS[:6])}, ...
-                       (any of tabulate's: {len(TABULATE_FORMATS)} formats)
+  --tabulate-FORMAT    the same in another of tabulate's {len(TABULATE_FORMATS)} formats:
+                       grid, psql, github, plain, pipe, rst, html, tsv, ...
   --table              vmctl's own table of a status list, one VM's status or a history
 
 EVENTS OPTIONS
