@@ -14,11 +14,13 @@ from vmd.sim.env import iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from vmd.sim.env import Env
 
     Json = dict[str, Any]
+    Check = Callable[[str, Any, bool], Any]
 
 BOOL_KNOBS = ("guest_honors_shutdown", "boot_crash", "boot_hang", "vmadmd_down")
 SECONDS_KNOBS = ("shutdown_seconds", "boot_seconds", "reboot_seconds")
@@ -83,6 +85,47 @@ def _tname(typ: type | tuple[type, ...]) -> str:
     return "a number" if isinstance(typ, tuple) else {str: "a string", int: "an integer"}[typ]
 
 
+def _as_bool(key: str, value: Any, global_target: bool) -> bool:
+    return _bool(key, value)
+
+
+def _as_seconds(key: str, value: Any, global_target: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise KnobError(f"{key} must be a number of simulated seconds >= 0")
+    return float(value)
+
+
+def _as_stuck_state(key: str, value: Any, global_target: bool) -> Any:
+    if value not in STUCK_STATES:
+        raise KnobError(f"stuck_state must be one of {', '.join(STUCK_STATES)} or null")
+    return value
+
+
+def _as_entries(required: dict[str, type | tuple[type, ...]]) -> Check:
+    """The check of a list knob whose entries need the `required` fields."""
+    return lambda key, value, global_target: _entries(key, value, required)
+
+
+def _as_event_count(key: str, value: Any, global_target: bool) -> int:
+    if not global_target:
+        raise KnobError("events_die_after is a node-wide knob: use 'fault global ...'")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise KnobError("events_die_after must be a number of events >= 1")
+    return value
+
+
+# Each knob's check: (name, value, whether the target is node-wide) -> the value to keep.
+_CHECKS: dict[str, Check] = {
+    **dict.fromkeys(BOOL_KNOBS, _as_bool),
+    **dict.fromkeys(SECONDS_KNOBS, _as_seconds),
+    "stuck_state": _as_stuck_state,
+    "fail_next": _as_entries({"cmd": str, "stderr": str, "exit": int}),
+    "hang_next": _as_entries({"cmd": str}),
+    "delay_next": _as_entries({"cmd": str, "seconds": (int, float)}),
+    "events_die_after": _as_event_count,
+}
+
+
 def parse_knobs(pairs: list[str], *, global_target: bool) -> Json:
     """Checked knob values by name (None = back to the default)."""
     out: Json = {}
@@ -91,28 +134,10 @@ def parse_knobs(pairs: list[str], *, global_target: bool) -> Json:
             raise KnobError(f"unknown knob {key!r} (one of: {', '.join(vmobj.DEFAULT_KNOBS)})")
         if value is None:
             out[key] = None
-        elif key in BOOL_KNOBS:
-            out[key] = _bool(key, value)
-        elif key in SECONDS_KNOBS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise KnobError(f"{key} must be a number of simulated seconds >= 0")
-            out[key] = float(value)
-        elif key == "stuck_state":
-            if value not in STUCK_STATES:
-                raise KnobError(f"stuck_state must be one of {', '.join(STUCK_STATES)} or null")
-            out[key] = value
-        elif key == "fail_next":
-            out[key] = _entries(key, value, {"cmd": str, "stderr": str, "exit": int})
-        elif key == "hang_next":
-            out[key] = _entries(key, value, {"cmd": str})
-        elif key == "delay_next":
-            out[key] = _entries(key, value, {"cmd": str, "seconds": (int, float)})
-        elif key == "events_die_after":
-            if not global_target:
-                raise KnobError("events_die_after is a node-wide knob: use 'fault global ...'")
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise KnobError("events_die_after must be a number of events >= 1")
-            out[key] = value
+            continue
+        check = _CHECKS.get(key)
+        if check is not None:
+            out[key] = check(key, value, global_target)
     return out
 
 
