@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -99,3 +100,56 @@ def test_journal_stream_needs_a_real_matching_descriptor(tmp_path: Path) -> None
     import io
 
     assert not journal_stream(io.StringIO(), {"JOURNAL_STREAM": "1:2"})
+
+
+def run_with_stderr_on_journal(tmp_path: Path, args: list[str]) -> tuple[int, str]:
+    err = tmp_path / "stderr"
+    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
+    with err.open("wb") as stderr:
+        st = os.fstat(stderr.fileno())
+        env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+                              timeout=60, check=False)
+    return done.returncode, err.read_text()
+
+
+def test_a_failed_start_is_an_error_line_on_the_journal(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "vmd.toml"
+    config.write_text(f"""\
+[broker]
+url = "amqp://vmd:vmd@127.0.0.1:{port}/x"
+connect_attempts = 1
+[daemon]
+store = "{tmp_path / 'vmd.sqlite3'}"
+metrics = "127.0.0.1:0"
+[auth]
+admins = ["admin"]
+[auth.agents]
+"vmd-agent-node1" = ["node1"]
+""")
+    vmd = str(Path(sys.executable).parent / "vmd")
+    code, err = run_with_stderr_on_journal(tmp_path, [vmd, "daemon", "-c", str(config)])
+    assert code == 1
+    [line] = err.splitlines()
+    assert line.startswith("<3>vmd daemon: cannot connect to "), line
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[daemon]\nshard = -1\n")
+    code, err = run_with_stderr_on_journal(tmp_path, [vmd, "daemon", "-c", str(bad)])
+    lines = err.splitlines()
+    assert code == 2 and lines[0].startswith("<3>vmd daemon: "), lines
+    assert all(line.startswith("<3>") for line in lines), lines
+
+
+def test_a_crash_traceback_is_critical_on_every_line(tmp_path: Path) -> None:
+    child = ("from vmd.obs.logging import configure_logging\n"
+             "configure_logging('info', 'json')\n"
+             "def bug():\n    raise RuntimeError('a bug')\n"
+             "bug()\n")
+    code, err = run_with_stderr_on_journal(tmp_path, [sys.executable, "-c", child])
+    assert code == 1
+    lines = err.splitlines()
+    assert len(lines) >= 4 and all(line.startswith("<2>") for line in lines), lines
+    assert lines[-1] == "<2>RuntimeError: a bug"

@@ -23,7 +23,7 @@ from vmd.node_agent.backend import open_backend
 from vmd.node_agent.errors import SshConfigError
 from vmd.node_agent.journal import JournalError
 from vmd.obs import systemd
-from vmd.obs.logging import configure_logging, get_logger
+from vmd.obs.logging import configure_logging, get_logger, stderr_text
 from vmd.obs.metrics import AgentMetrics, MetricsServeError, serve_metrics
 
 log = get_logger("vmd.cli.agent")
@@ -32,7 +32,7 @@ RECONNECT_SPREAD = 3.0
 
 
 def _fail(text: str, code: int) -> int:
-    print(f"vmd agent: {text}", file=sys.stderr)
+    print(stderr_text(f"vmd agent: {text}"), file=sys.stderr)
     return code
 
 

@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 from vmd.config import ConfigError, load
+from vmd.obs.logging import stderr_text
 
 
 def run(config: Path) -> int:
     try:
         settings = load(config, sections=("api",))
     except ConfigError as exc:
-        print(f"vmd api: {exc}", file=sys.stderr)
+        print(stderr_text(f"vmd api: {exc}"), file=sys.stderr)
         return 2
     assert settings.api is not None
     # Imported after the settings are known good: the gateway's stack (aiohttp) is heavy.
@@ -29,5 +30,5 @@ def run(config: Path) -> int:
     try:
         return asyncio.run(serve(settings.api))
     except StartError as exc:
-        print(f"vmd api: {exc}", file=sys.stderr)
+        print(stderr_text(f"vmd api: {exc}"), file=sys.stderr)
         return exc.exit_code

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vmd import config
 from vmd.cli.runtime import tune_gc
-from vmd.obs.logging import configure_logging
+from vmd.obs.logging import configure_logging, stderr_text
 
 EXIT_CONFIG = 2
 
@@ -21,7 +21,7 @@ def run(config_path: Path) -> int:
     try:
         settings = config.load(config_path, sections=("broker", "daemon"))
     except config.ConfigError as exc:
-        print(f"vmd daemon: {exc}", file=sys.stderr)
+        print(stderr_text(f"vmd daemon: {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log.level, settings.log.format)
     tune_gc()

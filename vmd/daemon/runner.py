@@ -60,7 +60,7 @@ from vmd.daemon.reconcile import run_housekeeping, run_reconcile
 from vmd.daemon.reports import Reports
 from vmd.fsm import FsmSettings, TaskBook, VmIndex, World, task_id_factory
 from vmd.obs import systemd
-from vmd.obs.logging import get_logger
+from vmd.obs.logging import get_logger, stderr_text
 from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import DaemonMetrics, MetricsServeError, MetricsServer, serve_metrics
 from vmd.store import Store, StoreError
@@ -333,7 +333,8 @@ async def serve(
     try:
         await daemon.start(stop)
     except StartupError as exc:
-        print(f"vmd daemon: {exc}", file=sys.stderr)
+        print(stderr_text(f"vmd daemon: {exc}", "error" if exc.code else "info"),
+              file=sys.stderr)
         return exc.code
     stopped = asyncio.ensure_future(stop.wait())
     crashed = asyncio.ensure_future(daemon.crashed())

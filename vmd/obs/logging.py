@@ -17,7 +17,9 @@ When stdout is the journal (systemd sets `$JOURNAL_STREAM` to the device:inode o
 stream socket it connects stdout to), every line starts with its syslog priority, `<3>`
 error ... `<7>` debug (sd-daemon(3)); journald strips the prefix and files the line at that
 priority, so `journalctl -u vmd -p warning` shows warnings and worse, library lines too.
-Run by hand or into a file or a pipe, nothing is prefixed.
+Run by hand or into a file or a pipe, nothing is prefixed. The lines a process prints on
+stderr itself (`stderr_text`: a configuration error, a failed start) and a crash's
+traceback carry their priority the same way (err, crit).
 
 A failed connect to the broker is logged once, by vmd (vmd.bus.link: what failed and when
 the next attempt comes): aiormq's own "error when creating transport" line, at error level
@@ -32,6 +34,8 @@ import json
 import logging
 import os
 import sys
+import traceback
+import types
 from collections.abc import Callable, Iterator
 from typing import Any, Final, TextIO, cast
 
@@ -91,6 +95,32 @@ def journal_stream(stream: TextIO, environ: dict[str, str] | None = None) -> boo
     except (AttributeError, OSError, ValueError):  # no file descriptor (a StringIO)
         return False
     return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+def _prefixed(text: str, level: str) -> str:
+    prefix = f"<{PRIORITIES.get(level, PRIORITIES['info'])}>"
+    return "\n".join(prefix + line for line in text.split("\n"))
+
+
+def stderr_text(text: str, level: str = "error", *, stream: TextIO | None = None) -> str:
+    """`text` for a line the process prints on stderr itself (a configuration error, a
+    failed start: one line before the exit), with its syslog priority in front of each line
+    when stderr is the journal, so `journalctl -p err` shows why a unit failed."""
+    out = sys.stderr if stream is None else stream
+    return _prefixed(text, level) if journal_stream(out) else text
+
+
+def _journal_excepthook(stream: TextIO) -> None:
+    """A crash's traceback (a bug) reaches the journal at priority crit, every line."""
+
+    def hook(exc_type: type[BaseException], exc: BaseException,
+             tb: types.TracebackType | None) -> None:
+        text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
+        with contextlib.suppress(OSError, ValueError):
+            stream.write(_prefixed(text, "critical") + "\n")
+            stream.flush()
+
+    sys.excepthook = hook
 
 
 class _Prioritized:
@@ -194,6 +224,8 @@ def configure_logging(
     if journal_stream(out) if journal is None else journal:
         own[-1] = _Prioritized(own[-1])
         foreign[-1] = _Prioritized(foreign[-1])
+    if stream is None and journal_stream(sys.stderr):
+        _journal_excepthook(sys.stderr)
 
     structlog.configure(
         processors=[*shared, _logger_name, *own],
