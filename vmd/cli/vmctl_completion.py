@@ -6,7 +6,7 @@ and options.
 
 - the action (`get`, `set`, ..., `events`, `completion`);
 - the path: `/vm/status`, `/task/`, `/vm/<hostname>/` with the hostnames vmd knows (asked
-  with `vmctl get /vm/status --csv`, 2 s at most, using the `-u` of the command line or
+  with `vmctl get /vm/status --csv --timeout 2`, using the `-u` of the command line or
   the environment), then the VM's paths that fit the action (`get`: status, current,
   history; `set`: start, stop, reboot, current, define);
 - the path's parameters (`-force`, `-timeout`, ... for stop), and the fields after
