@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmd import config
-from vmd.settings import paths as machine
+if TYPE_CHECKING:
+    from vmd import config
 
 # Which sections each process needs; without --for a file must be good for one of them.
 ROLES: dict[str, tuple[str, ...]] = {
@@ -30,6 +31,10 @@ EXIT_PROBLEMS = 2
 
 
 def run(path: Path, role: str | None = None, *, check_paths: bool = True) -> int:
+    # Imported here: `vmd --help`, `vmd config` and `vmd systemd` need no schema (pydantic).
+    from vmd import config
+    from vmd.settings import paths as machine
+
     # Without --for: the gateway's file has only [api] (its broker URL is inside it); the
     # daemon's and the agent's need [broker].
     if role:

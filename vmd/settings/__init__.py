@@ -18,6 +18,7 @@ The import is paid once by each long-running process (vmctl and the client never
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,12 @@ from pydantic import TypeAdapter, ValidationError
 from vmd.settings import problems, rules
 from vmd.settings.schema import Sections
 
-_ADAPTER = TypeAdapter(Sections)
+
+@cache
+def _adapter() -> TypeAdapter[Sections]:
+    # Built on first use (~50 ms here), not at import: code that only needs the records
+    # (the daemon's modules, tests) does not pay for it.
+    return TypeAdapter(Sections)
 
 
 def validate(path: Path, document: dict[str, Any], *, sections: tuple[str, ...] = ()
@@ -37,7 +43,7 @@ def validate(path: Path, document: dict[str, Any], *, sections: tuple[str, ...] 
     found: list[str] = []
     parsed: Sections | None = None
     try:
-        parsed = _ADAPTER.validate_python(document)
+        parsed = _adapter().validate_python(document)
     except ValidationError as exc:
         found.extend(problems.lines(path, exc, document))
     found.extend(f"{path}: {line}" for line in rules.problems(document))
