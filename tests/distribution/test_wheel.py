@@ -126,3 +126,15 @@ def test_the_installed_vmd_installs_its_units(installed: Path, tmp_path: Path) -
         done = subprocess.run([analyze, "verify", *map(str, units)], capture_output=True,
                               text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
+
+
+def test_the_installed_vmd_prints_templates_its_check_accepts(installed: Path,
+                                                               tmp_path: Path) -> None:
+    for process in ("daemon", "agent", "agent-ssh", "api"):
+        shown = run(installed, "vmd", "config", "example", process)
+        assert shown.returncode == 0, (process, shown.stderr)
+        path = tmp_path / f"{process}.toml"
+        path.write_text(shown.stdout)
+        # --no-paths: the templates name a real node's files (/etc/vmd/known_hosts, /iso).
+        checked = run(installed, "vmd", "check", "-c", str(path), "--no-paths")
+        assert checked.returncode == 0, (process, checked.stderr)
