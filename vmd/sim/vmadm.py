@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from vmd.sim.env import Env
 
     Json = dict[str, Any]
+    Spec = tuple[str, str, Any]  # an option: (long name, kind, the constant of a flag)
 
 PROG = "/usr/vm/sbin/vmadm"
 COMMANDS = (
@@ -108,19 +109,6 @@ def parse_opts(cmd: str, args: list[str]) -> tuple[Json, list[str]]:
     opts: Json = {}
     rest: list[str] = []
     i = 0
-
-    def take(name: str, kind: str, value: str) -> None:
-        if kind == "number":
-            try:
-                num = float(value)
-            except ValueError:
-                return  # nopt drops an invalid number
-            if num != num or num in (float("inf"), float("-inf")):
-                return
-            opts[name] = int(num) if num.is_integer() else num
-        else:
-            opts[name] = value
-
     while i < len(args):
         arg = args[i]
         i += 1
@@ -128,37 +116,64 @@ def parse_opts(cmd: str, args: list[str]) -> tuple[Json, list[str]]:
             rest.extend(args[i:])
             break
         if arg.startswith("--") and len(arg) > 2:
-            name, eq, value = arg[2:].partition("=")
-            spec = longs.get(name)
-            if spec is None:
-                continue
-            if spec[1] == "flag":
-                opts[name] = value not in ("false", "0") if eq else spec[2]
-            elif eq:
-                take(name, spec[1], value)
-            elif i < len(args):
-                take(name, spec[1], args[i])
-                i += 1
-            continue
-        if arg.startswith("-") and len(arg) > 1:
-            letters = arg[1:]
-            for j, letter in enumerate(letters):
-                spec = shorts.get(letter)
-                if spec is None:
-                    continue
-                if spec[1] == "flag":
-                    opts[spec[0]] = spec[2]
-                    continue
-                value = letters[j + 1 :]
-                if not value and i < len(args):
-                    value = args[i]
-                    i += 1
-                if value:
-                    take(spec[0], spec[1], value)
-                break
-            continue
-        rest.append(arg)
+            i = _long_option(opts, arg, args, i, longs)
+        elif arg.startswith("-") and len(arg) > 1:
+            i = _short_options(opts, arg, args, i, shorts)
+        else:
+            rest.append(arg)
     return opts, rest
+
+
+def _long_option(opts: Json, arg: str, args: list[str], i: int, longs: dict[str, Spec]) -> int:
+    """`--name[=value]` (a value may be the next argument); the index of the next argument."""
+    name, eq, value = arg[2:].partition("=")
+    spec = longs.get(name)
+    if spec is None:
+        return i  # nopt ignores an unknown option
+    if spec[1] == "flag":
+        opts[name] = value not in ("false", "0") if eq else spec[2]
+    elif eq:
+        _take(opts, name, spec[1], value)
+    elif i < len(args):
+        _take(opts, name, spec[1], args[i])
+        return i + 1
+    return i
+
+
+def _short_options(opts: Json, arg: str, args: list[str], i: int,
+                   shorts: dict[str, Spec]) -> int:
+    """A cluster of short options (`-rj`, `-t30`, `-t 30`: a value ends the cluster); the
+    index of the next argument."""
+    letters = arg[1:]
+    for j, letter in enumerate(letters):
+        spec = shorts.get(letter)
+        if spec is None:
+            continue
+        if spec[1] == "flag":
+            opts[spec[0]] = spec[2]
+            continue
+        value = letters[j + 1 :]
+        if not value and i < len(args):
+            value = args[i]
+            i += 1
+        if value:
+            _take(opts, spec[0], spec[1], value)
+        break
+    return i
+
+
+def _take(opts: Json, name: str, kind: str, value: str) -> None:
+    """An option's value: a string, or a number as nopt reads it (an invalid one dropped)."""
+    if kind == "number":
+        try:
+            num = float(value)
+        except ValueError:
+            return  # nopt drops an invalid number
+        if num != num or num in (float("inf"), float("-inf")):
+            return
+        opts[name] = int(num) if num.is_integer() else num
+    else:
+        opts[name] = value
 
 
 def get_uuid(cmd: str, rest: list[str]) -> str:
