@@ -229,6 +229,23 @@ def list_(env: Env, io: Io, opts: Json, args: list[str]) -> int:
     order = str(opts.get("order", DEFAULT_ORDER))
     parsable = bool(opts.get("parsable"))
     header = bool(opts["header"]) if "header" in opts else not parsable
+    _check_keys(filters, order, sortby)
+    objs = [o for o in _all_objects(env) if _matches(o, filters)]
+    sort_fields = sortby.split(",")
+    order_fields = order.split(",")
+    _check_fields(sort_fields, order_fields)
+    _sort(objs, sort_fields)
+    lines = []
+    if header:
+        lines.append(_line(order_fields, None, parsable))
+    lines.extend(_line(order_fields, o, parsable) for o in objs)
+    if lines:
+        io.out("\n".join(lines) + "\n")
+    return 0
+
+
+def _check_keys(filters: dict[str, str], order: str, sortby: str) -> None:
+    """vmadm's key checks, before any VM is read: filter keys, then `-o`, then `-s`."""
     for key in filters:
         if not valid_filter_key(key):
             raise Fail(f'Invalid filter key: "{key}"')
@@ -238,24 +255,17 @@ def list_(env: Env, io: Io, opts: Json, args: list[str]) -> int:
     for key in sortby.split(","):
         if _BAD_COLUMN.match(key):
             raise Fail(f'Invalid sort key: "{key}"')
-    objs = [o for o in _all_objects(env) if _matches(o, filters)]
-    sort_fields = sortby.split(",")
+
+
+def _check_fields(sort_fields: list[str], order_fields: list[str]) -> None:
+    """Every sort field (less its `+`/`-`) and every order field must be a column."""
     for field in sort_fields:
         name = field[1:] if field[:1] in ("-", "+") else field
         if _column(name) is None:
             raise Fail(f"invalid sort field: {field}")
-    order_fields = order.split(",")
     for field in order_fields:
         if _column(field) is None:
             raise Fail(f"invalid order field: {field}")
-    _sort(objs, sort_fields)
-    lines = []
-    if header:
-        lines.append(_line(order_fields, None, parsable))
-    lines.extend(_line(order_fields, o, parsable) for o in objs)
-    if lines:
-        io.out("\n".join(lines) + "\n")
-    return 0
 
 
 def lookup(env: Env, io: Io, opts: Json, args: list[str]) -> int:
