@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from typing import NamedTuple
 
 from vmd.sim import store, vmobj
 from vmd.sim.clock import settle_if_due
@@ -87,8 +88,27 @@ def _die(io: Io, why: str) -> int:
     return ABORT_EXIT
 
 
+class _Start(NamedTuple):
+    """The consistent start: the VMs and the journal's length, taken under one lock."""
+
+    vms: Json
+    journal: str
+    offset: int
+    epoch: Any
+    die_after: Any
+
+
 def events(env: Env, io: Io, opts: Json, args: list[str]) -> int:
     uuid = args[0] if args else None
+    start = _start(env, uuid)
+    stream = _Stream(env, io, json_out=bool(opts.get("json")), full=bool(opts.get("full")))
+    if opts.get("ready"):
+        stream.emit({"type": "ready", "date": iso(time.time()), "uuid": new_uuid(),
+                     "vms": start.vms})
+    return _Tail(env, io, stream, uuid, start).run()
+
+
+def _start(env: Env, uuid: str | None) -> _Start:
     settle_if_due(env)
     with World(env) as w:
         w.settle()
@@ -108,47 +128,82 @@ def events(env: Env, io: Io, opts: Json, args: list[str]) -> int:
         sim = w.sim()
         epoch = sim.get("vminfod_epoch", 0)
         die_after = w.knobs(None).get("events_die_after")
-    stream = _Stream(env, io, json_out=bool(opts.get("json")), full=bool(opts.get("full")))
-    if opts.get("ready"):
-        stream.emit({"type": "ready", "date": iso(time.time()), "uuid": new_uuid(), "vms": vms})
-    printed = 0
-    sim_path = env.path(store.SIM)
-    sim_mtime = _mtime(sim_path)
-    pending = b""
-    while True:
-        if not os.path.isdir(env.root):
-            return _die(io, f"state directory {env.root} is gone")
-        settle_if_due(env)
-        size = os.path.getsize(journal) if os.path.exists(journal) else 0
-        if size > offset:
-            with open(journal, "rb") as f:
-                f.seek(offset)
-                chunk = f.read(min(size - offset, READ_CHUNK))
-            offset += len(chunk)
-            pending += chunk
-            # Only complete lines: an append may be observed half-written.
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if not line:
-                    continue
-                ev = json.loads(line)
-                ev.pop("seq", None)
-                if uuid is not None and ev.get("uuid") != uuid:
-                    continue
-                stream.emit(ev)
-                printed += 1
-                if isinstance(die_after, int) and printed >= die_after:
-                    return _die(io, f"stream ended after {printed} events")
-            continue  # drain a backlog before sleeping
-        mtime = _mtime(sim_path)
-        if mtime != sim_mtime:
-            sim_mtime = mtime
-            sim = store.read_json(sim_path, {}) or {}
-            if sim.get("vminfod_epoch", 0) != epoch:
-                return _die(io, "vminfod restarted")
-            knob = sim.get("knobs", {}).get("events_die_after")
-            die_after = knob if isinstance(knob, int) else None
-        time.sleep(env.poll)
+    return _Start(vms, journal, offset, epoch, die_after)
+
+
+class _Tail:
+    """The stream after its start: new journal lines out, a vminfod restart noticed."""
+
+    def __init__(self, env: Env, io: Io, stream: _Stream, uuid: str | None,
+                 start: _Start) -> None:
+        self.env = env
+        self.io = io
+        self.stream = stream
+        self.uuid = uuid
+        self.journal = start.journal
+        self.offset = start.offset
+        self.epoch = start.epoch
+        self.die_after = start.die_after
+        self.printed = 0
+        self.sim_path = env.path(store.SIM)
+        self.sim_mtime = _mtime(self.sim_path)
+        self.pending = b""
+
+    def run(self) -> int:
+        """Until the stream dies: its exit code."""
+        env = self.env
+        while True:
+            if not os.path.isdir(env.root):
+                return _die(self.io, f"state directory {env.root} is gone")
+            settle_if_due(env)
+            journal = self.journal
+            size = os.path.getsize(journal) if os.path.exists(journal) else 0
+            if size > self.offset:
+                died = self._print_new(size)
+                if died is not None:
+                    return died
+                continue  # drain a backlog before sleeping
+            died = self._check_restart()
+            if died is not None:
+                return died
+            time.sleep(env.poll)
+
+    def _print_new(self, size: int) -> int | None:
+        """Print the complete new journal lines (one read's worth); the exit code if the
+        stream dies (`events_die_after`), else None."""
+        with open(self.journal, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read(min(size - self.offset, READ_CHUNK))
+        self.offset += len(chunk)
+        self.pending += chunk
+        # Only complete lines: an append may be observed half-written.
+        *lines, self.pending = self.pending.split(b"\n")
+        for line in lines:
+            if not line:
+                continue
+            ev = json.loads(line)
+            ev.pop("seq", None)
+            if self.uuid is not None and ev.get("uuid") != self.uuid:
+                continue
+            self.stream.emit(ev)
+            self.printed += 1
+            if isinstance(self.die_after, int) and self.printed >= self.die_after:
+                return _die(self.io, f"stream ended after {self.printed} events")
+        return None
+
+    def _check_restart(self) -> int | None:
+        """When the simulator's state changed: the exit code if vminfod restarted, else
+        None (and the `events_die_after` knob read again)."""
+        mtime = _mtime(self.sim_path)
+        if mtime == self.sim_mtime:
+            return None
+        self.sim_mtime = mtime
+        sim = store.read_json(self.sim_path, {}) or {}
+        if sim.get("vminfod_epoch", 0) != self.epoch:
+            return _die(self.io, "vminfod restarted")
+        knob = sim.get("knobs", {}).get("events_die_after")
+        self.die_after = knob if isinstance(knob, int) else None
+        return None
 
 
 def _mtime(path: str) -> tuple[int, int]:
