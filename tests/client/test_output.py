@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -14,7 +15,8 @@ from vmd.cli.vmctl_output import (
     render_json,
     render_table,
 )
-from vmd.client import poll_interval, tick_interval
+from vmd.cli.vmctl_progress import ProgressLine
+from vmd.client import Waiting, poll_interval, tick_interval
 from vmd.model import Reply
 
 from .responder import VMS
@@ -178,3 +180,33 @@ def test_other_tabulate_formats() -> None:
     assert grid.splitlines()[0].startswith("+--")
     assert render_es("tabulate-github", LIST).splitlines()[1].startswith("|--")
     assert {"csv", "tabulate", "tabulate-simple", "tabulate-psql"} <= OUTPUT_FORMATS
+
+
+@pytest.mark.parametrize(
+    ("tty", "ticks", "expected"),
+    [
+        pytest.param(False, 0, "Waiting for pending task 0-a 0.4s\n", id="no-tick"),
+        pytest.param(False, 2, "Waiting for pending task 0-a .. 2.4s\n", id="two-dots"),
+        pytest.param(True, 0, "Waiting for pending task 0-a \r\x1b[KWaiting for pending task "
+                              "0-a 0.4s\n", id="terminal-no-tick"),
+        pytest.param(True, 1, "Waiting for pending task 0-a \r\x1b[KWaiting for pending task "
+                              "0-a . 1.0s\r\x1b[KWaiting for pending task 0-a . 1.4s\n",
+                     id="terminal-redrawn"),
+    ],
+)
+def test_the_waiting_line_ends_with_the_time_waited(tty: bool, ticks: int,
+                                                    expected: str) -> None:
+    """vmctl_progress: es's line plus the seconds waited, on a terminal redrawn at each
+    tick; a fake clock, no waiting."""
+    pending = Reply(201, {"status": "PENDING", "result": None, "task_id": "0-a"})
+    out = io.StringIO()
+    now = [100.0]
+    line = ProgressLine(out, tty=tty, clock=lambda: now[0])
+    line(Waiting("0-a", pending, 0.0, 0))
+    for tick in range(1, ticks + 1):
+        now[0] += 1.0
+        line(Waiting("0-a", pending, float(tick), tick))
+    now[0] += 0.4
+    line.end_line()
+    line.end_line()  # once only
+    assert out.getvalue() == expected

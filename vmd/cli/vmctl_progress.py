@@ -45,7 +45,8 @@ class ProgressLine:
         self.stream.flush()
 
     def _task_line(self, elapsed: float) -> str:
-        return f"Waiting for pending task {self.task_id} {'.' * self._dots} {elapsed:.1f}s"
+        dots = "." * self._dots + " " if self._dots else ""
+        return f"Waiting for pending task {self.task_id} {dots}{elapsed:.1f}s"
 
     def __call__(self, waiting: Waiting) -> None:
         if waiting.tick == 0:
