@@ -35,6 +35,7 @@ class Place(NamedTuple):
     known: tuple[str, ...]  # the keys the last table may hold
     secret: bool  # a repr=False field: its value (and a table's keys) are never shown
     item: tuple[int | str, ...] = ()  # within the key's value: a list's index, ...
+    entry: bool = False  # `key` is an entry of a table of names ([auth.owners], [api.keys])
 
 
 def lines(path: Path, error: ValidationError, raw: dict[str, Any]) -> list[str]:
@@ -54,10 +55,10 @@ def _describe_error(detail: Any, raw: dict[str, Any]) -> str:
         return _unknown(place, raw)
     if place.key is None:
         return f"{table} must be a table"
-    where = f"{table} {place.key}" if table else place.key
+    where = f"{table} {_key_text(place)}" if table else place.key
     if detail["type"] == "missing":
         return f"{where}: missing (required)"
-    got = _raw_at(raw, place)
+    got = place.key if place.item[:1] == ("[key]",) else _raw_at(raw, place)
     if detail["type"] == "value_error":
         # A validator's own words; within a list, about one item of it.
         ctx = detail.get("ctx") or {}
@@ -71,6 +72,15 @@ def _describe_error(detail: Any, raw: dict[str, Any]) -> str:
     if not place.secret:
         text += f" (got {_short(got)})"
     return f"{where}: {text}"
+
+
+def _key_text(place: Place) -> str:
+    key = place.key or ""
+    if not place.entry:
+        return key
+    if place.secret and len(key) > 4:  # an API key shows its first 4 characters only
+        return f"{key[:4]}..."
+    return key or '""'
 
 
 def _unknown(place: Place, raw: dict[str, Any]) -> str:
@@ -93,7 +103,7 @@ def locate(loc: tuple[int | str, ...]) -> Place:
     kind: Any = Sections
     tables: list[str] = []
     secret = False
-    for item in loc:
+    for at, item in enumerate(loc):
         base = _bare(kind)
         if dataclasses.is_dataclass(base) and isinstance(base, type):
             hints, hidden = _fields(base)
@@ -111,10 +121,10 @@ def locate(loc: tuple[int | str, ...]) -> Place:
         elif get_origin(base) is dict:
             # A table of names (`[auth.owners]`, `[api.keys]`): `item` is one of its keys;
             # a secret one (an API key) shows its first 4 characters only.
-            name = str(item)
-            if secret and len(name) > 4:
-                name = f"{name[:4]}..."
-            return Place(tuple(tables), name, get_args(base)[1], (), secret)
+            # pydantic marks an error about the key itself (not its value) with "[key]".
+            rest = loc[at + 1:]
+            kind = get_args(base)[0 if rest[:1] == ("[key]",) else 1]
+            return Place(tuple(tables), str(item), kind, (), secret, rest, entry=True)
         else:  # pragma: no cover - the schema has no other tables
             break
     return Place(tuple(tables), None, kind, (), secret)

@@ -21,14 +21,14 @@ Str = Annotated[str, Strict()]
 # A name (a host, a user, a node, a VM): any non-empty string.
 Name = Annotated[str, Strict(), Field(min_length=1)]
 Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
 
 # Counts where 0 would mean nothing (or, worse, "no limit" by accident).
 Count = Annotated[int, Strict(), Field(ge=1)]
 NonNegInt = Annotated[int, Strict(), Field(ge=0)]
-# Seconds: an interval, a deadline, a timeout (0 would spin or expire at once).
-Seconds = Annotated[float, Strict(), Field(gt=0)]
-NonNegSeconds = Annotated[float, Strict(), Field(ge=0)]
+# Seconds: an interval, a deadline, a timeout (0 would spin or expire at once; TOML's
+# inf and nan are refused: a timer that never fires is no setting).
+Seconds = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+NonNegSeconds = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 # First connect to the broker: attempts before giving up; 0 = until the broker answers.
 Attempts = Annotated[int, Strict(), Field(ge=0, description="an integer >= 0 "
