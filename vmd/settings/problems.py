@@ -39,7 +39,7 @@ class Place(NamedTuple):
 
 
 def lines(path: Path, error: ValidationError, raw: dict[str, Any]) -> list[str]:
-    """One line per problem, in the file's order of errors, without repeats."""
+    """One line per problem (in the schema's order of sections and keys), without repeats."""
     out: list[str] = []
     for detail in error.errors():
         line = f"{path}: {_describe_error(detail, raw)}"
