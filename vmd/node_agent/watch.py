@@ -38,7 +38,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
@@ -72,6 +72,19 @@ class WatchStats:
     scans: int = 0
     scan_failures: int = 0
     observations: int = 0
+    legacy: bool = False
+
+
+@dataclass(slots=True)
+class _Loop:
+    """The watcher's state between two turns of its loop: the events stream (its reader
+    task and line queue), whether the platform has none (legacy), and when to act next."""
+
+    next_start: float
+    next_scan: float
+    stream: Stream | None = None
+    pump: asyncio.Future[None] | None = None
+    queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     legacy: bool = False
 
 
@@ -127,75 +140,83 @@ class NodeWatcher:
     async def _run(self) -> AsyncIterator[Observation]:
         s = self.settings
         now = self._monotonic()
-        stream: Stream | None = None
-        pump: asyncio.Future[None] | None = None
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        legacy = False
-        next_start = now
-        next_scan = now + s.scan_interval if s.scan_interval else math.inf
+        loop = _Loop(next_start=now,
+                     next_scan=now + s.scan_interval if s.scan_interval else math.inf)
         try:
             while True:
                 now = self._monotonic()
-                if stream is None and not legacy and now >= next_start:
-                    try:
-                        stream = await self.source.events_stream()
-                    except RunnerError as exc:
-                        self.stats.stream_start_failures += 1
-                        log.warning("%s: cannot start vmadm events: %s", self.source.node, exc)
-                        next_start = now + s.restart_delay
-                    else:
-                        self.stats.stream_starts += 1
-                        # A queue per stream: lines of a dead stream are never mixed
-                        # with the snapshot of its successor.
-                        queue = asyncio.Queue()
-                        pump = asyncio.ensure_future(_pump(stream, queue))
-                if now >= next_scan:
+                if loop.stream is None and not loop.legacy and now >= loop.next_start:
+                    await self._start_stream(loop, now)
+                if now >= loop.next_scan:
                     for observation in await self._scan():
                         yield observation
-                    interval = s.legacy_poll_interval if legacy else s.scan_interval
-                    next_scan = self._monotonic() + interval if interval else math.inf
+                    interval = s.legacy_poll_interval if loop.legacy else s.scan_interval
+                    loop.next_scan = self._monotonic() + interval if interval else math.inf
                     continue
-                if stream is None:
-                    wake = next_scan if legacy else min(next_scan, next_start)
+                if loop.stream is None:
+                    wake = loop.next_scan if loop.legacy else min(loop.next_scan,
+                                                                  loop.next_start)
                     await asyncio.sleep(max(0.0, wake - now))
                     continue
-                wait = next_scan - now
-                try:
-                    line = await asyncio.wait_for(
-                        queue.get(), None if math.isinf(wait) else wait
-                    )
-                except TimeoutError:
-                    continue
-                event: Event | None = None
-                if line is not None:
-                    try:
-                        event = parse_event(line)
-                    except BadEvent as exc:
-                        self.stats.bad_lines += 1
-                        log.warning("%s: vmadm events: %s; restarting", self.source.node, exc)
-                        line = None
-                if line is None:
-                    rc, tail = await _end(stream, pump)
-                    stream = pump = None
-                    if _LEGACY in tail:
-                        legacy = self.stats.legacy = True
-                        log.warning("%s: no vmadm events (legacy platform): polling every "
-                                    "%g s", self.source.node, s.legacy_poll_interval)
-                        next_scan = self._monotonic()
-                    else:
-                        self.stats.stream_restarts += 1
-                        log.warning("%s: vmadm events ended (rc=%s) %s; restarting in %g s",
-                                    self.source.node, rc, tail.strip()[-200:], s.restart_delay)
-                        next_start = self._monotonic() + s.restart_delay
-                    continue
+                event = await self._next_event(loop, loop.stream, now)
                 if event is None:
                     continue
                 self.stats.events += 1
                 for observation in self._apply(event):
                     yield observation
         finally:
-            if stream is not None:
-                await _end(stream, pump)
+            if loop.stream is not None:
+                await _end(loop.stream, loop.pump)
+
+    async def _start_stream(self, loop: _Loop, now: float) -> None:
+        """Start `vmadm events` (a failure is retried after `restart_delay`)."""
+        try:
+            stream = await self.source.events_stream()
+        except RunnerError as exc:
+            self.stats.stream_start_failures += 1
+            log.warning("%s: cannot start vmadm events: %s", self.source.node, exc)
+            loop.next_start = now + self.settings.restart_delay
+            return
+        self.stats.stream_starts += 1
+        # A queue per stream: lines of a dead stream are never mixed with the snapshot
+        # of its successor.
+        loop.stream = stream
+        loop.queue = asyncio.Queue()
+        loop.pump = asyncio.ensure_future(_pump(stream, loop.queue))
+
+    async def _next_event(self, loop: _Loop, stream: Stream, now: float) -> Event | None:
+        """The stream's next event, or None: none before the next scan is due, a line of
+        an event type the driver does not use, or the stream ended (or printed a line
+        that is not a well-formed event) and was closed."""
+        wait = loop.next_scan - now
+        try:
+            line = await asyncio.wait_for(loop.queue.get(), None if math.isinf(wait) else wait)
+        except TimeoutError:
+            return None
+        if line is not None:
+            try:
+                return parse_event(line)
+            except BadEvent as exc:
+                self.stats.bad_lines += 1
+                log.warning("%s: vmadm events: %s; restarting", self.source.node, exc)
+        await self._stream_ended(loop, stream)
+        return None
+
+    async def _stream_ended(self, loop: _Loop, stream: Stream) -> None:
+        """Close the stream; restart it after `restart_delay`, or poll on a legacy platform."""
+        rc, tail = await _end(stream, loop.pump)
+        loop.stream = loop.pump = None
+        s = self.settings
+        if _LEGACY in tail:
+            loop.legacy = self.stats.legacy = True
+            log.warning("%s: no vmadm events (legacy platform): polling every %g s",
+                        self.source.node, s.legacy_poll_interval)
+            loop.next_scan = self._monotonic()
+        else:
+            self.stats.stream_restarts += 1
+            log.warning("%s: vmadm events ended (rc=%s) %s; restarting in %g s",
+                        self.source.node, rc, tail.strip()[-200:], s.restart_delay)
+            loop.next_start = self._monotonic() + s.restart_delay
 
     def _observe(self, uuid: VmUuid, vm: JsonObject | None, when: float) -> Observation:
         self.stats.observations += 1
