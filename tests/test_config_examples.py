@@ -1,8 +1,8 @@
-"""The commented templates in config/ (what `vmd config example` prints) against the
-schema they document (vmd.settings.schema), so the two cannot drift: every key of every
-section shown, each value the default unless its comment says "required" or "example",
-each template accepted by `vmd check`; and `vmd check` run as a real process on good and
-bad files."""
+"""The commented templates in config/ (what `vmd config example` prints), and the key
+tables of docs/daemon.md and docs/agent.md, against the schema they document
+(vmd.settings.schema), so they cannot drift: every key of every section shown, each value
+the default unless its comment says "required" or "example", each template accepted by
+`vmd check`; and `vmd check` run as a real process on good and bad files."""
 
 from __future__ import annotations
 
@@ -265,3 +265,36 @@ def test_check_for_agent_accepts_an_agent_file() -> None:
                    "--no-paths")
     assert done.returncode == 0, done.stderr
     assert "agent for node node01.example.com (ssh root@node01.example.com:22)" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("doc", "heading", "record"),
+    [
+        pytest.param("daemon.md", "## Configuration", schema.DaemonSettings, id="daemon"),
+        pytest.param("agent.md", "## Configuration", schema.AgentSettings, id="agent"),
+    ],
+)
+def test_the_docs_key_tables_state_the_schemas_defaults(doc: str, heading: str,
+                                                        record: type) -> None:
+    """docs/daemon.md and docs/agent.md list keys with their defaults by hand: each row
+    naming a key of the section must state the schema's default ("required" for none)."""
+    text = (ROOT / "docs" / doc).read_text()
+    section = text[text.index(heading):]
+    section = section[:section.find("\n## ", 1)]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
+    defaults = _defaults(record)
+    checked = 0
+    for key, shown in rows:
+        if key not in {f.name for f in dataclasses.fields(record)}:
+            continue
+        shown = shown.strip().strip("`")
+        if key not in defaults:
+            assert shown == "required", f"{doc}: {key}"
+        else:
+            try:
+                value = tomllib.loads(f"v = {shown}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = shown  # an address written without quotes
+            assert _plain(value) == defaults[key], f"{doc}: `{key}` says {shown}"
+        checked += 1
+    assert checked >= 10, rows
