@@ -47,10 +47,11 @@ from .backend import Opened, open_backend
 from .errors import HostKeyRejected, SshConfigError
 from .journal import Entry, Journal, journal_path
 from .metered import Metered
+from .outcomes import command_of
 from .reporter import Reporter
 from .scheduler import Job
 from .sync import Syncer, heartbeat_loop
-from .tasks import TaskRunner, command_of
+from .tasks import TaskRunner
 
 log = get_logger(__name__)
 

@@ -51,29 +51,19 @@ from vmd.bus import (
     TaskResult,
     decode_order,
 )
-from vmd.model import Action, NodeName, OutcomeKind, TaskOutcome, VmUuid
+from vmd.model import Action, NodeName, TaskOutcome, VmUuid
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.refusals import Refusals
 
 from .backend import Backend
-from .classify import TIMEOUT_RC
 from .errors import HostKeyRejected, SshConfigError
 from .execute import BrandOf, Execution
 from .journal import Entry, Journal, JournalError
+from .outcomes import command_of, killed, not_run, past_deadline, unknown
 from .reporter import Reporter
 from .scheduler import Job, Scheduler
 
 log = get_logger(__name__)
-
-KILLED_RC = 137  # 128 + SIGKILL, the shell's convention for a killed command
-UNKNOWN_RC = 255  # like ssh(1) for a connection lost mid-command: outcome unknown
-_COMMAND = {Action.START: "start", Action.STOP: "stop", Action.REBOOT: "reboot",
-            Action.CURRENT: "get"}
-
-
-def command_of(task: AgentTask) -> str:
-    return _COMMAND[task.action]
-
 
 class TaskRunner:
     """Intake, scheduling and running of the node's tasks (see the module docstring)."""
@@ -249,8 +239,7 @@ class TaskRunner:
             except JournalError as exc:
                 log.error("cannot journal the task: not run", error=str(exc))
                 await delivery.ack()
-                await self._report(task, TaskOutcome(
-                    OutcomeKind.FAILURE, UNKNOWN_RC, f"vmd agent: task not run: {exc}"))
+                await self._report(task, not_run(f"vmd agent: task not run: {exc}"))
                 return
         # A `current` task (a read, at most 30 s) is acked only once its result is reported:
         # if the agent dies meanwhile the broker delivers it again, to the restarted agent,
@@ -304,18 +293,15 @@ class TaskRunner:
             await asyncio.wait({inner})
             if not inner.cancelled() and inner.exception() is None:
                 return inner.result()
-            return TaskOutcome(OutcomeKind.FAILURE, TIMEOUT_RC,
-                               f"vmadm {command_of(task)} {task.hostname} did not finish "
-                               "before the task's deadline and was killed")
+            return past_deadline(task)
         if inner.cancelled():
-            return TaskOutcome(OutcomeKind.FAILURE, KILLED_RC,
-                               job.interrupted or f"vmadm {command_of(task)} killed")
+            return killed(task, job.interrupted)
         exc = inner.exception()
         if exc is None:
             return inner.result()
         if isinstance(exc, HostKeyRejected | SshConfigError):
             self.on_fatal(exc)
-            return TaskOutcome(OutcomeKind.FAILURE, UNKNOWN_RC, str(exc))
+            return not_run(str(exc))
         raise exc
 
     def report_orphans(self, entries: Iterable[Entry], hostname_of: Callable[[str], str]) -> int:
@@ -345,31 +331,12 @@ class TaskRunner:
         with log_context(task_id=task.task_id, vm=task.uuid, node=self.node):
             outcome = entry.outcome
             if outcome is None:
-                outcome = await self._unknown(task)
+                outcome = await unknown(self.backend, task)
                 try:
                     await self.journal.finished(task.task_id, outcome)
                 except JournalError as exc:
                     log.error("cannot journal the outcome", error=str(exc))
             await self._report(task, outcome)
-
-    async def _unknown(self, task: AgentTask) -> TaskOutcome:
-        """The outcome of a task this agent started before it died: unknown; the VM's
-        current node state is named in the message."""
-        name = task.hostname
-        try:
-            async with asyncio.timeout(30.0):
-                now = await self.backend.for_task(task.task_id).current(task.uuid, hostname=name)
-        except (TimeoutError, ValueError):
-            now = None
-        if now is not None and now.kind is OutcomeKind.SUCCESS:
-            where = f"; the VM is {now.state} on the node"
-        elif now is not None and now.kind is OutcomeKind.NOT_FOUND:
-            where = "; the VM is not on the node"
-        else:
-            where = ""
-        return TaskOutcome(OutcomeKind.FAILURE, UNKNOWN_RC,
-                           f"vmadm {command_of(task)} {name}: outcome unknown: the vmd agent "
-                           f"restarted while it ran{where}")
 
     async def _report(self, task: AgentTask, outcome: TaskOutcome) -> None:
         await self.reporter.send(TaskResult(task.task_id, VmUuid(task.uuid), self.node,
