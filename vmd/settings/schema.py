@@ -29,8 +29,10 @@ from vmd.settings.types import (
     LogLevel,
     Name,
     Names,
+    NodeNames,
     NonNegInt,
     NonNegSeconds,
+    OwnerUuids,
     PathValue,
     Port,
     Principal,
@@ -40,9 +42,6 @@ from vmd.settings.types import (
 
 # Unknown keys are errors (a misspelt key would otherwise be its default, silently).
 STRICT_TABLE = ConfigDict(extra="forbid")
-
-UserLists = Annotated[dict[Name, Names], Field(strict=False)]
-
 
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
@@ -59,14 +58,11 @@ class AuthSettings:
     __pydantic_config__ = STRICT_TABLE
 
     admins: Names = frozenset()
-    owners: Annotated[dict[Name, Annotated[Names, Field(description="a list of owner "
-                                                                       "uuids")]],
-                      Field(strict=False)] = field(default_factory=dict)
+    # `[auth.owners]`: a user -> the owner_uuids whose VMs it may see and command.
+    owners: dict[Name, OwnerUuids] = field(default_factory=dict)
     # `[auth.agents]`: the broker user of each node agent -> the nodes it may report for
     # (docs/security.md). Required with [daemon], so no deployment runs open by accident.
-    agents: Annotated[dict[Name, Annotated[Names, Field(description="a list of node "
-                                                                       "names")]],
-                      Field(strict=False)] = field(default_factory=dict)
+    agents: dict[Name, NodeNames] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ PathValue = Annotated[Path, BeforeValidator(_path_text)]
 
 # Lists of names (a set: order and repeats mean nothing).
 Names = Annotated[frozenset[Name], Field(strict=False)]
+OwnerUuids = Annotated[Names, Field(description="a list of owner uuids")]
+NodeNames = Annotated[Names, Field(description="a list of node names")]
 # An argument list (argv[0] is the program), never a shell command line.
 Argv = Annotated[tuple[Name, ...], Field(strict=False, min_length=1,
                                           description="an argument list such as "
