@@ -31,7 +31,8 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VHOST = "vmd-bench"
+# `VMD_BENCH_VHOST` picks another vhost (several people benchmarking on one broker).
+VHOST = os.environ.get("VMD_BENCH_VHOST", "vmd-bench")
 BIN = Path(sys.executable).parent
 VMD = str(BIN / "vmd")
 
@@ -220,6 +221,8 @@ class Cluster:
     log_level: str = "info"  # the shipped default: per-message logging shows in the cost
     procs: dict[str, Proc] = field(default_factory=dict)
     daemon_extra: str = ""
+    # More `[auth]` tables, e.g. `[auth.owners]` (bench/loop_lag.py).
+    auth_extra: str = ""
     # Run vmd's processes on uvloop (a measurement lever; vmd itself uses asyncio's loop).
     uvloop: bool = False
     # Or through this Python file (`python FILE daemon -c ...`), to try a change before
@@ -248,6 +251,7 @@ drain_timeout = 10
 
 [auth]
 admins = [{admins}]
+{self.auth_extra}
 {self.agents_toml()}
 [log]
 level = "{self.log_level}"
