@@ -119,7 +119,7 @@ def test_enumerations_match_the_model() -> None:
 
 def test_the_bounds_of_issue_12_are_documented() -> None:
     """429 (a vmd extension), the reply_to rule and the message_id limit, as the code has them."""
-    from vmd.daemon.intake import MAX_MESSAGE_ID, REPLY_TO_NOT_ALLOWED
+    from vmd.daemon.requests import MAX_MESSAGE_ID, REPLY_TO_NOT_ALLOWED
     from vmd.fsm.replies import TOO_MANY_TASKS
 
     doc = load()

@@ -14,7 +14,7 @@ import pytest
 from support.proxy import TcpProxy
 
 from vmd.api.forward import MAX_IDEMPOTENCY_KEY
-from vmd.daemon.intake import MAX_MESSAGE_ID
+from vmd.daemon.requests import MAX_MESSAGE_ID
 
 from .conftest import MakeGateway
 from .helpers import admin, alice, fetch

@@ -15,7 +15,7 @@ import pytest
 from support.amqp import message_count, message_count_settles
 
 from vmd.bus.topology import COMMAND_ROUTING_KEY, COMMANDS_EXCHANGE, COMMANDS_QUEUE, DEAD_QUEUE
-from vmd.daemon.intake import reply_to_allowed
+from vmd.daemon.requests import reply_to_allowed
 from vmd.model import VmStatus
 
 from .conftest import Cloud

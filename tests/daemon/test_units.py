@@ -10,7 +10,8 @@ import pytest
 from vmd.config import AuthSettings
 from vmd.daemon.auth import Principals
 from vmd.daemon.deadlines import Deadlines
-from vmd.daemon.intake import MEMO_SIZE, _Memo, parse_request, request_kind, wants_stream
+from vmd.daemon.intake import MEMO_SIZE, _Memo
+from vmd.daemon.requests import parse_request, request_kind, wants_stream
 from vmd.fsm import route
 from vmd.model import Action, Principal, Reply, Request, Task, TaskId, VmUuid
 

@@ -65,7 +65,7 @@ _RETRYABLE = (ReplyLost, ConnectionLost, PublishTimeout)
 # The IETF httpapi draft's header (draft-ietf-httpapi-idempotency-key-header): its value is
 # a Structured Field string (`"..."`); a bare token is accepted too, as most APIs do.
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-# vmd's longest message_id (protocol.md §5; vmd.daemon.intake.MAX_MESSAGE_ID).
+# vmd's longest message_id (protocol.md §5; vmd.daemon.requests.MAX_MESSAGE_ID).
 MAX_IDEMPOTENCY_KEY = 128
 BAD_IDEMPOTENCY_KEY = (f"{IDEMPOTENCY_KEY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
                        "ASCII characters")

@@ -8,17 +8,18 @@ ack follow once the turn is stored and published (vmd.daemon.commit). So request
 VM are decided in the order they arrived, and the consumer's prefetch bounds how many are
 in hand (docs/architecture.md rule 6).
 
-Checks before the decision (protocol.md §2-3), in order: a `reply_to` that is neither
-Direct Reply-to, nor a server-named queue (`amq.gen-...`), nor one of the asker's own
-(`<user_id>.`...) → dead-lettered to `vmd.dead` with `x-vmd-error: reply_to not allowed`,
-not executed (vmd publishes answers only where the asker may read); a body over 64 KiB, not
-JSON, not an object, without a string `method`/`path`, with a `data` that is not an object,
-or a `message_id` over 128 characters → 400 `Malformed request: <reason>` (dead-lettered
-with `x-vmd-error` when there is no `reply_to` to answer); no `user_id` → 403
-`Authentication credentials were not provided.`; a user `[auth]` does not know → 403 `You do
-not have permission to perform this action.`; then `decide()` (404 `Not found`, 405, and
-everything of docs/fsm.md §3; a request that would create a task while its principal, not
-an admin, has `[daemon] max_pending_tasks` pending → 429 `Too many pending tasks`).
+Checks before the decision (protocol.md §2-3; the rules in vmd.daemon.requests), in order: a
+`reply_to` that is neither Direct Reply-to, nor a server-named queue (`amq.gen-...`), nor
+one of the asker's own (`<user_id>.`...) → dead-lettered to `vmd.dead` with `x-vmd-error:
+reply_to not allowed`, not executed (vmd publishes answers only where the asker may read); a
+body over 64 KiB, not JSON, not an object, without a string `method`/`path`, with a `data`
+that is not an object, or a `message_id` over 128 characters → 400 `Malformed request:
+<reason>` (dead-lettered with `x-vmd-error` when there is no `reply_to` to answer); no
+`user_id` → 403 `Authentication credentials were not provided.`; a user `[auth]` does not
+know → 403 `You do not have permission to perform this action.`; then `decide()` (404 `Not
+found`, 405, and everything of docs/fsm.md §3; a request that would create a task while its
+principal, not an admin, has `[daemon] max_pending_tasks` pending → 429 `Too many pending
+tasks`).
 
 Idempotency (protocol.md §5): the first answer of `(user_id, message_id)` is kept 24 h, in
 memory and in the store, written in the same batch as the request's effect; a repeat is
@@ -45,16 +46,35 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from vmd.bus import BodyError, Delivery, decode_object
-from vmd.bus.topology import DIRECT_REPLY_TO, STREAM_HEADER
+from vmd.bus import Delivery
+from vmd.bus.topology import STREAM_HEADER
 from vmd.daemon.auth import Principals
 from vmd.daemon.commit import Answer, Pipeline, Settle
 from vmd.daemon.core import STREAMS, Core
 from vmd.daemon.history import history_answer
 from vmd.daemon.listing import Lister
 from vmd.daemon.options import Clock
-from vmd.fsm import Decision, Kind, Route, decide, is_task_id, route, task_reply
-from vmd.model import Reply, Request, Task, TaskId
+from vmd.daemon.requests import (
+    MALFORMED,
+    MAX_MESSAGE_ID,
+    MESSAGE_ID_TOO_LONG,
+    REPLY_TO_NOT_ALLOWED,
+    parse_request,
+    reply_to_allowed,
+    request_kind,
+    wants_stream,
+)
+from vmd.fsm import (
+    Decision,
+    HistoryQuery,
+    Kind,
+    Route,
+    decide,
+    is_task_id,
+    route,
+    task_reply,
+)
+from vmd.model import Principal, Reply, Request, Task, TaskId
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.metrics import DaemonMetrics
 from vmd.obs.refusals import OncePer
@@ -62,17 +82,10 @@ from vmd.store import IdempotencyRecord, Store
 
 log = get_logger(__name__)
 
-MALFORMED = "Malformed request: "
 NOT_PROVIDED = Reply(403, {"detail": "Authentication credentials were not provided."})
 DENIED = Reply(403, {"detail": "You do not have permission to perform this action."})
 UNAVAILABLE = Reply(503, {"detail": "Service unavailable"})
 
-_KINDS = {
-    Kind.LIST: "list", Kind.STATUS: "get", Kind.CURRENT_GET: "current",
-    Kind.CURRENT_PUT: "current", Kind.DEFINE: "define", Kind.TASK: "task",
-    Kind.HISTORY: "history",
-}
-_ACTIONS = frozenset({"start", "stop", "reboot"})
 # Answers of requests without a message_id remembered for a redelivery (several prefetch
 # windows' worth; a redelivery follows a reconnect within seconds).
 MEMO_SIZE = 4096
@@ -80,72 +93,15 @@ MEMO_SIZE = 4096
 # from other connections, GET currents that joined it); a repeat beyond it replaces the
 # oldest, and a GET current beyond it makes a task of its own (vmd.fsm.power.get_current).
 MAX_STREAMS = 8
-# The longest `message_id` kept as an idempotency key (protocol.md §5).
-MAX_MESSAGE_ID = 128
-MESSAGE_ID_TOO_LONG = f"'message_id' is longer than {MAX_MESSAGE_ID} characters"
-REPLY_TO_NOT_ALLOWED = "reply_to not allowed"
 # Requests recorded for idempotency: those that may change something (module docstring).
 RECORDED = frozenset({Kind.ACTION, Kind.CURRENT_GET, Kind.CURRENT_PUT, Kind.DEFINE})
-_DIRECT_FORMS = DIRECT_REPLY_TO + "."
-_SERVER_NAMED = "amq.gen-"
-_VMD_QUEUES = "vmd."
 # `[daemon] max_pending_tasks` (vmd.config.DaemonSettings) when none is given.
 DEFAULT_MAX_PENDING = 100
-
-
-def reply_to_allowed(reply_to: str, user: str | None) -> bool:
-    """Whether vmd may answer to `reply_to` (protocol.md §2): Direct Reply-to (as sent, or
-    as the broker rewrites it: `amq.rabbitmq.reply-to.<...>`), a server-named queue, or a
-    queue named `<user_id>.<...>`, never one of vmd's own `vmd.*` queues."""
-    if reply_to == DIRECT_REPLY_TO or reply_to.startswith((_DIRECT_FORMS, _SERVER_NAMED)):
-        return True
-    return bool(user) and reply_to.startswith(f"{user}.") and not reply_to.startswith(
-        _VMD_QUEUES)
 
 
 def has_room(task: Task) -> bool:
     """Whether a pending task takes one more stream subscriber."""
     return len(task.params.get(STREAMS, ())) < MAX_STREAMS
-
-
-def parse_request(body: bytes) -> Request | str:
-    """The request in a body, or the reason it is malformed (for the 400 detail)."""
-    try:
-        value = decode_object(body)
-    except BodyError as exc:
-        return exc.reason
-    method, path, data = value.get("method"), value.get("path"), value.get("data")
-    if method is None:
-        return "missing 'method'"
-    if not isinstance(method, str) or not method:
-        return "'method' must be a non-empty string"
-    if path is None:
-        return "missing 'path'"
-    if not isinstance(path, str) or not path:
-        return "'path' must be a non-empty string"
-    if data is None:
-        data = {}
-    elif not isinstance(data, dict):
-        return "'data' must be an object"
-    return Request(method, path, data)
-
-
-def request_kind(routed: Route | Reply) -> str:
-    """The metrics' `kind` label of a routed request (docs/operations.md)."""
-    if type(routed) is not Route:
-        return "other"
-    if routed.kind is Kind.ACTION:
-        return routed.action if routed.action in _ACTIONS else "other"
-    return _KINDS[routed.kind]
-
-
-def wants_stream(value: Any) -> bool:
-    """Header `stream`: JSON/AMQP true, or "true"/"1" in any case."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1")
-    return value is True or (type(value) is int and value == 1)
 
 
 def subscriber(reply_to: str, correlation_id: str | None, user: str,
@@ -154,21 +110,32 @@ def subscriber(reply_to: str, correlation_id: str | None, user: str,
             "message_id": message_id}
 
 
+_MemoKey = tuple[str, str, bytes]  # (user_id, correlation_id, the body's digest)
+
+
+def _memo_key(user: str, correlation_id: str, body: bytes) -> _MemoKey:
+    # A digest, not the body: 4096 bodies of up to 64 KiB would be 256 MiB (found by the
+    # fault suite's fuzzer, docs/reliability.md). Reads are not remembered: a redelivered
+    # one is answered afresh, and 4096 lists of up to 2,000 VMs (~2 MB each) would be
+    # gigabytes.
+    return (user, correlation_id, hashlib.blake2b(body, digest_size=16).digest())
+
+
 class _Memo:
     """The last answers to requests without a message_id, for their redelivery."""
 
     __slots__ = ("_answers",)
 
     def __init__(self) -> None:
-        self._answers: OrderedDict[tuple[str, str, bytes], Reply] = OrderedDict()
+        self._answers: OrderedDict[_MemoKey, Reply] = OrderedDict()
 
-    def put(self, key: tuple[str, str, bytes], reply: Reply) -> None:
+    def put(self, key: _MemoKey, reply: Reply) -> None:
         answers = self._answers
         answers[key] = reply
         if len(answers) > MEMO_SIZE:
             answers.popitem(last=False)
 
-    def get(self, key: tuple[str, str, bytes]) -> Reply | None:
+    def get(self, key: _MemoKey) -> Reply | None:
         return self._answers.get(key)
 
 
@@ -203,46 +170,24 @@ class Intake:
             return
         routed = route(parsed.method, parsed.path)
         kind = request_kind(routed)
-        user = delivery.user_id
-        if not user:
-            self._done(delivery, reply_to, NOT_PROVIDED, kind, started)
-            return
-        principal = self.principals.get(user)
+        principal = self._principal(delivery, reply_to, kind, started)
         if principal is None:
-            self._done(delivery, reply_to, DENIED, kind, started)
             return
+        user = principal.name
         stream = reply_to is not None and wants_stream(delivery.header(STREAM_HEADER))
         message_id = delivery.message_id or None
         changes = type(routed) is Route and routed.kind in RECORDED
-        recorded = message_id is not None and changes
-        memo_key = None
-        if recorded:
-            assert message_id is not None
-            if await self._repeat(delivery, (user, message_id), reply_to, stream, kind,
-                                  started):
+        record_key = memo_key = None
+        if changes and message_id is not None:
+            record_key = (user, message_id)
+            if await self._repeat(delivery, record_key, reply_to, stream, kind, started):
                 return
-        elif changes and message_id is None and reply_to is not None and delivery.correlation_id:
-            # A digest, not the body: 4096 bodies of up to 64 KiB would be 256 MiB
-            # (found by the fault suite's fuzzer, docs/reliability.md). Reads are not
-            # remembered: a redelivered one is answered afresh, and 4096 lists of up to
-            # 2,000 VMs (~2 MB each) would be gigabytes.
-            memo_key = (user, delivery.correlation_id,
-                        hashlib.blake2b(delivery.body, digest_size=16).digest())
-            if delivery.redelivered:
-                answer = self._memo.get(memo_key)
-                if answer is not None:
-                    self.metrics.idempotent_replays.inc()
-                    self._done(delivery, reply_to, answer, kind, started)
-                    return
-        if (type(routed) is Route and routed.kind is Kind.TASK
-                and self.world.tasks.get(routed.task_id) is None
-                and is_task_id(routed.task_id)):
-            # Ended and forgotten by memory: read from the store after this turn's write.
-            if reply_to is not None:
-                self.pipeline.answer(Answer(
-                    reply_to, delivery.correlation_id, None, delivery, kind, started,
-                    lookup=TaskId(routed.task_id), principal=principal))
-            self.pipeline.settle(delivery)
+        elif changes and reply_to is not None and delivery.correlation_id:
+            memo_key = _memo_key(user, delivery.correlation_id, delivery.body)
+            if delivery.redelivered and self._from_memo(delivery, memo_key, reply_to, kind,
+                                                        started):
+                return
+        if self._forgotten_task(routed, delivery, reply_to, kind, started, principal):
             return
         if kind == "list" and self.lister.takes(principal):
             # Too big for one step: built in slices, answered when done (vmd.daemon.listing).
@@ -254,10 +199,8 @@ class Intake:
                 and self.core.pending_tasks.get(user, 0) >= self.max_pending_tasks)
         d = decide(self.world, principal, parsed, now, routed, busy=busy,
                    join=has_room if stream else None)
-        if d.read is not None:  # the power history: read from the store after this turn
-            if reply_to is not None:
-                self.pipeline.answer(history_answer(d.read, reply_to, delivery, kind, started))
-            self.pipeline.settle(delivery)
+        if d.read is not None:
+            self._read_history(d.read, delivery, reply_to, kind, started)
             return
         reply = d.reply
         assert reply is not None
@@ -266,12 +209,64 @@ class Intake:
             self._stream_to(d, routed, subscriber(reply_to, delivery.correlation_id, user,
                                                   message_id))
         self.core.record(d, now)
-        if recorded:
-            assert message_id is not None
+        self._keep(reply, now, record_key, memo_key)
+        self._done(delivery, reply_to, reply, kind, started)
+
+    def _keep(self, reply: Reply, now: float, record_key: tuple[str, str] | None,
+              memo_key: _MemoKey | None) -> None:
+        """Keep the answer of a request that may change something, for its repeats: in the
+        idempotency records under its (user_id, message_id), else in the redelivery memo."""
+        if record_key is not None:
+            user, message_id = record_key
             self.core.remember(IdempotencyRecord(user, message_id, (reply,), now))
         elif memo_key is not None:
             self._memo.put(memo_key, reply)
-        self._done(delivery, reply_to, reply, kind, started)
+
+    def _read_history(self, read: HistoryQuery, delivery: Delivery, reply_to: str | None,
+                      kind: str, started: float) -> None:
+        """The power history: answered from the store after this turn's write."""
+        if reply_to is not None:
+            self.pipeline.answer(history_answer(read, reply_to, delivery, kind, started))
+        self.pipeline.settle(delivery)
+
+    def _principal(self, delivery: Delivery, reply_to: str | None, kind: str,
+                   started: float) -> Principal | None:
+        """Who asks (protocol.md §3): the principal of the message's broker-validated
+        `user_id`, or None once it has been answered 403 (none given, or unknown)."""
+        user = delivery.user_id
+        if not user:
+            self._done(delivery, reply_to, NOT_PROVIDED, kind, started)
+            return None
+        principal = self.principals.get(user)
+        if principal is None:
+            self._done(delivery, reply_to, DENIED, kind, started)
+        return principal
+
+    def _from_memo(self, delivery: Delivery, key: _MemoKey, reply_to: str, kind: str,
+                   started: float) -> bool:
+        """A redelivered request without message_id: answered with what it was answered
+        before this connection was cut (True), or False when the memo does not know it."""
+        answer = self._memo.get(key)
+        if answer is None:
+            return False
+        self.metrics.idempotent_replays.inc()
+        self._done(delivery, reply_to, answer, kind, started)
+        return True
+
+    def _forgotten_task(self, routed: Route | Reply, delivery: Delivery, reply_to: str | None,
+                        kind: str, started: float, principal: Principal) -> bool:
+        """`GET /task/<id>/status` of a task memory no longer holds (ended and forgotten):
+        answered from the store after this turn's write (True), else False."""
+        if (type(routed) is not Route or routed.kind is not Kind.TASK
+                or self.world.tasks.get(routed.task_id) is not None
+                or not is_task_id(routed.task_id)):
+            return False
+        if reply_to is not None:
+            self.pipeline.answer(Answer(
+                reply_to, delivery.correlation_id, None, delivery, kind, started,
+                lookup=TaskId(routed.task_id), principal=principal))
+        self.pipeline.settle(delivery)
+        return True
 
     async def _accept(self, delivery: Delivery, reply_to: str | None,
                       started: float) -> Request | None:
