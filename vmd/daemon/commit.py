@@ -21,12 +21,9 @@ Hence a request is acked only after its effect is stored and its reply published
 (protocol.md §2-3, docs/architecture.md rule 5), events of one VM leave in the order they were
 applied, and a reply never overtakes the effect it reports.
 
-The outbox (vmd.store.outbox): the write stage stores the turn's events, orders and stream
-mode's final replies in the same transaction as its state; once the broker confirmed them,
-their deletion rides on a later turn's write (or an idle write after `OUTBOX_IDLE` s). At
-start-up `replay` puts what the store still holds in front of the first turn, so a crash
-between a write and its publish loses no event (no `seq` gap), no order and no final reply:
-at-least-once, never at-most-once.
+What a turn holds is vmd.daemon.turn; the outbox that makes its publish survive a crash
+(stored with the turn's state, deleted once confirmed, replayed at start-up) is
+vmd.daemon.outbox.
 
 Failures: the store write is shielded (a cancelled drain stops waiting for it, never
 stops it half-way); a store error is a bug and crashes the daemon. What one request makes
@@ -46,37 +43,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from vmd.bus import (
     AgentOrder,
-    AgentTask,
     Bus,
     BusClosed,
     BusFailed,
     Delivery,
-    Event,
     Outgoing,
     PublishFailed,
     Unroutable,
     node_tasks,
 )
 from vmd.bus.agent import order_message
-from vmd.bus.agent_messages import order_from_json, to_json
-from vmd.bus.codec import EncodeError, decode_object, encode
+from vmd.bus.codec import EncodeError
 from vmd.bus.publish import reply_message
 from vmd.daemon.options import Clock
+from vmd.daemon.outbox import OUTBOX_IDLE, replay_turn, store_outbox
+from vmd.daemon.turn import Answer, Settle, Turn, agent_task
 from vmd.fsm import task_status
-from vmd.model import NodeName, Principal, Reply, Task, TaskId
+from vmd.model import NodeName, Reply, Task, TaskId
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.metrics import DaemonMetrics
-from vmd.store import EVENT, ORDER, REPLY, Batch, OutboxMessage, RowError, Store
+from vmd.store import Batch, OutboxMessage, RowError, Store
+
+# The pipeline's own names, and those of a turn it is filled with (vmd.daemon.turn), which
+# the daemon's modules import from here.
+__all__ = [
+    "CHUNK", "INTERNAL_ERROR", "UNENCODABLE", "UNENCODABLE_REASON", "Answer", "Pipeline",
+    "Settle", "Turn", "agent_task",
+]
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -93,59 +93,11 @@ _UNROUTABLE_TRIES = 3
 # Messages per confirmed publish batch: a few ms of broker work, well inside the publish
 # timeout even for a full sync of many VMs (one chunk is retried, not the whole turn).
 CHUNK = 500
-# Seconds after a publish before its outbox rows are deleted by a write of their own, when
-# no other turn came to carry the deletion (at most one such write per this period).
-OUTBOX_IDLE = 1.0
-
-
-class Settle(enum.Enum):
-    ACK = "ack"  # done: ack once the turn is published
-    HOLD = "hold"  # not done (shutting down): keep unsettled until the runner requeues it
-
-
-@dataclass(slots=True)
-class Answer:
-    """One reply to send. `delivery` is the request it answers (None for the final reply of
-    stream mode); `reply` None means: read task `lookup` (or run `read`) from the store after
-    the write."""
-
-    reply_to: str
-    correlation_id: str | None
-    reply: Reply | None
-    delivery: Delivery | None = None
-    kind: str | None = None  # for the request metrics; None = not counted (final replies)
-    started: float = 0.0  # time.perf_counter() when the request was received
-    lookup: TaskId | None = None
-    principal: Principal | None = None
-    # Or: a read that makes the reply from the store, run after the write (the power
-    # history, vmd.daemon.history).
-    read: Callable[[Store], Reply] | None = None
-    # The reply as published, encoded when the reply is known (`Pipeline.answer`, or after
-    # the write for a lookup): an answer that cannot be encoded fails its own request only.
-    message: Outgoing | None = None
 
 
 # A message to publish: (the message, or None for a reply; the answer; is it an order).
 _Item = tuple[Outgoing | None, Answer | None, bool]
 _SKIP: _Item = (None, None, False)
-
-
-@dataclass(slots=True)
-class Turn:
-    """The effects of the decisions since the previous turn, in the order they were made."""
-
-    batch: Batch = field(default_factory=Batch)
-    events: list[Event] = field(default_factory=list)
-    orders: list[AgentOrder] = field(default_factory=list)
-    answers: list[Answer] = field(default_factory=list)
-    settles: list[tuple[Delivery, Settle]] = field(default_factory=list)
-    # Requests whose answer could not be encoded: dead-lettered with this reason, not acked.
-    failed: dict[Delivery, str] = field(default_factory=dict)
-    lookups: list[Answer] = field(default_factory=list)
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
-    # Set by the write stage: the events as published, and the turn's outbox id range.
-    outgoing: list[Outgoing] = field(default_factory=list)
-    outbox: tuple[int, int] | None = None
 
 
 def _write(store: Store, batch: Batch, lookups: Sequence[TaskId],
@@ -278,24 +230,7 @@ class Pipeline:
         deadline: the expiry path handles it) left out. Returns how many are sent."""
         if not stored:
             return 0
-        turn = Turn()
-        for message in stored:
-            if message.kind == EVENT:
-                # As `Event.outgoing` builds it: persistent, confirmed, not mandatory.
-                turn.outgoing.append(Outgoing(
-                    message.exchange, message.routing_key, message.body, mandatory=False,
-                    headers=MappingProxyType(dict(message.headers or {}))))
-            elif message.kind == REPLY:
-                # A final reply of stream mode, as `reply_message` builds it.
-                turn.outgoing.append(Outgoing(
-                    message.exchange, message.routing_key, message.body, mandatory=False,
-                    persistent=False, headers=MappingProxyType(dict(message.headers or {})),
-                    correlation_id=message.correlation_id))
-            else:
-                order = order_from_json(decode_object(message.body, limit=None))
-                if due(order):
-                    turn.orders.append(order)
-        turn.outbox = (stored[0].id, stored[-1].id)
+        turn = replay_turn(stored, due)
         self._outbox_id = max(self._outbox_id, stored[-1].id)
         # The queue is empty (nothing was written yet): the publisher takes this turn first.
         self._written.put_nowait(turn)
@@ -314,7 +249,7 @@ class Pipeline:
             await self._wake.wait()
             self._wake.clear()
             turn, self.turn = self.turn, Turn()
-            self._to_outbox(turn)
+            self._outbox_id = store_outbox(turn, self._outbox_id, self._clock)
             tasks = [a for a in turn.lookups if a.read is None]
             lookups = [a.lookup for a in tasks if a.lookup is not None]
             reads = [a for a in turn.lookups if a.read is not None]
@@ -330,36 +265,6 @@ class Pipeline:
                 answer.reply = reply
                 self._encode(answer, turn)
             await self._written.put(turn)
-
-    def _to_outbox(self, turn: Turn) -> None:
-        # Encoded once: the same bytes are stored and published. An order is stored as its
-        # JSON; its TTL is computed when it is published (`_publish`, `replay`).
-        batch = turn.batch
-        first = n = self._outbox_id
-        for event in turn.events:
-            message = event.outgoing()
-            turn.outgoing.append(message)
-            n += 1
-            batch.put_outbox(OutboxMessage(n, EVENT, message.exchange, message.routing_key,
-                                           message.body))
-        for order in turn.orders:
-            message = order_message(order, now=self._clock())
-            n += 1
-            batch.put_outbox(OutboxMessage(n, ORDER, message.exchange, message.routing_key,
-                                           message.body))
-        for answer in turn.answers:
-            # Stream mode's final replies (no request of theirs to redeliver): a crash before
-            # they are published must not lose them. Replies to a request are not stored:
-            # the request, unacked, comes again and is answered from its idempotency record.
-            if answer.delivery is None and answer.message is not None:
-                message = answer.message
-                n += 1
-                batch.put_outbox(OutboxMessage(n, REPLY, message.exchange, message.routing_key,
-                                               message.body, dict(message.headers),
-                                               message.correlation_id))
-        if n > first:
-            turn.outbox = (first + 1, n)
-            self._outbox_id = n
 
     def _published(self, turn: Turn) -> None:
         """The turn's messages are confirmed: delete its outbox rows with a later write."""
@@ -493,23 +398,3 @@ class Pipeline:
             if node not in self._declared:
                 await self._bus.declare(node_tasks(node))
                 self._declared.add(node)
-
-
-def agent_task(task: Task, hostname: str, params: dict[str, Any]) -> AgentTask:
-    """The order that sends `task` to its node's agent (`params` without daemon-only keys).
-
-    Encoded once here, in the decision step that made it: an order that cannot be encoded
-    raises `EncodeError` for its request, instead of failing the whole turn when the write
-    stage stores it."""
-    order = AgentTask(
-        task_id=task.task_id,
-        uuid=task.vm_uuid,
-        hostname=hostname,
-        node=task.node,
-        action=task.action,
-        params=params,
-        created=task.created,
-        deadline=task.deadline,
-    )
-    encode(to_json(order))
-    return order
