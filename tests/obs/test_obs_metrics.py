@@ -25,13 +25,10 @@ from vmd.obs.metrics import (
     VM_STATUSES,
     AgentMetrics,
     DaemonMetrics,
-    MetricsServeError,
-    MetricsServer,
     StatusCounts,
     new_registry,
-    serve_metrics,
-    split_address,
 )
+from vmd.obs.metrics_http import MetricsServeError, MetricsServer, serve_metrics, split_address
 
 # The only label names any family may have: each takes values from a small fixed set.
 ALLOWED_LABELS = {

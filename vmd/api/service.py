@@ -43,7 +43,7 @@ from vmd.config import ApiSettings
 from vmd.obs import systemd
 from vmd.obs.logging import get_logger
 from vmd.obs.looplag import monitor_loop_lag
-from vmd.obs.metrics import MetricsServeError, MetricsServer, serve_metrics, split_address
+from vmd.obs.metrics_http import MetricsServeError, MetricsServer, serve_metrics, split_address
 
 log = get_logger("vmd.api")
 

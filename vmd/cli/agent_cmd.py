@@ -24,7 +24,8 @@ from vmd.node_agent.errors import SshConfigError
 from vmd.node_agent.journal import JournalError
 from vmd.obs import systemd
 from vmd.obs.logging import configure_logging, get_logger, stderr_text
-from vmd.obs.metrics import AgentMetrics, MetricsServeError, serve_metrics
+from vmd.obs.metrics import AgentMetrics
+from vmd.obs.metrics_http import MetricsServeError, serve_metrics
 
 log = get_logger("vmd.cli.agent")
 # After a broker outage every agent reconnects at once: each waits a random 0..3 s first.

@@ -62,7 +62,8 @@ from vmd.fsm import FsmSettings, TaskBook, VmIndex, World, task_id_factory
 from vmd.obs import systemd
 from vmd.obs.logging import get_logger, stderr_text
 from vmd.obs.looplag import monitor_loop_lag
-from vmd.obs.metrics import DaemonMetrics, MetricsServeError, MetricsServer, serve_metrics
+from vmd.obs.metrics import DaemonMetrics
+from vmd.obs.metrics_http import MetricsServeError, MetricsServer, serve_metrics
 from vmd.store import Store, StoreError
 
 log = get_logger(__name__)

@@ -1,4 +1,4 @@
-"""Every Prometheus metric family of both processes, and the thread that serves them.
+"""Every Prometheus metric family of the three processes (served by vmd.obs.metrics_http).
 
 Why one module: metric names, labels and buckets are a contract with the operator's
 dashboards and alerts (docs/operations.md lists them), so they are defined once, here, not
@@ -12,18 +12,14 @@ where they are incremented. Two rules hold for every family:
   (`StatusCounts`), so they cost nothing per VM, neither per change nor per scrape.
 
 Families live on an explicit `CollectorRegistry` (tests create fresh ones) that also holds
-the standard process, platform and GC collectors. `/metrics` is served by prometheus_client's
-HTTP server in its own thread: rendering never runs on, or waits for, the event loop.
+the standard process, platform and GC collectors.
 """
 
 from __future__ import annotations
 
 import platform
-import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Final
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -34,7 +30,6 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
-    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -354,53 +349,3 @@ class RefusedCounter:
 
     def inc(self, reason: str) -> None:
         self._children[_known(reason, REFUSAL_REASONS)].inc()
-
-
-class MetricsServeError(Exception):
-    """The metrics address cannot be served (one line, for the operator)."""
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsServer:
-    """A running /metrics endpoint; `close()` stops it (blocks up to ~0.5 s)."""
-
-    host: str
-    port: int
-    _server: WSGIServer
-    _thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
-
-    def close(self) -> None:
-        # shutdown() waits for serve_forever's poll loop (0.5 s) to notice; from the event
-        # loop call it as `await asyncio.to_thread(server.close)`.
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """ "host:port" (or "[v6]:port") -> (host, port); port 0 means any free port."""
-    host, sep, port = address.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise MetricsServeError(f"metrics address {address!r}: expected host:port")
-    return host, int(port)
-
-
-def serve_metrics(registry: CollectorRegistry, address: str) -> MetricsServer:
-    """Serve `registry` on http://address/metrics from a daemon thread; return the server.
-
-    `address` is "host:port" as in `[daemon] metrics` / `[agent] metrics`; port 0 binds a
-    free port (the bound one is `server.port`).
-    """
-    host, port = split_address(address)
-    try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise MetricsServeError(f"metrics address {address}: cannot listen: {reason}") from None
-    return MetricsServer(host=host, port=server.server_port, _server=server, _thread=thread)
