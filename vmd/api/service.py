@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -44,20 +43,19 @@ from vmd.obs import systemd
 from vmd.obs.logging import get_logger
 from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics_http import MetricsServeError, MetricsServer, serve_metrics, split_address
+from vmd.obs.systemd import ExitCode
 
 log = get_logger("vmd.api")
 
 # A routing key nothing is bound to: the probe message is dropped by the broker after it
 # checked `user_id` (it checks before routing).
 PROBE_ROUTING_KEY = "vmd-api.impersonation-check"
-EXIT_CONFIG = 2
-EXIT_FAILED = 1
 
 
 class StartError(Exception):
     """The gateway cannot start: one line for the operator, and the exit status."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_CONFIG) -> None:
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.CONFIG) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -148,7 +146,7 @@ class ApiService:
             # A refused login, an unknown vhost or a refused setup stays refused: exit 2.
             # Anything else (the broker is down or still booting): 1, systemd retries.
             refused = str(exc).startswith("the broker refused")
-            raise StartError(str(exc), EXIT_CONFIG if refused else EXIT_FAILED) from None
+            raise StartError(str(exc), ExitCode.CONFIG if refused else ExitCode.FAILED) from None
         self.metrics.set_reconnects_source(lambda: self.client.reconnects)
         try:
             if self.check:
@@ -203,21 +201,9 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise AssertionError("no listening socket")
 
 
-@contextlib.contextmanager
-def _signals(stop: asyncio.Event) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        yield
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-
-
-async def run(settings: ApiSettings) -> int:
-    """`vmd api`: serve until SIGTERM/SIGINT; the exit status (StartError propagates)."""
-    stop = asyncio.Event()
+async def run(settings: ApiSettings, stop: asyncio.Event) -> int:
+    """`vmd api`: serve until `stop` (SIGTERM/SIGINT: vmd.cli.runtime); the exit status
+    (StartError propagates)."""
     failure: list[BaseException] = []
 
     def fatal(exc: BaseException) -> None:
@@ -225,28 +211,27 @@ async def run(settings: ApiSettings) -> int:
         stop.set()
 
     service = ApiService(settings, serve_metrics_on=settings.metrics, on_fatal=fatal)
-    with _signals(stop):
-        # SIGTERM ends a wait for the broker (unbounded under systemd) at once.
-        if not await unless_stopped(service.start(), stop):
-            await service.stop()
-            log.info("stopped while waiting for the broker")
-            return 0
-        systemd.ready(f"serving {service.url}/")
-        watchdog = asyncio.create_task(systemd.watchdog_loop(), name="vmd-api watchdog")
-        lag = asyncio.create_task(monitor_loop_lag(observe=service.metrics.loop_lag.observe),
-                                  name="vmd-api loop-lag")
-        try:
-            await stop.wait()
-        finally:
-            lag.cancel()
-            systemd.stopping(f"draining (up to {settings.drain_timeout:g}s)")
-            log.info("stopping", streams=service.gateway.streams)
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
-            await service.stop()
-            log.info("stopped")
+    # SIGTERM ends a wait for the broker (unbounded under systemd) at once.
+    if not await unless_stopped(service.start(), stop):
+        await service.stop()
+        log.info("stopped while waiting for the broker")
+        return ExitCode.OK
+    systemd.ready(f"serving {service.url}/")
+    watchdog = asyncio.create_task(systemd.watchdog_loop(), name="vmd-api watchdog")
+    lag = asyncio.create_task(monitor_loop_lag(observe=service.metrics.loop_lag.observe),
+                              name="vmd-api loop-lag")
+    try:
+        await stop.wait()
+    finally:
+        lag.cancel()
+        systemd.stopping(f"draining (up to {settings.drain_timeout:g}s)")
+        log.info("stopping", streams=service.gateway.streams)
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+        await service.stop()
+        log.info("stopped")
     if failure:
         log.error("exiting: the broker link failed for good", error=str(failure[0]))
-        return EXIT_FAILED
-    return 0
+        return ExitCode.FAILED
+    return ExitCode.OK

@@ -10,15 +10,13 @@ connection: the agent logs one line and exits 2 (docs/agent.md).
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from pathlib import Path
 
 from vmd.bus import BusSettings, ConnectFailed, boot_attempts
-from vmd.cli.runtime import tune_gc
+from vmd.cli.runtime import ExitCode, run_until_signalled, tune_gc
 from vmd.config import ConfigError, load
-from vmd.node_agent.agent import EXIT_CONFIG, EXIT_FATAL, Agent, Shutdown
+from vmd.node_agent.agent import Agent, Shutdown
 from vmd.node_agent.backend import open_backend
 from vmd.node_agent.errors import SshConfigError
 from vmd.node_agent.journal import JournalError
@@ -41,7 +39,7 @@ def run(config: Path) -> int:
     try:
         settings = load(config, sections=("broker", "agent"))
     except ConfigError as exc:
-        return _fail(str(exc), EXIT_CONFIG)
+        return _fail(str(exc), ExitCode.CONFIG)
     assert settings.agent is not None and settings.broker is not None
     agent_settings = settings.agent
     configure_logging(settings.log.level, settings.log.format)
@@ -58,32 +56,27 @@ def run(config: Path) -> int:
         )
         opened = open_backend(agent_settings)
     except (ValueError, SshConfigError) as exc:
-        return _fail(f"{config}: {exc}", EXIT_CONFIG)
+        return _fail(f"{config}: {exc}", ExitCode.CONFIG)
     metrics = AgentMetrics()
     try:
         server = serve_metrics(metrics.registry, agent_settings.metrics)
     except MetricsServeError as exc:
-        return _fail(f"{config}: [agent] {exc}", EXIT_CONFIG)
+        return _fail(f"{config}: [agent] {exc}", ExitCode.CONFIG)
     log.info("metrics served", url=server.url)
     agent = Agent(agent_settings, bus_settings, opened=opened, metrics=metrics)
     try:
-        return asyncio.run(_main(agent))
+        return run_until_signalled(
+            lambda stop, hurry: _main(agent, Shutdown(requested=stop, hurry=hurry)))
     finally:
         server.close()
 
 
-async def _main(agent: Agent) -> int:
-    loop = asyncio.get_running_loop()
-    shutdown = Shutdown()
-    # The handlers only set a flag; the agent's runner performs the shutdown steps.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, shutdown.signal)
+async def _main(agent: Agent, shutdown: Shutdown) -> int:
+    # The signal handlers (vmd.cli.runtime) only set the flags; the agent's runner performs
+    # the shutdown steps.
     try:
         return await agent.run(shutdown)
     except JournalError as exc:
-        return _fail(f"[agent] state_dir: {exc}", EXIT_CONFIG)
+        return _fail(f"[agent] state_dir: {exc}", ExitCode.CONFIG)
     except ConnectFailed as exc:
-        return _fail(str(exc), EXIT_FATAL)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        return _fail(str(exc), ExitCode.FAILED)

@@ -1,4 +1,10 @@
-"""Process-wide runtime settings of the long-running services (`vmd daemon`, `vmd agent`).
+"""Process-wide runtime of the long-running services (`vmd daemon`, `vmd agent`, `vmd api`).
+
+What the three processes share and own here, once: the exit codes (`ExitCode`, defined in
+vmd.obs.systemd, below the services, which return them), the signal handling
+(`run_until_signalled`: SIGTERM/SIGINT only set a flag, the first one `stop`, any later one
+`hurry`; the service's runner performs the shutdown steps itself, docs/shutdown.md), and
+the collector's thresholds (`tune_gc`).
 
 The cyclic garbage collector. Nearly everything the services allocate per message (frames,
 bodies, dicts of a decision) is freed by reference counting the moment it is dropped;
@@ -14,7 +20,16 @@ makes all three generations run ~70 times less often; young cycles are still col
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
+from collections.abc import Awaitable, Callable
+
+from vmd.obs.systemd import ExitCode
+
+__all__ = ["GC_THRESHOLDS", "ExitCode", "run_until_signalled", "tune_gc"]
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 GC_THRESHOLDS = (50_000, 20, 10)
 
@@ -22,3 +37,29 @@ GC_THRESHOLDS = (50_000, 20, 10)
 def tune_gc() -> None:
     """Apply `GC_THRESHOLDS` (call once, at process start)."""
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def run_until_signalled(body: Callable[[asyncio.Event, asyncio.Event], Awaitable[int]]) -> int:
+    """Run `body(stop, hurry)` in a new event loop with the signal handlers installed.
+
+    The first SIGTERM/SIGINT sets `stop`; any later one sets `hurry` (cuts the drain's
+    waits short). Returns `body`'s exit code.
+    """
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        stop, hurry = asyncio.Event(), asyncio.Event()
+
+        def on_signal() -> None:
+            # Only sets a flag: the service's runner performs the shutdown steps itself.
+            (hurry if stop.is_set() else stop).set()
+
+        for sig in SIGNALS:
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            return int(await body(stop, hurry))
+        finally:
+            for sig in SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())

@@ -20,6 +20,6 @@ Module map (docs/daemon.md explains the design):
 """
 
 from vmd.daemon.options import Options
-from vmd.daemon.runner import Daemon, StartupError, main, serve
+from vmd.daemon.runner import Daemon, StartupError, serve
 
-__all__ = ["Daemon", "Options", "StartupError", "main", "serve"]
+__all__ = ["Daemon", "Options", "StartupError", "serve"]

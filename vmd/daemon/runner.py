@@ -14,14 +14,15 @@
 6. start the loops (deadlines, node monitor, reconcile, housekeeping, watchdog), then
    `READY=1` with `STATUS=<n> VMs, <k> nodes online`.
 
-`Daemon.shutdown` follows docs/shutdown.md: the signal handler only sets an event; this
-stops consuming and the producers, finishes the requests in hand up to `[daemon]
-drain_timeout` (a second signal cuts the wait), requeues what was answered 503 and held,
-closes the store, `STOPPING=1`, closes the broker connection last, and exits 0.
+`Daemon.shutdown` follows docs/shutdown.md: the signal handler (vmd.cli.runtime) only sets
+an event; this stops consuming and the producers, finishes the requests in hand up to
+`[daemon] drain_timeout` (a second signal cuts the wait), requeues what was answered 503
+and held, closes the store, `STOPPING=1`, closes the broker connection last, and exits 0.
 
-Exit codes (`serve`): 0 after a drain; 2 for a store the operator must fix; 1 when the
-broker cannot be reached at start or the metrics address cannot be served (systemd
-restarts the unit); an internal error crashes with its traceback (habit 10).
+Exit codes (`serve`, `vmd.obs.systemd.ExitCode`): 0 after a drain; 2 for a store the
+operator must fix; 1 when the broker cannot be reached at start or the metrics address
+cannot be served (systemd restarts the unit); an internal error crashes with its traceback
+(habit 10).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import signal
 import sys
 from collections.abc import Awaitable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +64,7 @@ from vmd.obs.logging import get_logger, stderr_text
 from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import DaemonMetrics
 from vmd.obs.metrics_http import MetricsServeError, MetricsServer, serve_metrics
+from vmd.obs.systemd import ExitCode
 from vmd.store import Store, StoreError
 
 log = get_logger(__name__)
@@ -72,7 +73,7 @@ log = get_logger(__name__)
 class StartupError(Exception):
     """The daemon cannot start; one line for the operator and the exit code."""
 
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: ExitCode) -> None:
         super().__init__(message)
         self.code = code
 
@@ -105,7 +106,7 @@ class Daemon:
                 history_retention=ds.history_retention))
         except StoreError as exc:
             self.executor.shutdown(wait=False)
-            raise StartupError(str(exc), 2) from None
+            raise StartupError(str(exc), ExitCode.CONFIG) from None
         now = self.clock()
         fleet = await loop.run_in_executor(self.executor, self.store.load_fleet, now)
         outbox = await loop.run_in_executor(self.executor, self.store.load_outbox)
@@ -125,7 +126,7 @@ class Daemon:
             self.metrics_server = serve_metrics(metrics.registry, ds.metrics)
         except MetricsServeError as exc:
             await self._close_store()
-            raise StartupError(str(exc), 1) from None
+            raise StartupError(str(exc), ExitCode.FAILED) from None
         log.info("metrics served", url=self.metrics_server.url)
 
         topology = DAEMON
@@ -175,10 +176,10 @@ class Daemon:
             connected = await unless_stopped(self.bus.start(), stop or asyncio.Event())
         except (ConnectFailed, BusFailed) as exc:
             await self.abort()
-            raise StartupError(str(exc), 1) from None
+            raise StartupError(str(exc), ExitCode.FAILED) from None
         if not connected:
             await self.abort()
-            raise StartupError("stopped while waiting for the broker", 0)
+            raise StartupError("stopped while waiting for the broker", ExitCode.OK)
         for name in sorted(nodes):
             self.nodes.request_sync(name, "daemon start")
         await self.pipeline.flush()
@@ -348,26 +349,5 @@ async def serve(
         raise failure
     crashed.cancel()
     await daemon.shutdown(hurry)
-    return 0
+    return ExitCode.OK
 
-
-def main(settings: Settings, options: Options | None = None) -> int:
-    """`vmd daemon`: serve until SIGTERM/SIGINT (a second one cuts the drain's waits short)."""
-
-    async def run() -> int:
-        loop = asyncio.get_running_loop()
-        stop, hurry = asyncio.Event(), asyncio.Event()
-
-        def on_signal() -> None:
-            # Only sets a flag: the runner performs the shutdown steps itself.
-            (hurry if stop.is_set() else stop).set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        try:
-            return await serve(settings, options, stop=stop, hurry=hurry)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-
-    return asyncio.run(run())

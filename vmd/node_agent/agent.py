@@ -14,9 +14,9 @@
    settings, an internal bug) or the bus failing for good;
 5. shut down in the order of docs/shutdown.md ("The node agent"), return the exit code.
 
-Exit codes: 0 after SIGTERM (even when the drain hit its deadline), 2 when the SSH settings
-cannot work or the node's host key is rejected (an operator must act; systemd does not
-restart on 2), 1 for anything else fatal.
+Exit codes (`vmd.obs.systemd.ExitCode`): 0 after SIGTERM (even when the drain hit its
+deadline), 2 when the SSH settings cannot work or the node's host key is rejected (an
+operator must act; systemd does not restart on 2), 1 for anything else fatal.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from vmd.obs.logging import get_logger
 from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import AgentMetrics
 from vmd.obs.refusals import Refusals
+from vmd.obs.systemd import ExitCode
 
 from .backend import Opened, open_backend
 from .errors import HostKeyRejected, SshConfigError
@@ -55,16 +56,15 @@ from .tasks import TaskRunner
 
 log = get_logger(__name__)
 
-EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
-
-
 class Shutdown:
     """What the signal handlers touch: the first signal asks for a shutdown, a second one
-    hurries the current drain step (docs/shutdown.md)."""
+    hurries the current drain step (docs/shutdown.md). `vmd agent` passes the two flags of
+    vmd.cli.runtime.run_until_signalled."""
 
-    def __init__(self) -> None:
-        self.requested = asyncio.Event()
-        self.hurry = asyncio.Event()
+    def __init__(self, requested: asyncio.Event | None = None,
+                 hurry: asyncio.Event | None = None) -> None:
+        self.requested = requested or asyncio.Event()
+        self.hurry = hurry or asyncio.Event()
 
     def signal(self) -> None:
         if self.requested.is_set():
@@ -171,7 +171,7 @@ class Agent:
                 await self.bus.close()
                 systemd.stopping("stopped while waiting for the broker")
                 log.info("stopped while waiting for the broker")
-                return 0
+                return ExitCode.OK
             self._start("reporter", self.reporter.run())
             self._start("loop-lag", monitor_loop_lag(observe=self.metrics.loop_lag.observe))
             self._start("housekeeping", self._housekeeping())
@@ -308,8 +308,10 @@ class Agent:
         log.info("shutdown complete", requeued=requeued, interrupted=interrupted,
                  completed=runner.completed)
         if fatal is None:
-            return EXIT_OK
-        return EXIT_CONFIG if isinstance(fatal, HostKeyRejected | SshConfigError) else EXIT_FATAL
+            return ExitCode.OK
+        if isinstance(fatal, HostKeyRejected | SshConfigError):
+            return ExitCode.CONFIG
+        return ExitCode.FAILED
 
 
 def _interrupted(job: Job, seconds: float) -> str:

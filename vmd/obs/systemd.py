@@ -14,9 +14,22 @@ unit after `WatchdogSec=`.
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import socket
 from collections.abc import Callable, Mapping
+
+
+class ExitCode(enum.IntEnum):
+    """The exit codes of `vmd daemon`, `vmd agent` and `vmd api` (one set for the three).
+
+    The units ship `RestartPreventExitStatus=2`: systemd restarts on `FAILED` (the broker
+    is down, it may come back) and not on `CONFIG` (an operator must act).
+    """
+
+    OK = 0  # after a drain (SIGTERM/SIGINT), or stopped while waiting for the broker
+    FAILED = 1  # the broker cannot be reached at start, or a failure restarting may cure
+    CONFIG = 2  # a configuration, store, SSH setting or address an operator must fix
 
 # systemd asks for pings at half the timeout (sd_watchdog_enabled(3)).
 _PING_FRACTION = 0.5
