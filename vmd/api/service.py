@@ -34,7 +34,6 @@ from vmd.bus import (
     BusSettings,
     Outgoing,
     PublishRefused,
-    boot_attempts,
     unless_stopped,
 )
 from vmd.bus.topology import COMMANDS_EXCHANGE
@@ -61,10 +60,10 @@ class StartError(Exception):
 
 
 def bus_settings_for(settings: ApiSettings) -> BusSettings:
-    return BusSettings(url=settings.broker_url,
-                       connection_name=f"vmd-api@{socket.gethostname()}:{os.getpid()}",
-                       connect_attempts=boot_attempts(settings.connect_attempts),
-                       on_connect_retry=systemd.waiting_for_broker)
+    return BusSettings.for_service(
+        settings.broker_url, settings.connect_attempts,
+        connection_name=f"vmd-api@{socket.gethostname()}:{os.getpid()}",
+        on_connect_retry=systemd.waiting_for_broker)
 
 
 async def check_impersonation(bus: BusSettings, principals: frozenset[str]) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 # Told before each wait of the first connect: (attempt that failed, its error, seconds until
@@ -56,6 +57,21 @@ class BusSettings:
     drain_timeout: float = 10.0
     reconnect_spread: float = 0.0
     on_connect_retry: RetryHook | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def for_service(
+        cls, url: str, configured_attempts: int | None, *, connection_name: str,
+        on_connect_retry: RetryHook | None, override_attempts: int | None = None,
+        **tuning: Any,
+    ) -> BusSettings:
+        """The link of a long-running service (`vmd daemon`, `vmd agent`, `vmd api`): the one
+        place the three build theirs. `configured_attempts` is the loaded `connect_attempts`
+        setting, resolved by `boot_attempts` unless `override_attempts` is given (tests);
+        `tuning` sets the other fields."""
+        attempts = (boot_attempts(configured_attempts) if override_attempts is None
+                    else override_attempts)
+        return cls(url=url, connection_name=connection_name, connect_attempts=attempts,
+                   on_connect_retry=on_connect_retry, **tuning)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vmd.bus import BusSettings, ConnectFailed, boot_attempts
+from vmd.bus import BusSettings, ConnectFailed
 from vmd.cli.runtime import ExitCode, run_until_signalled, tune_gc
 from vmd.config import ConfigError, load
 from vmd.node_agent.agent import Agent, Shutdown
@@ -45,14 +45,13 @@ def run(config: Path) -> int:
     configure_logging(settings.log.level, settings.log.format)
     tune_gc()
     try:
-        bus_settings = BusSettings(
-            url=settings.broker.url,
+        bus_settings = BusSettings.for_service(
+            settings.broker.url, settings.broker.connect_attempts,
             connection_name=f"vmd-agent:{agent_settings.node}",
-            connect_attempts=boot_attempts(settings.broker.connect_attempts),
+            on_connect_retry=systemd.waiting_for_broker,
             retry_delay=0.25,
             retry_delay_max=5.0,
             reconnect_spread=RECONNECT_SPREAD,
-            on_connect_retry=systemd.waiting_for_broker,
         )
         opened = open_backend(agent_settings)
     except (ValueError, SshConfigError) as exc:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmd.bus import BusSettings, boot_attempts
+from vmd.bus import BusSettings
 from vmd.config import Settings
 from vmd.obs import systemd
 
@@ -56,13 +56,12 @@ class Options:
 def bus_settings(settings: Settings, options: Options) -> BusSettings:
     """The bus link of the daemon, from `[broker]` and `[daemon]`."""
     assert settings.broker is not None and settings.daemon is not None
-    return BusSettings(
-        url=settings.broker.url,
+    return BusSettings.for_service(
+        settings.broker.url, settings.broker.connect_attempts,
         connection_name=options.connection_name,
-        connect_attempts=(boot_attempts(settings.broker.connect_attempts)
-                          if options.connect_attempts is None else options.connect_attempts),
-        retry_delay_max=options.retry_delay_max,
         on_connect_retry=systemd.waiting_for_broker,
+        override_attempts=options.connect_attempts,
+        retry_delay_max=options.retry_delay_max,
         publish_timeout=options.publish_timeout,
         prefetch=settings.daemon.prefetch,
         drain_timeout=settings.daemon.drain_timeout,
