@@ -81,6 +81,17 @@ class StartupError(Exception):
 class Daemon:
     """One running daemon: its state, its bus, its pipeline and its long-lived tasks."""
 
+    # Built by `start`, in its order (each needs the loaded store and fleet, or the one
+    # before it); declared here so that every attribute of a daemon is listed in one place.
+    store: Store
+    world: World
+    bus: Bus
+    pipeline: Pipeline
+    core: Core
+    nodes: Nodes
+    intake: Intake
+    reports: Reports
+
     def __init__(self, settings: Settings, options: Options | None = None) -> None:
         if settings.daemon is None or settings.broker is None:
             raise ValueError("the daemon needs [broker] and [daemon] settings")
