@@ -28,6 +28,7 @@ from vmd.api.metrics import ApiMetrics
 from vmd.api.stream import Offsets
 from vmd.api.translate import keepalive_offsets
 from vmd.bus import (
+    COMMANDS_EXCHANGE,
     Bus,
     BusClient,
     BusError,
@@ -36,7 +37,6 @@ from vmd.bus import (
     PublishRefused,
     unless_stopped,
 )
-from vmd.bus.topology import COMMANDS_EXCHANGE
 from vmd.config import ApiSettings
 from vmd.obs import systemd
 from vmd.obs.logging import get_logger

@@ -5,7 +5,14 @@ this boundary. See docs/bus.md for the topology, the agent protocol and the reco
 shutdown semantics.
 """
 
-from vmd.bus.agent import decode_order, decode_report, send_order, send_report
+from vmd.bus.agent import (
+    decode_order,
+    decode_report,
+    order_message,
+    report_message,
+    send_order,
+    send_report,
+)
 from vmd.bus.agent_messages import (
     AgentOrder,
     AgentReport,
@@ -18,9 +25,19 @@ from vmd.bus.agent_messages import (
     SyncRequest,
     TaskResult,
     TaskUndelivered,
+    order_from_json,
+    to_json,
 )
-from vmd.bus.codec import CONTENT_TYPE, MAX_BODY, BodyError, decode, decode_object, encode
-from vmd.bus.consumer import Consumer, Handler
+from vmd.bus.codec import (
+    MAX_BODY,
+    BodyError,
+    EncodeError,
+    decode,
+    decode_object,
+    encode,
+    fragment,
+)
+from vmd.bus.consumer import Consumer
 from vmd.bus.delivery import Delivery
 from vmd.bus.errors import (
     BusClosed,
@@ -36,16 +53,20 @@ from vmd.bus.errors import (
     RpcTimeout,
     Unroutable,
 )
-from vmd.bus.follow import BindRefused, EventFollower, EventMessage
+from vmd.bus.follow import BindRefused, EventFollower, EventMessage, Notify
 from vmd.bus.link import unless_stopped
-from vmd.bus.publish import Event, Outgoing
-from vmd.bus.rpc import DEFAULT_FINAL_TIMEOUT, DEFAULT_TIMEOUT, BusClient, parse_reply
+from vmd.bus.publish import Event, Outgoing, reply_message
+from vmd.bus.rpc import DEFAULT_FINAL_TIMEOUT, DEFAULT_TIMEOUT, BusClient
 from vmd.bus.service import Bus
 from vmd.bus.settings import BusSettings, RetryHook, boot_attempts
 from vmd.bus.topology import (
-    AGENT,
+    COMMANDS_EXCHANGE,
+    COMMANDS_QUEUE,
     DAEMON,
+    DIRECT_REPLY_TO,
     PUBLIC,
+    REPORTS_QUEUE,
+    STREAM_HEADER,
     Topology,
     agent_topology,
     node_tasks,
@@ -53,13 +74,16 @@ from vmd.bus.topology import (
 )
 
 __all__ = [
-    "AGENT",
-    "CONTENT_TYPE",
+    "COMMANDS_EXCHANGE",
+    "COMMANDS_QUEUE",
     "DAEMON",
     "DEFAULT_FINAL_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "DIRECT_REPLY_TO",
     "MAX_BODY",
     "PUBLIC",
+    "REPORTS_QUEUE",
+    "STREAM_HEADER",
     "AgentOrder",
     "AgentReport",
     "AgentTask",
@@ -75,14 +99,15 @@ __all__ = [
     "ConnectionLost",
     "Consumer",
     "Delivery",
+    "EncodeError",
     "Event",
     "EventFollower",
     "EventMessage",
     "FullSync",
-    "Handler",
     "Heartbeat",
     "IsoList",
     "NotConnected",
+    "Notify",
     "ObservationReport",
     "Outgoing",
     "ProtocolError",
@@ -104,10 +129,15 @@ __all__ = [
     "decode_order",
     "decode_report",
     "encode",
+    "fragment",
     "node_tasks",
-    "parse_reply",
+    "order_from_json",
+    "order_message",
+    "reply_message",
+    "report_message",
     "send_order",
     "send_report",
     "task_queue",
+    "to_json",
     "unless_stopped",
 ]

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vmd.bus import BindRefused, BusSettings, EventFollower, EventMessage
-from vmd.bus.follow import Notify
+from vmd.bus import BindRefused, BusSettings, EventFollower, EventMessage, Notify
 
 __all__ = ["BindRefused", "EventFollower", "EventMessage", "follow", "matches",
            "status_bindings"]

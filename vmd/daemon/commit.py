@@ -54,14 +54,14 @@ from vmd.bus import (
     BusClosed,
     BusFailed,
     Delivery,
+    EncodeError,
     Outgoing,
     PublishFailed,
     Unroutable,
     node_tasks,
+    order_message,
+    reply_message,
 )
-from vmd.bus.agent import order_message
-from vmd.bus.codec import EncodeError
-from vmd.bus.publish import reply_message
 from vmd.daemon.options import Clock
 from vmd.daemon.outbox import OUTBOX_IDLE, replay_turn, store_outbox
 from vmd.daemon.turn import Answer, Settle, Turn, agent_task

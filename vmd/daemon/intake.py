@@ -46,8 +46,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from vmd.bus import Delivery
-from vmd.bus.topology import STREAM_HEADER
+from vmd.bus import STREAM_HEADER, Delivery
 from vmd.daemon.auth import Principals
 from vmd.daemon.commit import Answer, Pipeline, Settle
 from vmd.daemon.core import STREAMS, Core

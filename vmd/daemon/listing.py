@@ -10,7 +10,7 @@ snapshot in one step (vmd.fsm.listing: what the list shows of each VM, copied at
 moment, ~15-35 ms at 100k), then sorts and renders it slice by slice, yielding to the loop
 after each (`StatusList.slices`: a few ms each). Each rendered slice is encoded at once, so
 the answer is held as ~20 MB of JSON bytes instead of 100,000 dicts, and embedded as is in
-the reply (`codec.fragment`). One list is built at a time: the lists waiting hold nothing
+the reply (`vmd.bus.fragment`). One list is built at a time: the lists waiting hold nothing
 but their request (their snapshot is taken when their turn comes, so an answer shows one
 moment between the request's arrival and its answer, never a state older than the
 request). The prefetch bounds how many wait.
@@ -28,7 +28,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vmd.bus import Delivery, codec
+from vmd.bus import Delivery, encode, fragment
 from vmd.fsm import World
 from vmd.fsm.listing import StatusList
 from vmd.fsm.params import OrderBy, parse_order_by
@@ -97,7 +97,7 @@ class Lister:
         for part in job.slices(self._slice):
             if part:
                 try:
-                    parts.append(codec.encode(part)[1:-1])  # the objects, without "[", "]"
+                    parts.append(encode(part)[1:-1])  # the objects, without "[", "]"
                 except ValueError as exc:
                     # A value JSON cannot hold (a node reported it): this answer's error,
                     # never the daemon's (docs/architecture.md rule 10).
@@ -112,4 +112,4 @@ class Lister:
         for encoded in parts:
             pieces += (encoded, b",")
         pieces[-1] = b"]" if parts else b"[]"
-        return job.reply(codec.fragment(b"".join(pieces)))
+        return job.reply(fragment(b"".join(pieces)))

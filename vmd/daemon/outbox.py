@@ -14,10 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
 
-from vmd.bus import AgentOrder, Outgoing
-from vmd.bus.agent import order_message
-from vmd.bus.agent_messages import order_from_json
-from vmd.bus.codec import decode_object
+from vmd.bus import AgentOrder, Outgoing, decode_object, order_from_json, order_message
 from vmd.daemon.options import Clock
 from vmd.daemon.turn import Turn
 from vmd.store import EVENT, ORDER, REPLY, OutboxMessage

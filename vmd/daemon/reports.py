@@ -34,6 +34,7 @@ dead-lettered to `vmd.dead` (a bug to look at, not to retry).
 from __future__ import annotations
 
 from vmd.bus import (
+    AgentReport,
     Delivery,
     FullSync,
     Heartbeat,
@@ -45,7 +46,6 @@ from vmd.bus import (
     TaskUndelivered,
     decode_report,
 )
-from vmd.bus.agent_messages import AgentReport
 from vmd.daemon.auth import AgentUsers
 from vmd.daemon.commit import Pipeline, Settle
 from vmd.daemon.core import Core

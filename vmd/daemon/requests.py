@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vmd.bus import BodyError, decode_object
-from vmd.bus.topology import DIRECT_REPLY_TO
+from vmd.bus import DIRECT_REPLY_TO, BodyError, decode_object
 from vmd.fsm import Kind, Route
 from vmd.model import Reply, Request
 

@@ -15,9 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmd.bus import AgentOrder, AgentTask, Delivery, Event, Outgoing
-from vmd.bus.agent_messages import to_json
-from vmd.bus.codec import encode
+from vmd.bus import AgentOrder, AgentTask, Delivery, Event, Outgoing, encode, to_json
 from vmd.model import Principal, Reply, Task, TaskId
 from vmd.store import Batch, Store
 

@@ -29,8 +29,8 @@ from vmd.bus import (
     ObservationReport,
     Outgoing,
     PublishFailed,
+    report_message,
 )
-from vmd.bus.agent import report_message
 from vmd.model import NodeName, Observation
 from vmd.obs.logging import get_logger
 
