@@ -37,7 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vmd.bus import (
+    COMMANDS_QUEUE,
     DAEMON,
+    REPORTS_QUEUE,
     AgentOrder,
     AgentTask,
     Bus,
@@ -46,7 +48,6 @@ from vmd.bus import (
     node_tasks,
     unless_stopped,
 )
-from vmd.bus.topology import COMMANDS_QUEUE, REPORTS_QUEUE
 from vmd.config import Settings
 from vmd.daemon.auth import AgentUsers, Principals
 from vmd.daemon.commit import Pipeline
