@@ -83,6 +83,7 @@ class Principal:
     owner_uuids: frozenset[str] = frozenset()
 
     def may_see(self, owner_uuid: str) -> bool:
+        """The one visibility rule (vmd.fsm.lookup, vmd.fsm.requests): admin, or an owner."""
         return self.admin or owner_uuid in self.owner_uuids
 
 

@@ -29,22 +29,22 @@ def resolve_vm(vms: VmIndex, ident: str, principal: Principal) -> Vm | Reply:
     A hostname match the principal may not see does not hide a visible VM with that uuid
     (the upstream query filters by owner first, then matches hostname or uuid).
     """
-    admin, owners = principal.admin, principal.owner_uuids
+    may_see = principal.may_see
     vm = vms.by_hostname.get(ident)
     if vm is not None:
-        if admin or vm.owner_uuid in owners:
+        if may_see(vm.owner_uuid):
             return vm
     else:
         group = vms.shared_hostnames.get(ident)
         if group is not None:
-            seen = [v for v in group.values() if admin or v.owner_uuid in owners]
+            seen = [v for v in group.values() if may_see(v.owner_uuid)]
             if len(seen) == 1:
                 return seen[0]
             if seen:
                 return replies.error(409, replies.shared_hostname(
                     ident, sorted(v.uuid for v in seen)))
     vm = vms.by_uuid.get(ident)
-    if vm is not None and (admin or vm.owner_uuid in owners):
+    if vm is not None and may_see(vm.owner_uuid):
         return vm
     return VM_NOT_FOUND
 

@@ -54,7 +54,7 @@ def task_status(task: Task | None, principal: Principal) -> Reply:
 
     An owner asking for another owner's task learns nothing: 404 as for an unknown id.
     """
-    if task is None or not (principal.admin or task.owner_uuid in principal.owner_uuids):
+    if task is None or not principal.may_see(task.owner_uuid):
         return _TASK_NOT_FOUND
     return replies.task_reply(task)
 
