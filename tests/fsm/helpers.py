@@ -10,6 +10,7 @@ import random
 from typing import Any
 
 from vmd.fsm import (
+    MACHINE,
     Decision,
     FsmSettings,
     TaskBook,
@@ -47,6 +48,11 @@ UUID = VmUuid("5d1a1b4e-1b7c-4b2e-9a8f-000000000001")
 HOST = "web01.example.com"
 ISOS = frozenset({"rescuecd.iso", "debian.iso", "virtio.iso"})
 NOW = 1_800_000_000.0
+
+
+def fire(vm: Vm, event: str) -> None:
+    """Fire one event of the table on one record (test-only; vmd fires via `change()`)."""
+    MACHINE.events[event].trigger(vm)
 
 
 def make_vm(

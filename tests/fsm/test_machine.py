@@ -6,10 +6,10 @@ import pytest
 from transitions import MachineError
 
 from vmd.fsm import MACHINE
-from vmd.fsm.machine import build, fire, table
+from vmd.fsm.machine import build, table
 from vmd.model import VmStatus
 
-from .helpers import make_vm
+from .helpers import fire, make_vm
 
 S = VmStatus
 STOCK = build(stock=True)
