@@ -188,7 +188,7 @@ class Running:
     task: asyncio.Task[int]
 
     async def stop(self, timeout: float = 30.0) -> int:
-        self.shutdown.signal()
+        self.shutdown.requested.set()  # what a first SIGTERM does (vmd.cli.runtime)
         async with asyncio.timeout(timeout):
             return await self.task
 

@@ -57,19 +57,14 @@ from .tasks import TaskRunner
 log = get_logger(__name__)
 
 class Shutdown:
-    """What the signal handlers touch: the first signal asks for a shutdown, a second one
-    hurries the current drain step (docs/shutdown.md). `vmd agent` passes the two flags of
-    vmd.cli.runtime.run_until_signalled."""
+    """The two flags the signal handler sets (vmd.cli.runtime.run_until_signalled, the one
+    place that decides which): `requested` asks for a shutdown, `hurry` cuts the current
+    drain step short (docs/shutdown.md)."""
 
     def __init__(self, requested: asyncio.Event | None = None,
                  hurry: asyncio.Event | None = None) -> None:
         self.requested = requested or asyncio.Event()
         self.hurry = hurry or asyncio.Event()
-
-    def signal(self) -> None:
-        if self.requested.is_set():
-            self.hurry.set()
-        self.requested.set()
 
 
 class Agent:
