@@ -30,7 +30,7 @@ import asyncssh
 
 from vmd.config import SshSettings
 from vmd.model import NodeName
-from vmd.node_agent import LocalRunner, SshRunner, Vmadm
+from vmd.node_agent.driver import LocalRunner, SshRunner, Vmadm
 
 BIN = Path(sys.executable).parent
 VMADM = str(BIN / "vmd-vmadm")

@@ -40,10 +40,10 @@ from vmd.bus import (
 from vmd.bus.topology import DAEMON, REPORTS_QUEUE, node_tasks
 from vmd.config import AgentSettings, MemorySettings
 from vmd.model import Action, NodeName, TaskId, VmUuid
-from vmd.node_agent import LocalRunner, Vmadm
 from vmd.node_agent.agent import Agent, Shutdown
-from vmd.node_agent.backend import Opened
-from vmd.node_agent.memory import MemoryNode
+from vmd.node_agent.driver import LocalRunner, Vmadm
+from vmd.node_agent.driver.backend import Opened
+from vmd.node_agent.driver.memory import MemoryNode
 
 R = TypeVar("R", bound=AgentReport)
 VMD = Path(sys.executable).parent / "vmd"

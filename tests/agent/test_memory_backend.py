@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vmd.bus import FullSync, ObservationReport, TaskResult
 from vmd.model import JsonObject, NodeName, OutcomeKind, VmUuid
-from vmd.node_agent.memory import MemoryNode, owner_uuid
+from vmd.node_agent.driver.memory import MemoryNode, owner_uuid
 
 from .conftest import (
     NODE,

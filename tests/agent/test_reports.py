@@ -14,7 +14,7 @@ from support.proxy import TcpProxy
 
 from vmd.bus import BusSettings, FullSync, Heartbeat, IsoList, ObservationReport
 from vmd.model import Observation
-from vmd.node_agent.events import parse_date
+from vmd.node_agent.driver.events import parse_date
 
 from .conftest import NODE, VMADM, AgentFactory, DaemonSide, Sim, sim_backend
 

@@ -12,8 +12,8 @@ import pytest
 
 from vmd.bus import FullSync, ObservationReport
 from vmd.model import OutcomeKind
-from vmd.node_agent import SshRunner, Vmadm
-from vmd.node_agent.backend import Opened
+from vmd.node_agent.driver import SshRunner, Vmadm
+from vmd.node_agent.driver.backend import Opened
 
 from .conftest import (
     NODE,

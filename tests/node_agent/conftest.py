@@ -20,7 +20,7 @@ import pytest
 
 from vmd.config import SshSettings
 from vmd.model import NodeName
-from vmd.node_agent import LocalRunner, SshRunner, Vmadm
+from vmd.node_agent.driver import LocalRunner, SshRunner, Vmadm
 
 BIN = Path(sys.executable).parent
 VMADM = BIN / "vmd-vmadm"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vmd.node_agent import commands
-from vmd.node_agent.commands import Timeouts
-from vmd.node_agent.errors import ValidationError
+from vmd.node_agent.driver import commands
+from vmd.node_agent.driver.commands import Timeouts
+from vmd.node_agent.driver.errors import ValidationError
 
 U = "54f1cc77-68f1-42ab-acac-5c4f64f5d6e0"
 

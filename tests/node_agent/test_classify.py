@@ -7,7 +7,7 @@ import json
 import pytest
 
 from vmd.model import OutcomeKind
-from vmd.node_agent import classify
+from vmd.node_agent.driver import classify
 
 U = "54f1cc77-68f1-42ab-acac-5c4f64f5d6e0"
 H = "web01.example.com"

@@ -9,7 +9,7 @@ import uuid as uuidlib
 import pytest
 
 from vmd.model import OutcomeKind, TaskOutcome
-from vmd.node_agent import ValidationError
+from vmd.node_agent.driver import ValidationError
 
 from .conftest import DriverFactory, Sim, alive, children, group_members, needs_sim, wait_for
 

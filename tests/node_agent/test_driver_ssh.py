@@ -6,7 +6,7 @@ import asyncssh
 import pytest
 
 from vmd.model import NodeName, OutcomeKind
-from vmd.node_agent import HostKeyRejected, SshRunner, Vmadm
+from vmd.node_agent.driver import HostKeyRejected, SshRunner, Vmadm
 
 from .conftest import VMADM, Sim, SshNode, needs_sim
 

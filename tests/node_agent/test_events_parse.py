@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vmd.node_agent.events import BadEvent, diff, parse_date, parse_event, snapshot
+from vmd.node_agent.driver.events import BadEvent, diff, parse_date, parse_event, snapshot
 
 A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"

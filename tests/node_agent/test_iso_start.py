@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vmd.model import NodeName, OutcomeKind
-from vmd.node_agent import SshRunner, Vmadm
+from vmd.node_agent.driver import SshRunner, Vmadm
 
 from .conftest import VMADM, ZONECFG, DriverFactory, Sim, SshNode, needs_sim
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from vmd.node_agent import CannotExecute, LocalRunner
+from vmd.node_agent.driver import CannotExecute, LocalRunner
 
 from .conftest import alive, children, group_members, wait_for
 

@@ -2,14 +2,14 @@
 
 vmadm writes a lone UTF-16 surrogate in a string as a `\\ud800` escape; decoded as is, the
 string cannot be encoded as UTF-8, and the agent's report holding it would raise at every
-listing (vmd.node_agent.nodejson)."""
+listing (vmd.node_agent.driver.nodejson)."""
 
 from __future__ import annotations
 
 import orjson
 
-from vmd.node_agent import nodejson
-from vmd.node_agent.events import parse_event
+from vmd.node_agent.driver import nodejson
+from vmd.node_agent.driver.events import parse_event
 
 from .conftest import DriverFactory, Sim
 

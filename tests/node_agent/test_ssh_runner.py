@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from vmd.node_agent import HostKeyRejected, NodeUnreachable, SshConfigError, SshRunner
+from vmd.node_agent.driver import HostKeyRejected, NodeUnreachable, SshConfigError, SshRunner
 
 from .conftest import SshNode, alive, wait_for
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vmd.node_agent import commands, validate
-from vmd.node_agent.errors import ValidationError
-from vmd.node_agent.runner import remote_command
+from vmd.node_agent.driver import commands, validate
+from vmd.node_agent.driver.errors import ValidationError
+from vmd.node_agent.driver.runner import remote_command
 
 U = "54f1cc77-68f1-42ab-acac-5c4f64f5d6e0"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vmd.model import NodeName, Observation
-from vmd.node_agent import LocalRunner, NodeWatcher, Vmadm, WatchSettings
+from vmd.node_agent.driver import LocalRunner, NodeWatcher, Vmadm, WatchSettings
 
 from .conftest import VMADM, DriverFactory, Sim, children, needs_sim, wait_for
 

@@ -17,8 +17,8 @@ from vmd.bus import BusSettings, ConnectFailed
 from vmd.cli.runtime import ExitCode, run_until_signalled, tune_gc
 from vmd.config import ConfigError, load
 from vmd.node_agent.agent import Agent, Shutdown
-from vmd.node_agent.backend import open_backend
-from vmd.node_agent.errors import SshConfigError
+from vmd.node_agent.driver.backend import open_backend
+from vmd.node_agent.driver.errors import SshConfigError
 from vmd.node_agent.journal import JournalError
 from vmd.obs import systemd
 from vmd.obs.logging import configure_logging, get_logger, stderr_text

@@ -1,47 +1,15 @@
-"""The node side: runs vmadm locally or over SSH, watches the node, reports to the daemon.
+"""The node agent: takes its node's tasks from the bus, runs them, reports what happens.
 
-The driver's public API (the agent process is built on it):
+Two layers, imports pointing down only (import-linter contract `agent-driver`):
 
-- `Vmadm` (`vmadm.py`): power actions returning `TaskOutcome`s, queries, `watch()`.
-- Runners (`runner.py`, `ssh.py`): `LocalRunner`, `SshRunner`, behind the `Runner` protocol.
-- `NodeWatcher`, `WatchSettings`, `WatchStats` (`watch.py`): the node's power changes.
-- `Timeouts` (`commands.py`), errors (`errors.py`), edge checks (`validate.py`),
-  result classification (`classify.py`).
+- the agent (this package's modules) speaks to the daemon through `vmd.bus`: `agent.py`
+  (the runner, start and shutdown order), `tasks.py` (intake, dedupe, journal, ack, run,
+  report), `scheduler.py` (one task per VM, parallel VMs), `execute.py` (one task's vmadm
+  calls and its deadline), `outcomes.py` (outcomes when vmadm gave none), `journal.py` (the
+  durable journal of started tasks: the agent's half of "never run twice", about tasks and
+  acks, not about the node), `sync.py` (full syncs, heartbeats, ISO lists) and `reporter.py`
+  (everything sent to the daemon, in order, confirmed);
+- the driver (`driver/`) drives the node and knows nothing of the bus or of tasks: vmadm,
+  the local and SSH runners, argv, validation, classification, events and the watch, behind
+  the `Backend` protocol (`driver/__init__.py` says what it promises).
 """
-
-from .commands import Timeouts
-from .errors import (
-    CannotExecute,
-    DriverError,
-    HostKeyRejected,
-    NodeUnreachable,
-    RunnerError,
-    SshConfigError,
-    ValidationError,
-    VmadmError,
-)
-from .runner import LocalRunner, Runner, RunResult, Stream
-from .ssh import SshRunner
-from .vmadm import Vmadm
-from .watch import NodeWatcher, WatchSettings, WatchStats
-
-__all__ = [
-    "CannotExecute",
-    "DriverError",
-    "HostKeyRejected",
-    "LocalRunner",
-    "NodeUnreachable",
-    "NodeWatcher",
-    "RunResult",
-    "Runner",
-    "RunnerError",
-    "SshConfigError",
-    "SshRunner",
-    "Stream",
-    "Timeouts",
-    "ValidationError",
-    "Vmadm",
-    "VmadmError",
-    "WatchSettings",
-    "WatchStats",
-]

@@ -44,10 +44,10 @@ from vmd.obs.metrics import AgentMetrics
 from vmd.obs.refusals import Refusals
 from vmd.obs.systemd import ExitCode
 
-from .backend import Opened, open_backend
-from .errors import HostKeyRejected, SshConfigError
+from .driver.backend import Opened, open_backend
+from .driver.errors import HostKeyRejected, SshConfigError
+from .driver.metered import Metered
 from .journal import Entry, Journal, journal_path
-from .metered import Metered
 from .outcomes import command_of
 from .reporter import Reporter
 from .scheduler import Job

@@ -37,10 +37,10 @@ from vmd.bus import AgentTask
 from vmd.model import Action, JsonObject, OutcomeKind, TaskOutcome, VmUuid
 from vmd.obs.logging import get_logger
 
-from . import validate
-from .backend import Backend
-from .classify import TIMEOUT_RC
-from .errors import RunnerError, ValidationError, VmadmError
+from .driver import validate
+from .driver.backend import Backend
+from .driver.classify import TIMEOUT_RC
+from .driver.errors import RunnerError, ValidationError, VmadmError
 
 log = get_logger(__name__)
 

@@ -13,8 +13,8 @@ import asyncio
 from vmd.bus import AgentTask
 from vmd.model import Action, OutcomeKind, TaskOutcome
 
-from .backend import Backend
-from .classify import TIMEOUT_RC
+from .driver.backend import Backend
+from .driver.classify import TIMEOUT_RC
 
 KILLED_RC = 137  # 128 + SIGKILL, the shell's convention for a killed command
 UNKNOWN_RC = 255  # like ssh(1) for a connection lost mid-command: outcome unknown

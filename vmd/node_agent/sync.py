@@ -29,11 +29,11 @@ from vmd.bus import FullSync, Heartbeat, IsoList
 from vmd.model import JsonObject, NodeName, Observation, VmUuid
 from vmd.obs.logging import get_logger
 
-from .backend import Backend, Watcher
-from .errors import HostKeyRejected, RunnerError, SshConfigError, VmadmError
-from .events import state_of
+from .driver.backend import Backend, Watcher
+from .driver.errors import HostKeyRejected, RunnerError, SshConfigError, VmadmError
+from .driver.events import state_of
+from .driver.watch import WatchSettings
 from .reporter import Reporter
-from .watch import WatchSettings
 
 log = get_logger(__name__)
 

@@ -55,8 +55,8 @@ from vmd.model import Action, NodeName, TaskOutcome, VmUuid
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.refusals import Refusals
 
-from .backend import Backend
-from .errors import HostKeyRejected, SshConfigError
+from .driver.backend import Backend
+from .driver.errors import HostKeyRejected, SshConfigError
 from .execute import BrandOf, Execution
 from .journal import Entry, Journal, JournalError
 from .outcomes import command_of, killed, not_run, past_deadline, unknown

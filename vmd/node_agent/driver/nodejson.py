@@ -6,7 +6,7 @@ accepts. Such a string cannot be encoded as UTF-8, so the agent's report (or its
 holding it would raise, and the same VM would stop the agent again at every start: a
 tenant's alias could take a compute node out of vmd's control. The node is not ours to
 refuse, so what it says is kept and the lone surrogates become U+FFFD, as a UTF-8 decoder
-does with bytes it cannot read (vmd.node_agent.runner decodes output with
+does with bytes it cannot read (vmd.node_agent.driver.runner decodes output with
 `errors="replace"` for the same reason).
 
 The walk runs only when the text holds a `\\u` escape of a surrogate (`\\ud8`-`\\udf`, any

@@ -2,7 +2,7 @@
 
 The vmadm driver only builds argument lists; a runner executes them, either on this host
 (`LocalRunner`: the agent runs on the compute node, or against the simulator) or over SSH
-(`vmd.node_agent.ssh.SshRunner`). Both offer the same two operations:
+(`vmd.node_agent.driver.ssh.SshRunner`). Both offer the same two operations:
 
 - `run(argv, stdin=..., timeout=..., env=...)`: run to completion and collect
   rc/stdout/stderr; at the time limit the command is killed and a `RunResult` with

@@ -346,7 +346,7 @@ class Vmadm:
     ) -> NodeWatcher:
         """The node watcher: `async for observation in vmadm.watch(): ...`.
 
-        See `vmd.node_agent.watch` for exactly what it yields.
+        See `vmd.node_agent.driver.watch` for exactly what it yields.
         """
         return NodeWatcher(self, settings or WatchSettings(), baseline=baseline)
 
