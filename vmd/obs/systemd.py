@@ -1,5 +1,10 @@
 """The systemd notify protocol, by hand, and a watchdog fed from the event loop.
 
+Every lifecycle message of `vmd daemon`, `vmd agent` and `vmd api` goes out through here:
+`Notifier` (READY, STATUS, STOPPING, one per process, held by its `vmd.obs.tasks.Supervisor`),
+`watchdog_loop` (WATCHDOG, a task each process declares) and `waiting_for_broker` (STATUS
+and EXTEND_TIMEOUT_USEC while the first connect retries).
+
 Why hand-written: the protocol is one datagram to `$NOTIFY_SOCKET` (systemd's own MIT-0
 example and gunicorn do the same); the PyPI packages add nothing.
 Every function is a no-op returning False when `$NOTIFY_SOCKET` is unset (run by hand, in
@@ -92,6 +97,36 @@ def waiting_for_broker(attempt: int, error: str, delay: float) -> bool:
     """
     text = _one_line(f"waiting for the broker (attempt {attempt}, last error: {error})")
     return notify(f"STATUS={text}\nEXTEND_TIMEOUT_USEC={int((delay + START_MARGIN) * 1e6)}")
+
+
+class Notifier:
+    """What one process tells systemd about its lifecycle, sent from this one place.
+
+    `vmd daemon`, `vmd agent` and `vmd api` each hold one (their `Supervisor`'s `notify`):
+    `ready` once consuming, `status` for `systemctl status` (sent only when the text
+    changes, so a periodic caller costs nothing), `stopping` once the state is safe
+    (docs/shutdown.md). The watchdog is the `watchdog_loop` task each process declares, and
+    the first connect's retries report through `waiting_for_broker`.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = environ
+        self.last = ""  # the STATUS= last sent
+
+    def ready(self, status: str) -> bool:
+        self.last = _one_line(status)
+        return notify(f"READY=1\nSTATUS={self.last}", environ=self.environ)
+
+    def status(self, text: str) -> bool:
+        line = _one_line(text)
+        if line == self.last:
+            return False
+        self.last = line
+        return notify(f"STATUS={line}", environ=self.environ)
+
+    def stopping(self, status: str) -> bool:
+        self.last = _one_line(status)
+        return notify(f"STOPPING=1\nSTATUS={self.last}", environ=self.environ)
 
 
 def _one_line(text: str) -> str:
