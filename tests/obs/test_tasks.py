@@ -4,6 +4,7 @@ the exit code, and the order of stopping. Every wait is on an event; none sleeps
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from pathlib import Path
 
@@ -32,8 +33,9 @@ async def boom(after: asyncio.Event) -> None:
 async def test_an_exception_is_one_crash_with_its_task_name_and_exit_1() -> None:
     tasks = Supervisor("vmd test")
     go = asyncio.Event()
-    tasks.start("quiet", forever())
-    tasks.start("faulty", boom(go))
+    tasks.declare("quiet", forever)
+    tasks.declare("faulty", lambda: boom(go))
+    tasks.start("quiet", "faulty")
     with capture_logs() as logs:
         go.set()
         crash = await asyncio.wait_for(tasks.crashed(), 5)
@@ -56,10 +58,12 @@ async def test_returning_is_a_crash_unless_the_task_may_return() -> None:
     async def done() -> None:
         return None
 
-    tasks.start("watcher", done(), may_return=True)
+    tasks.declare("watcher", done, may_return=True)
+    tasks.declare("loop", done)
+    tasks.start("watcher")
     await asyncio.wait([tasks.task("watcher")])
     assert tasks.crash is None
-    tasks.start("loop", done())
+    tasks.start("loop")
     crash = await asyncio.wait_for(tasks.crashed(), 5)
     assert crash.task == "loop"
     assert str(crash.error) == "loop stopped on its own"
@@ -100,7 +104,9 @@ async def test_stop_cancels_in_the_given_order_then_the_rest_in_declared_order()
 
     names = ["watchdog", "writer", "timer", "monitor", "lag"]
     started = {name: asyncio.Event() for name in names}
-    tasks.start_all((name, part(name, started[name])) for name in names)
+    for name in names:
+        tasks.declare(name, functools.partial(part, name, started[name]))
+    tasks.start("lag", "writer", "watchdog", "timer", "monitor")  # not the declared order
     for event in started.values():
         await event.wait()
     await tasks.stop("monitor", "timer")
@@ -128,8 +134,9 @@ async def test_a_task_that_swallows_its_cancellation_is_no_crash_but_a_failing_c
             raise OSError("cleanup failed")
 
     cleanup_started = asyncio.Event()
-    tasks.start("swallow", swallow())
-    tasks.start("cleanup", bad_cleanup(cleanup_started))
+    tasks.declare("swallow", swallow)
+    tasks.declare("cleanup", lambda: bad_cleanup(cleanup_started))
+    tasks.start("swallow", "cleanup")
     await started.wait()
     await cleanup_started.wait()
     await tasks.stop("swallow")
@@ -159,13 +166,17 @@ async def test_until_stopped_and_reached() -> None:
     assert crash is not None and crash.task == "bus"
 
 
-async def test_a_name_runs_once() -> None:
+async def test_a_name_is_declared_once_and_runs_once() -> None:
     tasks = Supervisor("vmd test")
-    tasks.start("timer", forever())
-    coro = forever()
+    tasks.declare("timer", forever)
+    with pytest.raises(ValueError, match="'timer' is declared twice"):
+        tasks.declare("timer", forever)
+    tasks.start("timer")
     with pytest.raises(ValueError, match="'timer' is already running"):
-        tasks.start("timer", coro)
-    assert coro.cr_frame is None  # closed: no "never awaited" warning
+        tasks.start("timer")
+    await tasks.stop()
+    tasks.start("timer")  # stopped: it may run again
+    assert tasks.names == ["timer"]
     await tasks.stop()
 
 

@@ -2,8 +2,9 @@
 
 Each process runs a handful of long-lived concerns (a pipeline stage, a timer, the watchdog,
 a watcher of the broker link), each a coroutine that runs until cancelled
-(docs/architecture.md rule 3). A `Supervisor` is where a process declares them by name; it
-turns the end of any of them into one answer for the process's runner:
+(docs/architecture.md rule 3). A `Supervisor` is where a process declares them, by name, in
+one place (`declare`), and starts each at its step of the start-up (`start`); it turns the
+end of any of them into one answer for the process's runner:
 
 - a task that raises, or returns while it must run until cancelled, is a *crash*; so is a
   fatal error a part reports itself (`fail`: the agent's syncer, the gateway's forwarder,
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,35 +72,39 @@ class Supervisor:
         self.process = process
         self.known = dict(known or {})
         self.notify = notify or systemd.Notifier()
+        self._declared: dict[str, tuple[Callable[[], LongLived], bool]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping: set[str] = set()
         self._crash: Crash | None = None
         self._crashed = asyncio.Event()
 
-    # -- declaring ---------------------------------------------------------------------------
+    # -- declaring and starting --------------------------------------------------------------
 
-    def start(self, name: str, coro: LongLived, *, may_return: bool = False) -> None:
-        """Run `coro` as the task `name` (unique while it runs).
+    def declare(self, name: str, run: Callable[[], LongLived], *,
+                may_return: bool = False) -> None:
+        """Name a long-lived task: `run()` makes its coroutine when it is started.
 
         `may_return`: its clean return is not a crash (a watcher that ends when its owner
         closes what it watches); an exception still is.
         """
-        if name in self._tasks:
-            coro.close()
-            raise ValueError(f"{self.process}: a task {name!r} is already running")
-        task = asyncio.create_task(coro, name=f"{self.process}:{name}")
-        self._tasks[name] = task
-        task.add_done_callback(functools.partial(self._ended, name, may_return))
+        if name in self._declared:
+            raise ValueError(f"{self.process}: the task {name!r} is declared twice")
+        self._declared[name] = (run, may_return)
 
-    def start_all(self, tasks: Iterable[tuple[str, LongLived]]) -> None:
-        """`start` each of `tasks` ((name, coroutine) pairs), in order."""
-        for name, coro in tasks:
-            self.start(name, coro)
+    def start(self, *names: str) -> None:
+        """Start the declared tasks `names`, in that order."""
+        for name in names:
+            if name in self._tasks:
+                raise ValueError(f"{self.process}: the task {name!r} is already running")
+            run, may_return = self._declared[name]
+            task = asyncio.create_task(run(), name=f"{self.process}:{name}")
+            self._tasks[name] = task
+            task.add_done_callback(functools.partial(self._ended, name, may_return))
 
     @property
     def names(self) -> list[str]:
-        """The tasks still running, in the order they were declared."""
-        return list(self._tasks)
+        """The tasks running, in the order they were declared."""
+        return [name for name in self._declared if name in self._tasks]
 
     def task(self, name: str) -> asyncio.Task[None]:
         return self._tasks[name]
@@ -174,7 +179,7 @@ class Supervisor:
     async def stop(self, *names: str) -> None:
         """Cancel the tasks `names` in that order (none: every task left, in declared order)
         and wait until they ended. Unknown or ended names are skipped."""
-        chosen = [(n, self._tasks[n]) for n in (names or list(self._tasks)) if n in self._tasks]
+        chosen = [(n, self._tasks[n]) for n in (names or self.names) if n in self._tasks]
         for name, task in chosen:
             self._stopping.add(name)
             task.cancel()
