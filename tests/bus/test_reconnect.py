@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import aio_pika
 import pytest
+from structlog.testing import capture_logs
 from support.proxy import TcpProxy
 
 from vmd.bus import (
@@ -53,11 +54,17 @@ async def test_unacked_delivery_comes_back_redelivered_after_a_cut(
     await bus.consume(COMMANDS_QUEUE, handle)
     await amqp_channel.default_exchange.publish(aio_pika.Message(b'{"n": 1}'), COMMANDS_QUEUE)
     await _until(lambda: len(seen) == 1)
-    assert amqp_proxy.cut() == 1
-    await _until(lambda: len(seen) == 2)
+    with capture_logs() as logs:
+        assert amqp_proxy.cut() == 1
+        await _until(lambda: len(seen) == 2)
     first, again = seen
     assert (first.generation, first.redelivered) == (1, False)
     assert (again.generation, again.redelivered) == (2, True)
+    # The operator sees the loss and the recovery as two structured lines of the link.
+    link = [(e["log_level"], e["event"], e.get("reconnects")) for e in logs
+            if e.get("logger_name") == "vmd.bus.link"]
+    assert link == [("warning", "connection lost; reconnecting", None),
+                    ("info", "reconnected", 1)], logs
     assert again.body == first.body
     assert first.stale and not await first.ack()  # too late: a no-op, not a channel error
     assert bus.reconnects == 1

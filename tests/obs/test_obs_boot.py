@@ -164,10 +164,12 @@ async def test_the_daemon_waits_for_a_late_broker_and_becomes_ready(
         code = await stop(proc)
     assert code == 0
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    failures = [e for e in entries if "failed (attempt" in str(e.get("event"))]
+    failures = [e for e in entries if e.get("event") == "broker connect failed; retrying"]
     # One line per failed attempt, vmd's (aiormq's duplicate is demoted to debug).
     assert len(failures) >= len(waiting), failures
     assert all(e["logger"] == "vmd.bus.link" and e["level"] == "warning" for e in failures)
+    assert [e["attempt"] for e in failures] == list(range(1, len(failures) + 1))
+    assert all(e["url"] == f"amqp://vmd:***@127.0.0.1:{port}/{amqp_vhost}" for e in failures)
     assert not [e for e in entries if "creating transport" in str(e.get("event"))]
 
 

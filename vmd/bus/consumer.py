@@ -28,17 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 
 import aiormq.abc
+import structlog
+from structlog.typing import FilteringBoundLogger
 
 from vmd.bus.delivery import DeadLetterer, Delivery
 from vmd.bus.errors import BusError
 from vmd.bus.link import CLOSE_ERRORS, Session, describe
 
-log = logging.getLogger(__name__)
+log: FilteringBoundLogger = structlog.get_logger(logger_name=__name__)  # see vmd.bus.link
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
@@ -156,13 +157,14 @@ class Consumer:
                 self._changed.set()
 
     async def _crashed(self, delivery: Delivery, exc: Exception) -> None:
-        log.exception("bus: handler for %s failed on %r", self.queue, delivery)
+        log.exception("handler failed", queue=self.queue, delivery=repr(delivery))
         if delivery.redelivered and not delivery.settled and not delivery.stale:
             reason = f"handler failed twice: {type(exc).__name__}: {exc}"
             try:
                 await delivery.dead_letter(reason[:200])
             except BusError as dl_exc:
-                log.error("bus: could not dead-letter %r: %s", delivery, dl_exc)
+                log.error("dead-lettering failed", queue=self.queue, delivery=repr(delivery),
+                          error=str(dl_exc))
         self._stopping = True
         self._on_crash(exc)
 
@@ -183,7 +185,7 @@ class Consumer:
                     await channel.basic_cancel(tag)
             except CLOSE_ERRORS as exc:
                 # The connection is going: the broker requeues everything unacked anyway.
-                log.debug("bus: basic.cancel on %s: %s", self.queue, describe(exc))
+                log.debug("basic.cancel failed", queue=self.queue, error=describe(exc))
         # Deliveries read before the CancelOk have their tasks queued ahead of us: let them run.
         await asyncio.sleep(0)
         requeued = 0
@@ -220,7 +222,8 @@ class Consumer:
         await self.cancel(timeout)
         left = await self.wait_settled(max(0.0, deadline - loop.time()))
         if left:
-            log.warning("bus: %s: %d deliveries still in hand at the deadline", self.queue, left)
+            log.warning("deliveries still in hand at the deadline", queue=self.queue,
+                        deliveries=left)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

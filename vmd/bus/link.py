@@ -25,20 +25,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 from collections.abc import Awaitable, Callable
 
 import aio_pika
 import aiormq.exceptions as amqp_errors
+import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq import spec
+from structlog.typing import FilteringBoundLogger
 
 from vmd.bus.errors import BusClosed, BusFailed, ConnectFailed
 from vmd.bus.reasons import connect_reason, refusal_detail
 from vmd.bus.settings import BusSettings
 
-log = logging.getLogger(__name__)
+# structlog key-values like the rest of vmd; `logger_name` is what vmd.obs.logging shows as
+# `logger` (its get_logger is not importable here: vmd.bus and vmd.obs are siblings).
+log: FilteringBoundLogger = structlog.get_logger(logger_name=__name__)
 
 # Errors the broker raises for a request it will refuse again if asked again.
 REFUSALS: tuple[type[BaseException], ...] = (
@@ -161,7 +164,7 @@ class Session:
             async with asyncio.timeout(self._timeout):
                 await self.connection.close()
         except CLOSE_ERRORS as exc:
-            log.debug("closing AMQP connection: %s", describe(exc))
+            log.debug("connection close failed", error=describe(exc))
 
 
 Setup = Callable[[Session], Awaitable[None]]
@@ -223,8 +226,8 @@ class Link:
                         refusal=refusal, reason=reason,
                     ) from None
                 delay = next(delays)
-                log.warning("bus: connect to %s failed (attempt %d: %s); retrying in %.2fs",
-                            self._settings.redacted_url, attempt, describe(exc), delay)
+                log.warning("broker connect failed; retrying", url=self._settings.redacted_url,
+                            attempt=attempt, error=describe(exc), delay=round(delay, 2))
                 if self._settings.on_connect_retry is not None:
                     self._settings.on_connect_retry(attempt, describe(exc), delay)
                 await asyncio.sleep(delay)
@@ -310,17 +313,17 @@ class Link:
         try:
             while True:
                 reason = await session.wait_lost()
-                log.warning("bus: connection lost (%s); reconnecting", describe(reason))
+                log.warning("connection lost; reconnecting", error=describe(reason))
                 await session.close()
                 self._session = None
                 session = await self._reconnect()
                 self.reconnects += 1
                 self._install(session)
-                log.info("bus: reconnected (%d reconnects)", self.reconnects)
+                log.info("reconnected", reconnects=self.reconnects)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            log.error("bus: giving up: %s", describe(exc))
+            log.error("connection given up", error=describe(exc))
             self.fail(exc)
 
     async def _reconnect(self) -> Session:
@@ -334,7 +337,8 @@ class Link:
                 raise
             except TRANSIENT as exc:
                 delay = next(delays)
-                log.warning("bus: reconnect failed (%s); retrying in %.2fs", describe(exc), delay)
+                log.warning("reconnect failed; retrying", error=describe(exc),
+                            delay=round(delay, 2))
                 await asyncio.sleep(delay)
 
 

@@ -19,7 +19,6 @@ with the first answer).
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 import aiormq.abc
+import structlog
+from structlog.typing import FilteringBoundLogger
 
 from vmd.bus import codec
 from vmd.bus.errors import BusError, NotConnected, ReplyLost, RpcTimeout
@@ -42,7 +43,7 @@ from vmd.bus.topology import (
 )
 from vmd.model import JsonObject, Reply, Request
 
-log = logging.getLogger(__name__)
+log: FilteringBoundLogger = structlog.get_logger(logger_name=__name__)  # see vmd.bus.link
 
 DEFAULT_TIMEOUT = 30.0
 # The longest task deadline (stop timeout 3600 s + stop_grace 150 s) plus a margin.
@@ -139,7 +140,8 @@ class BusClient:
         props = message.header.properties
         pending = self._pending.get(props.correlation_id or "")
         if pending is None:
-            log.debug("bus: reply for an unknown correlation_id %r dropped", props.correlation_id)
+            log.debug("reply for an unknown correlation_id dropped",
+                      correlation_id=props.correlation_id)
             return
         try:
             reply: Reply | BaseException = parse_reply(message.body, props.headers)

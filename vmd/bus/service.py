@@ -18,9 +18,11 @@ the connection, last.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from types import MappingProxyType, TracebackType
+
+import structlog
+from structlog.typing import FilteringBoundLogger
 
 from vmd.bus.consumer import Consumer, Handler
 from vmd.bus.delivery import Delivery
@@ -31,7 +33,7 @@ from vmd.bus.settings import BusSettings
 from vmd.bus.topology import DEAD_QUEUE, DEFAULT_EXCHANGE, ERROR_HEADER, Topology, declare
 from vmd.model import Reply
 
-log = logging.getLogger(__name__)
+log: FilteringBoundLogger = structlog.get_logger(logger_name=__name__)  # see vmd.bus.link
 
 # Headers added to a dead-lettered copy (user_id cannot be copied as a property: the broker
 # checks it against the publishing connection's user).
@@ -133,7 +135,7 @@ class Bus:
                 self._topologies.remove(topology)
             raise BusError(f"the broker refused the declaration: {describe(exc)}") from None
         except TRANSIENT as exc:
-            log.info("bus: declaration deferred to the reconnect: %s", describe(exc))
+            log.info("declaration deferred to the reconnect", error=describe(exc))
 
     async def consume(
         self, queue: str, handler: Handler, *, prefetch: int | None = None
@@ -164,9 +166,8 @@ class Bus:
                 await consumer.stop(0)
                 raise BusError(f"cannot consume {queue!r}: {describe(exc)}") from None
             except TRANSIENT as exc:
-                log.info(
-                    "bus: consume %s: %s; retrying on the next connection", queue, describe(exc)
-                )
+                log.info("consume failed; retrying on the next connection", queue=queue,
+                         error=describe(exc))
                 continue
             # Registered only once attached to a live session: a setup that ran meanwhile for
             # a newer session did not see it, hence the check (and another attach) here.

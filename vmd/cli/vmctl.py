@@ -24,6 +24,8 @@ import os
 import signal
 import sys
 
+import structlog
+
 from vmd.cli.vmctl_args import (
     EXIT_USAGE,
     Completion,
@@ -163,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _logging(debug: bool) -> None:
+    # The bus logs through structlog, whose default prints every level on stdout (into
+    # vmctl's output): its lines go to stdlib logging like the libraries' records.
+    structlog.configure(
+        processors=[structlog.processors.KeyValueRenderer(key_order=["event"])],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+    )
     if debug:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     else:
