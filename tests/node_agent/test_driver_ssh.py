@@ -6,7 +6,7 @@ import asyncssh
 import pytest
 
 from vmd.model import NodeName, OutcomeKind
-from vmd.node_agent.driver import HostKeyRejected, SshRunner, Vmadm
+from vmd.node_agent.driver import HostKeyRejected, PowerCall, SshRunner, Vmadm
 
 from .conftest import VMADM, Sim, SshNode, needs_sim
 
@@ -25,7 +25,7 @@ async def test_wrong_host_key_is_refused_and_nothing_runs(ssh_node: SshNode, sim
     vmadm = driver(SshRunner(ssh_node.settings(known_hosts_key=other)), sim)
     # A hard error, not a FAILURE outcome: the agent must not carry on with this node.
     with pytest.raises(HostKeyRejected):
-        await vmadm.start(u, brand="kvm", hostname=H)
+        await vmadm.start(PowerCall(u, "kvm", hostname=H))
     with pytest.raises(HostKeyRejected):
         await vmadm.listing()
     assert ssh_node.pids == []
@@ -36,7 +36,7 @@ async def test_unreachable_node_is_a_failure_outcome(ssh_node: SshNode, sim: Sim
     u = await sim.create("kvm", "stopped", hostname=H)
     vmadm = driver(SshRunner(ssh_node.settings()), sim)
     await ssh_node.stop()
-    outcome = await vmadm.start(u, brand="kvm", hostname=H)
+    outcome = await vmadm.start(PowerCall(u, "kvm", hostname=H))
     assert (outcome.kind, outcome.returncode) == (OutcomeKind.FAILURE, 255)
     assert outcome.message.startswith("vmadm start web01.example.com: ssh root@127.0.0.1:")
     current = await vmadm.current(u, hostname=H)
@@ -52,7 +52,7 @@ async def test_connection_loss_then_reconnect_on_next_command(ssh_node: SshNode,
     try:
         assert await vmadm.state(u) == "stopped"
         ssh_node.drop_connections()
-        assert (await vmadm.start(u, brand="kvm", hostname=H)).kind is OutcomeKind.SUCCESS
+        assert (await vmadm.start(PowerCall(u, "kvm", hostname=H))).kind is OutcomeKind.SUCCESS
         assert runner.reconnects == 1
         # And across a full server restart on the same port.
         await ssh_node.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vmd.model import NodeName, OutcomeKind
-from vmd.node_agent.driver import SshRunner, Vmadm
+from vmd.node_agent.driver import PowerCall, SshRunner, Vmadm
 
 from .conftest import VMADM, ZONECFG, DriverFactory, Sim, SshNode, needs_sim
 
@@ -39,8 +39,8 @@ async def test_kvm_start_from_iso_prepares_the_zone_once(
     await sim.ctl("iso-add", "install.iso")
     await sim.ctl("iso-add", "drivers.iso")
     u = await sim.create("kvm", "stopped", hostname=H)
-    started = await vmadm.start(u, brand="kvm", hostname=H, cdimage="install.iso",
-                                cdimage2="drivers.iso")
+    started = await vmadm.start(PowerCall(u, "kvm", hostname=H, cdimage="install.iso",
+                                          cdimage2="drivers.iso"))
     assert started.kind is S, started
     special = str(sim.iso_dir)
     assert await _calls(sim, u) == [
@@ -61,10 +61,10 @@ async def test_kvm_start_from_iso_prepares_the_zone_once(
     assert [cd["image"] for cd in last["cdroms"]] == [
         str(sim.iso_dir / "install.iso"), str(sim.iso_dir / "drivers.iso")]
 
-    assert (await vmadm.stop(u, brand="kvm", force=True)).kind is S
+    assert (await vmadm.stop(PowerCall(u, "kvm", force=True))).kind is S
     before = _placeholder(sim, u, "install.iso").stat().st_mtime_ns
     mark = len(await _calls(sim, u))
-    again = await vmadm.start(u, brand="kvm", hostname=H, cdimage="install.iso")
+    again = await vmadm.start(PowerCall(u, "kvm", hostname=H, cdimage="install.iso"))
     assert again.kind is S, again
     assert [c.split(" -> ")[0].split()[1] for c in (await _calls(sim, u))[mark:]] == [
         "get", "zonecfg", "start"]  # only `info fs`: no second mount, no touch
@@ -75,7 +75,7 @@ async def test_bhyve_start_from_iso_is_prepared_too(make_driver: DriverFactory, 
     vmadm = (await make_driver()).for_task(TASK)
     await sim.ctl("iso-add", "install.iso")
     u = await sim.create("bhyve", "stopped", hostname=H)
-    assert (await vmadm.start(u, brand="bhyve", hostname=H, cdimage="install.iso")).kind is S
+    assert (await vmadm.start(PowerCall(u, "bhyve", hostname=H, cdimage="install.iso"))).kind is S
     steps = [c.split(" -> ")[0].split()[1:3] for c in await _calls(sim, u)]
     assert steps == [["get", u], ["zonecfg", "-z"], ["zonecfg", "-z"], ["update", u],
                      ["start", u], ["update", u]]
@@ -95,7 +95,7 @@ async def test_a_failed_preparation_is_the_start_failure(
     text = f"{u}: Could not add fs: insufficient privileges"
     await sim.ctl("fault", u, "fail_next=" + json.dumps([{"cmd": "zonecfg", "stderr": text,
                                                           "exit": 1, "times": 2}]))
-    out = await vmadm.start(u, brand="kvm", hostname=H, cdimage="install.iso")
+    out = await vmadm.start(PowerCall(u, "kvm", hostname=H, cdimage="install.iso"))
     assert (out.kind, out.returncode) == (X, 1)
     assert out.message == (f"preparing the ISO: zonecfg -z {H} info fs failed (exit 1): "
                            f"{H}: Could not add fs: insufficient privileges")
@@ -109,7 +109,8 @@ async def test_an_iso_missing_on_the_node_fails_before_vmadm(
 ) -> None:
     vmadm = await make_driver()
     u = await sim.create("kvm", "stopped", hostname=H)
-    out = await vmadm.start(u, brand="kvm", hostname=H, cdimage="absent.iso", cdimage_once=False)
+    out = await vmadm.start(PowerCall(u, "kvm", hostname=H, cdimage="absent.iso",
+                                      cdimage_once=False))
     assert (out.kind, out.returncode) == (X, 1)
     assert out.message == f"ISO image absent.iso is not available on the node ({sim.iso_dir})"
     assert [c.split()[1] for c in await _calls(sim, u)] == ["get"]  # no zonecfg, no start
@@ -120,7 +121,7 @@ async def test_a_running_vm_is_not_prepared(make_driver: DriverFactory, sim: Sim
     vmadm = await make_driver()
     await sim.ctl("iso-add", "install.iso")
     u = await sim.create("kvm", "running", hostname=H)
-    out = await vmadm.start(u, brand="kvm", hostname=H, cdimage="install.iso")
+    out = await vmadm.start(PowerCall(u, "kvm", hostname=H, cdimage="install.iso"))
     assert (out.kind, out.returncode) == (N, 0)
     assert [c.split(" -> ")[0].split()[1] for c in await _calls(sim, u)] == ["get", "start"]
 
@@ -135,7 +136,7 @@ async def test_the_agents_own_calls_carry_sync_ids(make_driver: DriverFactory, s
         assert json.loads(await stream.readline())["type"] == "ready"
     finally:
         await stream.close()
-    await vmadm.for_task(TASK).stop(u, brand="kvm")
+    await vmadm.for_task(TASK).stop(PowerCall(u, "kvm"))
     lines = (await sim.ctl("calls", "--req-id")).splitlines()
     ids = [line.split()[0].removeprefix("REQ_ID=") for line in lines]
     assert [line.split()[1] for line in lines] == ["lookup", "get", "events", "stop"]
@@ -152,7 +153,7 @@ async def test_over_ssh_req_id_is_a_leading_assignment(
     vmadm = Vmadm(runner, node=NodeName("cn1"), vmadm=[str(VMADM)], iso_dir=str(sim.iso_dir),
                   zonecfg=[str(ZONECFG)]).for_task(TASK)
     try:
-        assert (await vmadm.start(u, brand="kvm", cdimage="install.iso")).kind is S
+        assert (await vmadm.start(PowerCall(u, "kvm", cdimage="install.iso"))).kind is S
     finally:
         await runner.aclose()
     root = sim.root / "zones" / u / "root" / "iso"
@@ -177,7 +178,7 @@ async def test_an_unusable_zonepath_prepares_nothing(
     await sim.ctl("iso-add", "install.iso")
     u = await sim.create("kvm", "stopped", hostname=H)
     await sim.ctl("set", u, f"zonepath={zonepath}")
-    out = await vmadm.start(u, brand="kvm", cdimage="install.iso")
+    out = await vmadm.start(PowerCall(u, "kvm", cdimage="install.iso"))
     assert out.kind is X and "invalid zonepath" in out.message  # before any command ran
     assert [c.split()[1] for c in await _calls(sim, u)] == ["get"]  # no zonecfg, no start
 
@@ -192,7 +193,7 @@ async def test_a_mount_at_iso_from_elsewhere_is_left_alone(
     other.mkdir()
     await sim.ctl("set", u, "filesystems=" + json.dumps(
         [{"target": "/iso", "source": str(other), "type": "lofs", "options": ["ro"]}]))
-    assert (await vmadm.start(u, brand="kvm", cdimage="install.iso")).kind is S
+    assert (await vmadm.start(PowerCall(u, "kvm", cdimage="install.iso"))).kind is S
     assert "add fs" not in " ".join(await _calls(sim, u))
     assert (await _get(sim, u))["filesystems"][0]["source"] == str(other)
     # The guest would see the other directory, which has no such image.

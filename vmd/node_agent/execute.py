@@ -40,6 +40,7 @@ from vmd.obs.logging import get_logger
 from .driver import validate
 from .driver.backend import Backend
 from .driver.classify import TIMEOUT_RC
+from .driver.commands import PowerCall
 from .driver.errors import RunnerError, ValidationError, VmadmError
 
 log = get_logger(__name__)
@@ -186,16 +187,17 @@ class Execution:
         left = self._left()
         if left is None:
             return self._late("start")
-        return await self.backend.start(
-            self.task.uuid, brand=brand, hostname=self.name, cdimage=p.cdimage,
-            cdimage_once=p.cdimage_once, cdimage2=p.cdimage2, run_timeout=left)
+        return await self.backend.start(PowerCall(
+            self.task.uuid, brand, hostname=self.name, run_timeout=left, cdimage=p.cdimage,
+            cdimage_once=p.cdimage_once, cdimage2=p.cdimage2))
 
     async def _power_stop(self, p: Params, brand: str) -> TaskOutcome:
         left = self._left()
         if left is None:
             return self._late("stop")
-        return await self.backend.stop(self.task.uuid, brand=brand, hostname=self.name,
-                                       force=p.force, timeout=p.timeout, run_timeout=left)
+        return await self.backend.stop(PowerCall(
+            self.task.uuid, brand, hostname=self.name, run_timeout=left, force=p.force,
+            timeout=p.timeout))
 
     async def _stop(self, p: Params) -> TaskOutcome:
         brand = await self._brand(p)

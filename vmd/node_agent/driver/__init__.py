@@ -6,10 +6,11 @@ It knows nothing of the bus, of tasks or of the daemon (import-linter contract
 The contract is one protocol, `Backend` (`backend.py`), satisfied structurally by `Vmadm`,
 `MemoryNode` and the `Metered` wrapper:
 
-- power actions (`start`, `stop`, `reboot`, `update`, `current`) always return a `TaskOutcome`
-  (data, even for a node that cannot be reached or a command killed at its time limit);
-  only invalid arguments (`ValidationError`, before anything runs) and refused SSH
-  settings or host keys (`SshConfigError`, `HostKeyRejected`) raise;
+- power actions (`start` and `stop` take one `PowerCall` value; `reboot`, `update`,
+  `current`) always return a `TaskOutcome` (data, even for a node that cannot be reached
+  or a command killed at its time limit); only invalid arguments (`ValidationError`,
+  before anything runs) and refused SSH settings or host keys (`SshConfigError`,
+  `HostKeyRejected`) raise;
 - queries (`get`, `listing`, `isos`) return data or raise a `DriverError`;
 - `watch()` yields the node's power changes as `Observation`s until cancelled;
 - `for_task(task_id)` is the same backend with vmadm's `REQ_ID` set to the task id.
@@ -27,7 +28,7 @@ The contract is one protocol, `Backend` (`backend.py`), satisfied structurally b
 """
 
 from .backend import Backend, Opened, open_backend
-from .commands import Timeouts
+from .commands import PowerCall, Timeouts
 from .errors import (
     CannotExecute,
     DriverError,
@@ -52,6 +53,7 @@ __all__ = [
     "NodeUnreachable",
     "NodeWatcher",
     "Opened",
+    "PowerCall",
     "RunResult",
     "Runner",
     "RunnerError",

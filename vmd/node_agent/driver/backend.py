@@ -7,6 +7,7 @@ The agent process (`vmd.node_agent.agent`) has one code path whatever it drives:
 - `MemoryNode` (`memory.py`): an in-process simulated hypervisor for benchmarks and demos.
 
 Both satisfy `Backend` structurally (no inheritance): power actions return `TaskOutcome`s,
+a start or stop takes one `PowerCall` value,
 queries return data or raise `DriverError`s, and `watch()` yields the node's power changes
 as `Observation`s. `for_task(task_id)` is the same backend for one task's calls: vmadm's
 `REQ_ID` is then the task id, so the node's vmadm logs name it. `open_backend` builds the one
@@ -22,6 +23,7 @@ from typing import Protocol
 from vmd.config import AgentSettings
 from vmd.model import JsonObject, NodeName, Observation, TaskOutcome, VmUuid
 
+from .commands import PowerCall
 from .errors import SshConfigError
 from .memory import MemoryNode
 from .runner import LocalRunner, Runner
@@ -47,28 +49,9 @@ class Backend(Protocol):
         """This backend, its calls carrying `task_id` (vmadm's `REQ_ID`)."""
         ...
 
-    async def start(
-        self,
-        uuid: str,
-        *,
-        brand: str,
-        hostname: str | None = None,
-        cdimage: str | None = None,
-        cdimage_once: bool = True,
-        cdimage2: str | None = None,
-        run_timeout: float | None = None,
-    ) -> TaskOutcome: ...
+    async def start(self, call: PowerCall) -> TaskOutcome: ...
 
-    async def stop(
-        self,
-        uuid: str,
-        *,
-        brand: str,
-        hostname: str | None = None,
-        force: bool = False,
-        timeout: int | None = None,
-        run_timeout: float | None = None,
-    ) -> TaskOutcome: ...
+    async def stop(self, call: PowerCall) -> TaskOutcome: ...
 
     async def reboot(
         self,

@@ -80,6 +80,29 @@ class Timeouts:
         return min(deadline, VMADM_WATCH_FAILSAFE) + self.stop_margin
 
 
+@dataclass(frozen=True, slots=True)
+class PowerCall:
+    """One start or stop of one VM: what `Backend.start` and `Backend.stop` take.
+
+    One value instead of the same keyword list written out in every backend (`Vmadm`,
+    `MemoryNode`, `Metered`) and in the `Backend` protocol: a wrapper passes it on whole.
+    The ISO fields are read by a start only, `force` and `timeout` by a stop only; values
+    are checked where they reach a command line (`start_args`, `stop_args`), not here.
+    A reboot takes no brand (neither its argv nor its time limit depends on one, and the
+    agent does not look it up for a plain reboot), so it keeps its own three keywords.
+    """
+
+    uuid: str
+    brand: str
+    hostname: str | None = None
+    run_timeout: float | None = None  # overrides the command's time limit (`Timeouts`)
+    cdimage: str | None = None  # start
+    cdimage_once: bool = True  # start
+    cdimage2: str | None = None  # start
+    force: bool = False  # stop
+    timeout: int | None = None  # stop: vmadm's `-t` (HVM brands)
+
+
 def iso_path(name: str) -> str:
     return f"{ISO_MOUNT}/{validate.iso_name(name)}"
 

@@ -32,7 +32,7 @@ from vmd.config import MemorySettings
 from vmd.model import JsonObject, NodeName, Observation, OutcomeKind, TaskOutcome, VmUuid
 
 from . import classify, events, validate
-from .commands import LISTING_FIELDS
+from .commands import LISTING_FIELDS, PowerCall
 from .watch import WatchSettings, WatchStats
 
 NAMESPACE = uuidlib.UUID("5f0c1d7e-8d6b-4a53-9a3e-6d0f3c2b7a10")
@@ -102,18 +102,9 @@ class MemoryNode:
 
     # -- power actions -------------------------------------------------------------------
 
-    async def start(
-        self,
-        uuid: str,
-        *,
-        brand: str,
-        hostname: str | None = None,
-        cdimage: str | None = None,
-        cdimage_once: bool = True,
-        cdimage2: str | None = None,
-        run_timeout: float | None = None,
-    ) -> TaskOutcome:
-        vm, name = self._find(uuid, hostname)
+    async def start(self, call: PowerCall) -> TaskOutcome:
+        uuid, run_timeout = call.uuid, call.run_timeout
+        vm, name = self._find(uuid, call.hostname)
         self.calls.append(f"start {uuid}")
         if vm is None:
             return TaskOutcome(OutcomeKind.NOT_FOUND, 1,
@@ -125,7 +116,7 @@ class MemoryNode:
         if state != "stopped":
             return TaskOutcome(OutcomeKind.FAILURE, 1, f"Unable to start VM {name}: Cannot "
                                f'start vm from state "{state}", must be "stopped".')
-        for iso in (cdimage, cdimage2):
+        for iso in (call.cdimage, call.cdimage2):
             if iso is not None and iso not in self._isos:
                 return TaskOutcome(OutcomeKind.FAILURE, 1,
                                    f"Unable to start VM {name}: Cannot find disk: /iso/{iso}")
@@ -134,17 +125,9 @@ class MemoryNode:
         self._set_state(VmUuid(uuid), "running")
         return TaskOutcome(OutcomeKind.SUCCESS, 0, f"Successfully started VM {name}")
 
-    async def stop(
-        self,
-        uuid: str,
-        *,
-        brand: str,
-        hostname: str | None = None,
-        force: bool = False,
-        timeout: int | None = None,
-        run_timeout: float | None = None,
-    ) -> TaskOutcome:
-        vm, name = self._find(uuid, hostname)
+    async def stop(self, call: PowerCall) -> TaskOutcome:
+        uuid, force, run_timeout = call.uuid, call.force, call.run_timeout
+        vm, name = self._find(uuid, call.hostname)
         self.calls.append(f"stop {uuid}" + (" -F" if force else ""))
         if vm is None:
             return TaskOutcome(OutcomeKind.NOT_FOUND, 1, f"VM {name} not found")

@@ -22,6 +22,7 @@ from vmd.obs.metrics import AgentMetrics
 
 from .backend import Backend, Watcher
 from .classify import TIMEOUT_RC
+from .commands import PowerCall
 from .errors import RunnerError
 from .watch import WatchSettings
 
@@ -70,34 +71,11 @@ class Metered:
             m.vmadm_in_flight.dec()
             m.vmadm_call(command, outcome, time.monotonic() - began)
 
-    async def start(
-        self,
-        uuid: str,
-        *,
-        brand: str,
-        hostname: str | None = None,
-        cdimage: str | None = None,
-        cdimage_once: bool = True,
-        cdimage2: str | None = None,
-        run_timeout: float | None = None,
-    ) -> TaskOutcome:
-        return await self._timed("start", self.backend.start(
-            uuid, brand=brand, hostname=hostname, cdimage=cdimage, cdimage_once=cdimage_once,
-            cdimage2=cdimage2, run_timeout=run_timeout), outcome_label)
+    async def start(self, call: PowerCall) -> TaskOutcome:
+        return await self._timed("start", self.backend.start(call), outcome_label)
 
-    async def stop(
-        self,
-        uuid: str,
-        *,
-        brand: str,
-        hostname: str | None = None,
-        force: bool = False,
-        timeout: int | None = None,
-        run_timeout: float | None = None,
-    ) -> TaskOutcome:
-        return await self._timed("stop", self.backend.stop(
-            uuid, brand=brand, hostname=hostname, force=force, timeout=timeout,
-            run_timeout=run_timeout), outcome_label)
+    async def stop(self, call: PowerCall) -> TaskOutcome:
+        return await self._timed("stop", self.backend.stop(call), outcome_label)
 
     async def reboot(
         self,

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from vmd.model import JsonObject, NodeName, OutcomeKind, TaskOutcome, VmUuid
 
 from . import classify, commands, events, nodejson, validate
-from .commands import Timeouts
+from .commands import PowerCall, Timeouts
 from .errors import RunnerError, VmadmError
 from .isoprep import IsoPrep
 from .runner import Runner, RunResult, Stream
@@ -89,17 +89,7 @@ class Vmadm:
 
     # -- power actions -------------------------------------------------------------------
 
-    async def start(
-        self,
-        uuid: str,
-        *,
-        brand: str,
-        hostname: str | None = None,
-        cdimage: str | None = None,
-        cdimage_once: bool = True,
-        cdimage2: str | None = None,
-        run_timeout: float | None = None,
-    ) -> TaskOutcome:
+    async def start(self, call: PowerCall) -> TaskOutcome:
         """`vmadm start`, optionally booting from the node's ISO image(s).
 
         KVM: start options (`order=`, `cdrom=`). bhyve: the ISO is attached through
@@ -110,11 +100,12 @@ class Vmadm:
         kvm and bhyve: the zone is prepared first (`isoprep`); a failure there is the
         start's FAILURE and vmadm start does not run.
         """
+        uuid, brand, cdimage, cdimage2 = call.uuid, call.brand, call.cdimage, call.cdimage2
         args = commands.start_args(
-            uuid, brand=brand, cdimage=cdimage, cdimage_once=cdimage_once, cdimage2=cdimage2
+            uuid, brand=brand, cdimage=cdimage, cdimage_once=call.cdimage_once, cdimage2=cdimage2
         )
-        name = _hostname(hostname)
-        limit = _limit(run_timeout, self.timeouts.start)
+        name = _hostname(call.hostname)
+        limit = _limit(call.run_timeout, self.timeouts.start)
         vm = VmUuid(uuid)
         if cdimage is not None and brand in validate.HVM_BRANDS:
             isos = [cdimage] if cdimage2 is None else [cdimage, cdimage2]
@@ -175,24 +166,16 @@ class Vmadm:
                 log.warning("start %s: restoring bhyve_extra_opts failed: %s", uuid,
                             restored.message)
 
-    async def stop(
-        self,
-        uuid: str,
-        *,
-        brand: str,
-        hostname: str | None = None,
-        force: bool = False,
-        timeout: int | None = None,
-        run_timeout: float | None = None,
-    ) -> TaskOutcome:
+    async def stop(self, call: PowerCall) -> TaskOutcome:
         """`vmadm stop`: `-F` when forced; `-t <timeout>` for KVM/bhyve when timeout > 0."""
-        args = commands.stop_args(uuid, brand=brand, force=force, timeout=timeout)
-        default = self.timeouts.stop(brand, force=force, timeout=timeout)
+        args = commands.stop_args(call.uuid, brand=call.brand, force=call.force,
+                                  timeout=call.timeout)
+        default = self.timeouts.stop(call.brand, force=call.force, timeout=call.timeout)
         return await self._action(
             args,
-            uuid=VmUuid(uuid),
-            hostname=_hostname(hostname),
-            timeout=_limit(run_timeout, default),
+            uuid=VmUuid(call.uuid),
+            hostname=_hostname(call.hostname),
+            timeout=_limit(call.run_timeout, default),
         )
 
     async def reboot(
