@@ -1,6 +1,6 @@
 """Child process for test_crash: writes numbered batches forever, printing each one acked.
 
-    python crash_writer.py STORE_PATH
+    python crash_writer.py STORE  (a path or a postgresql:// URL)
 
 Batch i upserts the same VMS VMs with seq=i, inserts TASKS new tasks `0-<i>-<j>` and one
 idempotency key `str(i)`. A line `i` is printed only after `Store.write` returned, so

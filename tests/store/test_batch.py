@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +13,7 @@ from vmd.model import VmStatus
 from vmd.store import Batch, Store
 from vmd.store.batch import Changes
 
+from .conftest import integrity_error
 from .factories import NOW, bare_vm, full_node, full_vm, pending_task, record
 
 
@@ -61,7 +61,7 @@ def test_failing_batch_writes_nothing_and_store_stays_usable(store: Store) -> No
     batch.put_node(full_node())
     batch.put_task(bad)
     batch.put_idempotency(record())
-    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+    with pytest.raises(integrity_error(store), match=r"NOT NULL|not-null"):
         store.write(batch)
 
     fleet = store.load_fleet(NOW)

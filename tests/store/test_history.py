@@ -4,16 +4,17 @@ and the task's principal column (schema step 4) with the migration from step 3."
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from collections.abc import Callable
 
 from vmd.fsm import StatusChange
 from vmd.fsm.history import HistoryEntry
 from vmd.model import Cause, TaskId, Vm, VmStatus
 from vmd.store import Batch, Store
+from vmd.store.dialect import Connection
 from vmd.store.rows import TASKS, VMS, task_row, vm_row
 from vmd.store.schema import MIGRATIONS, migrate
 
+from .conftest import Target
 from .factories import NOW, full_vm, pending_task
 
 S = VmStatus
@@ -67,22 +68,22 @@ def test_paging_with_limit_and_before(store: Store) -> None:
     assert store.read_history(full_vm(3).uuid, 4) == []
 
 
-def test_count_is_kept_at_write_time(path: Path) -> None:
+def test_count_is_kept_at_write_time(target: Target) -> None:
     vm = full_vm()
-    with Store.open(path, history_keep=5) as store:
+    with Store.open(target, history_keep=5) as store:
         _write(store, _changes(vm, 3))
         _write(store, _changes(vm, 4, first=4))  # seqs 4..7: 1 and 2 go
         assert [e.seq for e in store.read_history(vm.uuid, 50)] == [7, 6, 5, 4, 3]
         _write(store, _changes(vm, 20, first=8))  # one batch past the count
         assert [e.seq for e in store.read_history(vm.uuid, 50)] == [27, 26, 25, 24, 23]
-    with Store.open(path, history_keep=0) as store:  # 0: nothing is written
+    with Store.open(target, history_keep=0) as store:  # 0: nothing is written
         _write(store, _changes(vm, 1, first=28))
         assert store.read_history(vm.uuid, 1)[0].seq == 27
 
 
-def test_purge_by_age_in_bounded_batches(path: Path) -> None:
+def test_purge_by_age_in_bounded_batches(target: Target) -> None:
     vm, other = full_vm(1), full_vm(2)
-    with Store.open(path, history_retention=100.0) as store:
+    with Store.open(target, history_retention=100.0) as store:
         _write(store, _changes(vm, 7), recorded=NOW - 500)
         _write(store, _changes(other, 3), recorded=NOW - 500)
         _write(store, _changes(vm, 2, first=8), recorded=NOW - 50)
@@ -92,22 +93,23 @@ def test_purge_by_age_in_bounded_batches(path: Path) -> None:
         assert store.purge_history(NOW, limit=4) == 0
         assert [e.seq for e in store.read_history(vm.uuid, 50)] == [9, 8]
         assert store.read_history(other.uuid, 50) == []
-    with Store.open(path) as store:  # survives a reopen
+    with Store.open(target) as store:  # survives a reopen
         assert [e.seq for e in store.read_history(vm.uuid, 50)] == [9, 8]
 
 
-def test_task_principal_round_trips_and_old_tasks_migrate(path: Path) -> None:
+def test_task_principal_round_trips_and_old_tasks_migrate(
+        target: Target, raw: Callable[[], Connection]) -> None:
     old = pending_task(1)
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = raw()
     try:
-        assert migrate(conn, str(path), MIGRATIONS[:3]) == 0
+        assert migrate(conn, str(target), MIGRATIONS[:3]) == 0
         columns = TASKS.columns[:-1]  # a step-3 tasks table has no principal
         conn.execute(f"INSERT INTO tasks ({', '.join(columns)}) VALUES "
                      f"({', '.join('?' * len(columns))})", task_row(old)[:-1])
         conn.execute(VMS.upsert_sql, vm_row(full_vm()))
     finally:
         conn.close()
-    with Store.open(path) as store:
+    with Store.open(target) as store:
         restored = store.get_task(old.task_id)
         assert restored is not None and restored.principal is None
         new = pending_task(2)

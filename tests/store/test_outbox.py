@@ -3,15 +3,16 @@ id order after a reopen; a store of the previous schema version migrates with it
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from vmd.store import EVENT, ORDER, SCHEMA_VERSION, Batch, OutboxMessage, Store
+from vmd.store.dialect import Connection
 from vmd.store.rows import VMS, vm_row
 from vmd.store.schema import APPLICATION_ID, MIGRATIONS, migrate
 
+from .conftest import Target, integrity_error, tables
 from .factories import NOW, bare_vm, full_vm
 
 
@@ -23,10 +24,10 @@ def _message(n: int, kind: str = EVENT) -> OutboxMessage:
                          bytes([0, 255]) + f'{{"seq":{n}}}'.encode())
 
 
-def test_round_trip_in_id_order_and_range_delete(path: Path) -> None:
+def test_round_trip_in_id_order_and_range_delete(target: Target) -> None:
     vm = full_vm()
     messages = [_message(1), _message(2, ORDER), _message(3), _message(4)]
-    with Store.open(path) as store:
+    with Store.open(target) as store:
         assert store.load_outbox() == []
         batch = Batch()
         batch.put_vm(vm)
@@ -41,7 +42,7 @@ def test_round_trip_in_id_order_and_range_delete(path: Path) -> None:
         batch.put_vm(bare_vm(2))
         store.write(batch)
         assert store.load_outbox() == messages[2:]
-    with Store.open(path) as store:
+    with Store.open(target) as store:
         assert store.load_outbox() == messages[2:]
         assert store.load_fleet(NOW).vms[vm.uuid] == vm
         batch = Batch()
@@ -56,7 +57,7 @@ def test_outbox_rows_and_state_are_one_transaction(store: Store) -> None:
     batch = _one(_message(1))  # the same id again: the write fails as a whole
     vm = full_vm()
     batch.put_vm(vm)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(integrity_error(store)):
         store.write(batch)
     assert store.get_vm(vm.uuid) is None
     assert store.load_outbox() == [_message(1)]
@@ -68,17 +69,18 @@ def _one(message: OutboxMessage) -> Batch:
     return batch
 
 
-def test_previous_version_migrates_with_an_empty_outbox(path: Path) -> None:
+def test_previous_version_migrates_with_an_empty_outbox(
+        target: Target, raw: Callable[[], Connection]) -> None:
     vm = full_vm()
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = raw()
     try:
-        assert migrate(conn, str(path), MIGRATIONS[:1]) == 0
+        assert migrate(conn, str(target), MIGRATIONS[:1]) == 0
         conn.execute(VMS.upsert_sql, vm_row(vm))
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
-        assert not conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'outbox'").fetchall()
+        assert conn.header()[1] == 1
+        assert not tables(conn) & {"outbox"}
     finally:
         conn.close()
-    with Store.open(path) as store:
+    with Store.open(target) as store:
         settings = store.settings()
         assert settings["schema_version"] == SCHEMA_VERSION == 5
         assert settings["application_id"] == APPLICATION_ID

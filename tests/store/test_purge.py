@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from vmd.store import RETENTION, Batch, Purged, Store
 
+from .conftest import Target
 from .factories import NOW, ended_task, pending_task, record
 
 
@@ -50,8 +49,8 @@ def test_purge_removes_idempotency_keys_older_than_retention(store: Store) -> No
     assert store.get_idempotency("alice", "young", NOW) == young
 
 
-def test_retention_is_configurable(path: Path) -> None:
-    with Store.open(path, retention=10.0) as store:
+def test_retention_is_configurable(target: Target) -> None:
+    with Store.open(target, retention=10.0) as store:
         store.put_task(ended_task(1, ended=NOW - 11))
         store.put_idempotency(record("m", created=NOW - 11))
         assert store.get_idempotency("alice", "m", NOW - 2) == record("m", created=NOW - 11)

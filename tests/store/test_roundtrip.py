@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -11,6 +10,7 @@ from vmd.model import Node, NodeName, NodeStatus, Task, TaskId, Vm, VmStatus
 from vmd.store import Batch, IdempotencyRecord, Store
 from vmd.store.rows import IDEMPOTENCY, NODES, TASKS, VMS, Table
 
+from .conftest import Target
 from .factories import (
     NOW,
     bare_vm,
@@ -92,11 +92,11 @@ def test_upsert_replaces_and_delete_removes(store: Store) -> None:
     assert store.get_task(task.task_id) is None
 
 
-def test_everything_is_back_after_reopen(path: Path) -> None:
+def test_everything_is_back_after_reopen(target: Target) -> None:
     vms = [full_vm(1), bare_vm(2), full_vm(3)]
     nodes = [full_node("cn01.example.com"), Node(NodeName("cn02.example.com"))]
     pending, ended, rec = pending_task(1), ended_task(2), record()
-    with Store.open(path) as store:
+    with Store.open(target) as store:
         batch = Batch()
         for vm in vms:
             batch.put_vm(vm)
@@ -107,7 +107,7 @@ def test_everything_is_back_after_reopen(path: Path) -> None:
         batch.put_idempotency(rec)
         store.write(batch)
 
-    with Store.open(path) as store:
+    with Store.open(target) as store:
         fleet = store.load_fleet(NOW)
         assert fleet.vms == {vm.uuid: vm for vm in vms}
         assert fleet.nodes == {node.name: node for node in nodes}

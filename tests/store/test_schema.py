@@ -1,4 +1,5 @@
-"""Migrations: from nothing, step by step, idempotent on reopen; foreign or newer files refused."""
+"""Migrations: from nothing, step by step, idempotent on reopen; foreign or newer stores
+refused, on both backends (the same steps: vmd.store.schema)."""
 
 from __future__ import annotations
 
@@ -10,108 +11,158 @@ from pathlib import Path
 import pytest
 
 from vmd.store import SCHEMA_VERSION, Store, StoreError
+from vmd.store.dialect import Connection
 from vmd.store.schema import APPLICATION_ID, MIGRATIONS, migrate
 
+from .conftest import Target, connect, tables
 from .factories import NOW, full_vm
 
 
-def _schema(path: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT name, sql FROM sqlite_schema ORDER BY name").fetchall()
-    conn.close()
-    return rows
-
-
-def _header(path: Path) -> tuple[int, int]:
-    conn = sqlite3.connect(path)
+def _schema(target: Target) -> list[tuple[str, ...]]:
+    """Every table's columns and every index, as the backend describes them."""
+    conn = connect(target)
     try:
-        (app,) = conn.execute("PRAGMA application_id").fetchone()
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if conn.dialect == "sqlite":
+            sql = "SELECT name, sql FROM sqlite_schema ORDER BY name"
+        else:
+            sql = ("SELECT table_name, column_name, data_type, is_nullable "
+                   "FROM information_schema.columns WHERE table_schema = current_schema() "
+                   "UNION ALL SELECT indexname, indexdef, '', '' FROM pg_indexes "
+                   "WHERE schemaname = current_schema() ORDER BY 1, 2")
+        return [tuple(row) for row in conn.execute(sql)]
     finally:
         conn.close()
-    return app, version
+
+
+def _header(target: Target) -> tuple[int, int]:
+    conn = connect(target)
+    try:
+        return conn.header()
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize(
     "exists", [pytest.param(False, id="no-file"), pytest.param(True, id="empty-file")]
 )
-def test_open_migrates_from_nothing(path: Path, exists: bool) -> None:
-    if exists:
-        path.write_bytes(b"")
-    with Store.open(path) as store:
+def test_open_migrates_from_nothing(target: Target, exists: bool) -> None:
+    if exists and isinstance(target, Path):
+        target.write_bytes(b"")
+    with Store.open(target) as store:
         settings = store.settings()
     assert settings["schema_version"] == SCHEMA_VERSION == len(MIGRATIONS)
     assert settings["application_id"] == APPLICATION_ID
-    assert settings["journal_mode"] == "wal"
-    assert settings["synchronous"] == "FULL"
-    names = {name for name, _ in _schema(path)}
-    assert {"vms", "nodes", "tasks", "idempotency"} <= names
-    assert _header(path) == (APPLICATION_ID, SCHEMA_VERSION)
+    if settings["backend"] == "sqlite":
+        assert settings["journal_mode"] == "wal"
+        assert settings["synchronous"] == "FULL"
+    else:
+        # Durable at COMMIT: the server flushes its WAL before answering.
+        assert settings["synchronous_commit"] == "on"
+    conn = connect(target)
+    try:
+        assert {"vms", "nodes", "tasks", "idempotency", "outbox", "history",
+                "redeliveries"} <= tables(conn)
+    finally:
+        conn.close()
+    assert _header(target) == (APPLICATION_ID, SCHEMA_VERSION)
 
 
-def test_reopen_is_idempotent(path: Path) -> None:
+def test_both_backends_get_the_same_columns(tmp_path: Path, pg_store_url: str) -> None:
+    """The translated steps make the same tables with the same columns in the same order
+    (rows are positional: vmd.store.rows)."""
+    columns: list[dict[str, list[str]]] = []
+    for target in (tmp_path / "s.sqlite3", pg_store_url):
+        Store.open(target).close()
+        conn = connect(target)
+        try:
+            columns.append({t: _columns(conn, t) for t in tables(conn)})
+        finally:
+            conn.close()
+    assert columns[0] == columns[1]
+
+
+def _columns(conn: Connection, table: str) -> list[str]:
+    if conn.dialect == "sqlite":
+        return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+    return [name for (name,) in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+        "AND table_schema = current_schema() ORDER BY ordinal_position", (table,))]
+
+
+def test_reopen_is_idempotent(target: Target) -> None:
     vm = full_vm()
-    with Store.open(path) as store:
+    with Store.open(target) as store:
         store.put_vm(vm)
-    schema = _schema(path)
+    schema = _schema(target)
     for _ in range(2):
-        with Store.open(path) as store:
+        with Store.open(target) as store:
             assert store.load_fleet(NOW).vms == {vm.uuid: vm}
-            assert store.settings()["synchronous"] == "FULL"
-    assert _schema(path) == schema
-    assert _header(path) == (APPLICATION_ID, SCHEMA_VERSION)
+    assert _schema(target) == schema
+    assert _header(target) == (APPLICATION_ID, SCHEMA_VERSION)
 
 
-def test_newer_schema_is_refused_untouched(path: Path) -> None:
-    with Store.open(path):
-        pass
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+def test_newer_schema_is_refused_untouched(target: Target) -> None:
+    with Store.open(target) as store:
+        name = store.path
+    conn = connect(target)
+    conn.set_header(APPLICATION_ID, SCHEMA_VERSION + 1)
     conn.close()
 
     with pytest.raises(StoreError) as caught:
-        Store.open(path)
+        Store.open(target)
     message = str(caught.value)
     assert message == (
-        f"{path}: store schema version {SCHEMA_VERSION + 1} is newer than this vmd knows "
+        f"{name}: store schema version {SCHEMA_VERSION + 1} is newer than this vmd knows "
         f"({SCHEMA_VERSION}); run a newer vmd or restore an older store file"
     )
     assert "\n" not in message
-    assert _header(path) == (APPLICATION_ID, SCHEMA_VERSION + 1)
+    assert _header(target) == (APPLICATION_ID, SCHEMA_VERSION + 1)
 
 
-def _foreign_tables(path: Path) -> None:
-    conn = sqlite3.connect(path)
+def _foreign_tables(target: Target) -> None:
+    conn = connect(target)
     conn.execute("CREATE TABLE invoices (id INTEGER)")
     conn.close()
 
 
-def _foreign_app_id(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA application_id = 42")
+def _foreign_app_id(target: Target) -> None:
+    conn = connect(target)
+    if conn.dialect == "sqlite":
+        conn.execute("PRAGMA application_id = 42")
+    else:
+        conn.set_header(42, 0)
     conn.close()
 
 
-def _garbage(path: Path) -> None:
-    path.write_bytes(b"this is not a database at all, just text" * 200)
+def _garbage(target: Target) -> None:
+    assert isinstance(target, Path)
+    target.write_bytes(b"this is not a database at all, just text" * 200)
+
+
+def _contents(target: Target) -> object:
+    return target.read_bytes() if isinstance(target, Path) else _schema(target)
 
 
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        pytest.param(
-            _foreign_tables, "not a vmd store (a SQLite file with other tables)", id="tables"
-        ),
-        pytest.param(_foreign_app_id, "not a vmd store (SQLite application_id 0x2a)", id="app-id"),
+        pytest.param(_foreign_tables, "not a vmd store ({kind} with other tables)", id="tables"),
+        pytest.param(_foreign_app_id, "not a vmd store (SQLite application_id 0x2a)",
+                     id="app-id"),
         pytest.param(_garbage, "cannot open store: file is not a database", id="garbage"),
     ],
 )
-def test_foreign_file_is_refused(path: Path, make: Callable[[Path], None], expected: str) -> None:
-    make(path)
-    before = path.read_bytes()
-    with pytest.raises(StoreError, match="^" + re.escape(f"{path}: {expected}") + "$"):
-        Store.open(path)
-    assert path.read_bytes() == before
+def test_foreign_store_is_refused(target: Target, make: Callable[[Target], None],
+                                  expected: str) -> None:
+    if make is _garbage and not isinstance(target, Path):
+        pytest.skip("a file that is not a database: SQLite only")
+    make(target)
+    before = _contents(target)
+    kind = "a SQLite file" if isinstance(target, Path) else "a database"
+    with pytest.raises(StoreError, match="^" + re.escape(
+            f"{target}: {expected.format(kind=kind)}") + "$"):
+        Store.open(target)
+    assert _contents(target) == before
 
 
 def test_missing_directory_is_one_clear_line(tmp_path: Path) -> None:
@@ -120,40 +171,63 @@ def test_missing_directory_is_one_clear_line(tmp_path: Path) -> None:
         Store.open(path)
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("postgresql://postgres@127.0.0.1:1/vmd",
+                     r"^postgresql://postgres@127\.0\.0\.1:1/vmd: cannot open store: "
+                     r"connection failed: .*refused.*$", id="no-server"),
+        pytest.param("postgresql://postgres@127.0.0.1:5432/vmd_no_such_db_h1",
+                     r"^postgresql://postgres@127\.0\.0\.1:5432/vmd_no_such_db_h1: cannot open "
+                     r'store: connection failed: .*database "vmd_no_such_db_h1" does not '
+                     r"exist$", id="no-database"),
+        pytest.param("postgresql://postgres:secret@127.0.0.1:5432/vmd",
+                     r"^postgresql://\.\.\.: no password in the store URL", id="password"),
+        pytest.param("mysql://root@db/vmd", r"^mysql://\.\.\.: unknown store URL scheme",
+                     id="scheme"),
+    ],
+)
+def test_unusable_postgresql_url_is_one_clear_line(url: str, expected: str) -> None:
+    with pytest.raises(StoreError) as caught:
+        Store.open(url)
+    assert re.match(expected, str(caught.value)), str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_sqlite_url_is_a_path(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite3"
+    with Store.open(f"sqlite://{path}") as store:
+        assert (store.dialect, store.path) == ("sqlite", str(path))
+    assert path.is_file()
+
+
 STEPS = (
     ("CREATE TABLE a (x INTEGER) STRICT",),
     ("CREATE TABLE b (y TEXT) STRICT", "INSERT INTO b VALUES ('step 2')"),
 )
 
 
-def _raw(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path, isolation_level=None)
+def test_migrate_applies_only_missing_steps_in_order(
+        target: Target, raw: Callable[[], Connection]) -> None:
+    conn = raw()
+    assert migrate(conn, str(target), STEPS[:1]) == 0
+    conn.execute("INSERT INTO a VALUES (1)")
+    assert migrate(conn, str(target), STEPS) == 1
+    assert migrate(conn, str(target), STEPS) == 2
+    assert conn.execute("SELECT x FROM a").fetchall() == [(1,)]
+    assert conn.execute("SELECT y FROM b").fetchall() == [("step 2",)]
+    assert conn.header() == (APPLICATION_ID, 2)
 
 
-def test_migrate_applies_only_missing_steps_in_order(path: Path) -> None:
-    conn = _raw(path)
-    try:
-        assert migrate(conn, str(path), STEPS[:1]) == 0
-        conn.execute("INSERT INTO a VALUES (1)")
-        assert migrate(conn, str(path), STEPS) == 1
-        assert migrate(conn, str(path), STEPS) == 2
-        assert conn.execute("SELECT x FROM a").fetchall() == [(1,)]
-        assert conn.execute("SELECT y FROM b").fetchall() == [("step 2",)]
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
-    finally:
-        conn.close()
-
-
-def test_failed_migration_leaves_the_old_version(path: Path) -> None:
+def test_failed_migration_leaves_the_old_version(
+        target: Target, raw: Callable[[], Connection]) -> None:
     broken = (*STEPS, ("CREATE TABLE c (z INTEGER) STRICT", "THIS IS NOT SQL"))
-    conn = _raw(path)
-    try:
-        migrate(conn, str(path), STEPS[:1])
-        with pytest.raises(sqlite3.OperationalError):
-            migrate(conn, str(path), broken)
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema")}
-        assert tables == {"a"}
-        assert not conn.in_transaction
-    finally:
-        conn.close()
+    conn = raw()
+    migrate(conn, str(target), STEPS[:1])
+    syntax = sqlite3.OperationalError if conn.dialect == "sqlite" else Exception
+    with pytest.raises(syntax, match="syntax error"):
+        migrate(conn, str(target), broken)
+    assert conn.header()[1] == 1
+    assert tables(conn) == {"a"}
+    assert not conn.in_transaction

@@ -1,7 +1,8 @@
-"""Durable state in SQLite: VMs, nodes, tasks, idempotency keys and the outbox.
+"""Durable state in SQLite or PostgreSQL: VMs, nodes, tasks, idempotency keys and the outbox.
 
-The daemon's entry points: `Store.open(path)`, `Store.write(Batch)` (one transaction per
-event-loop turn), `Store.load_fleet(now)` (restore after a restart), `Store.purge(now)`.
+The daemon's entry points: `Store.open(target)` (a path or a postgresql:// URL),
+`Store.write(Batch)` (one transaction per event-loop turn), `Store.load_fleet(now)`
+(restore after a restart), `Store.purge(now)`.
 See docs/store.md.
 """
 
@@ -9,6 +10,7 @@ from vmd.store.batch import Batch
 from vmd.store.outbox import EVENT, ORDER, REPLY, OutboxMessage
 from vmd.store.records import (
     RETENTION,
+    Fenced,
     Fleet,
     IdempotencyKey,
     IdempotencyRecord,
@@ -17,7 +19,7 @@ from vmd.store.records import (
     StoreError,
 )
 from vmd.store.schema import SCHEMA_VERSION
-from vmd.store.store import Store
+from vmd.store.store import Fence, Store
 
 __all__ = [
     "EVENT",
@@ -26,6 +28,8 @@ __all__ = [
     "RETENTION",
     "SCHEMA_VERSION",
     "Batch",
+    "Fence",
+    "Fenced",
     "Fleet",
     "IdempotencyKey",
     "IdempotencyRecord",

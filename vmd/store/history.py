@@ -16,24 +16,26 @@ Kept per VM for a count and a time (`[daemon] history_keep`, `history_retention`
 
 from __future__ import annotations
 
-import sqlite3
-
 from vmd.fsm.decision import StatusChange
 from vmd.fsm.history import HistoryEntry
 from vmd.model import VmUuid
+from vmd.store.dialect import Connection
 from vmd.store.rows import HISTORY, Row
 
-# OR REPLACE: a change is written once; should a seq come again (a store restored from an
-# older backup), the newer row wins instead of failing the whole turn.
-INSERT_SQL = (f"INSERT OR REPLACE INTO history ({', '.join(HISTORY.columns)}) "
-              f"VALUES ({', '.join('?' * len(HISTORY.columns))})")
+# An upsert: a change is written once; should a seq come again (a store restored from an
+# older backup), the newer row wins instead of failing the whole turn. (It was
+# INSERT OR REPLACE, which PostgreSQL lacks; with no other unique key and no trigger on
+# the table the two do the same.)
+INSERT_SQL = HISTORY.upsert_sql
 TRIM_SQL = "DELETE FROM history WHERE vm_uuid = ? AND seq <= ?"
 _COLUMNS = "seq, status, previous, status_change, cause, task_id, principal"
 _READ_SQL = f"SELECT {_COLUMNS} FROM history WHERE vm_uuid = ? ORDER BY seq DESC LIMIT ?"
 _READ_BEFORE_SQL = (f"SELECT {_COLUMNS} FROM history WHERE vm_uuid = ? AND seq < ? "
                     "ORDER BY seq DESC LIMIT ?")
-_PURGE_SQL = ("DELETE FROM history WHERE rowid IN "
-              "(SELECT rowid FROM history WHERE recorded < ? LIMIT ?)")
+# Rows picked by their physical address (SQLite's rowid, PostgreSQL's ctid): neither has
+# DELETE ... LIMIT, and the address is the cheapest way back to the rows the index found.
+_PURGE_SQL = ("DELETE FROM history WHERE {id} IN "
+              "(SELECT {id} FROM history WHERE recorded < ? LIMIT ?)")
 PURGE_BATCH = 5000
 
 
@@ -52,7 +54,7 @@ def trim_keys(rows: list[Row], keep: int) -> list[tuple[str, int]]:
     return [(uuid, seq - keep) for uuid, seq in last.items() if seq > keep]
 
 
-def read(conn: sqlite3.Connection, vm_uuid: VmUuid, limit: int,
+def read(conn: Connection, vm_uuid: VmUuid, limit: int,
          before: int | None) -> list[HistoryEntry]:
     if before is None:
         rows = conn.execute(_READ_SQL, (vm_uuid, limit))
@@ -61,6 +63,6 @@ def read(conn: sqlite3.Connection, vm_uuid: VmUuid, limit: int,
     return [HistoryEntry(*row) for row in rows]
 
 
-def purge(conn: sqlite3.Connection, cutoff: float, limit: int) -> int:
+def purge(conn: Connection, cutoff: float, limit: int) -> int:
     """Delete up to `limit` entries recorded before `cutoff` (the caller's transaction)."""
-    return conn.execute(_PURGE_SQL, (cutoff, limit)).rowcount
+    return conn.execute(_PURGE_SQL.format(id=conn.row_id), (cutoff, limit)).rowcount

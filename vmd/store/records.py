@@ -23,6 +23,15 @@ class StoreError(Exception):
     """
 
 
+class Fenced(Exception):
+    """A write refused because this process no longer holds the right to write.
+
+    Raised by a `Store` fence (see `Store`) inside the write transaction, which is then
+    rolled back: nothing of the batch is stored. The store never raises it by itself and
+    never wraps it; the caller (the daemon) must stop acting as the leader.
+    """
+
+
 class RowError(ValueError):
     """A record the store cannot hold: a string that is not UTF-8 (a lone surrogate), an
     integer beyond 64 bits, a NaN, a value JSON cannot encode. A bug where the value was

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import gc
 import json
-import sqlite3
 from typing import Any
 
 from vmd.model import Node, NodeName, Task, TaskId, Vm, VmStatus, VmUuid
+from vmd.store.dialect import Connection
 from vmd.store.records import Fleet, IdempotencyKey, IdempotencyRecord
 from vmd.store.rows import (
     IDEMPOTENCY,
@@ -34,14 +34,14 @@ from vmd.store.rows import (
 _STATUSES: dict[str, VmStatus] = {s.value: s for s in VmStatus}
 
 
-def load_fleet(conn: sqlite3.Connection, *, live_since: float) -> Fleet:
+def load_fleet(conn: Connection, *, live_since: float) -> Fleet:
     """Read VMs, nodes, pending tasks and idempotency keys created at or after `live_since`.
 
     Runs in one read transaction so the tables are seen at a single point in time.
     """
     enabled = gc.isenabled()
     gc.disable()
-    conn.execute("BEGIN")
+    conn.begin_read()
     try:
         # One pool for every repeated string; None maps to itself.
         pool: dict[Any, Any] = {None: None}
@@ -56,7 +56,7 @@ def load_fleet(conn: sqlite3.Connection, *, live_since: float) -> Fleet:
     return Fleet(vms=vms, nodes=nodes, tasks=tasks, idempotency=keys)
 
 
-def _load_nodes(conn: sqlite3.Connection, pool: dict[Any, Any]) -> dict[NodeName, Node]:
+def _load_nodes(conn: Connection, pool: dict[Any, Any]) -> dict[NodeName, Node]:
     nodes: dict[NodeName, Node] = {}
     for row in conn.execute(NODES.select_sql):
         node = node_from_row(row)
@@ -65,7 +65,7 @@ def _load_nodes(conn: sqlite3.Connection, pool: dict[Any, Any]) -> dict[NodeName
     return nodes
 
 
-def _load_vms(conn: sqlite3.Connection, pool: dict[Any, Any]) -> dict[VmUuid, Vm]:
+def _load_vms(conn: Connection, pool: dict[Any, Any]) -> dict[VmUuid, Vm]:
     intern = pool.setdefault
     statuses = _STATUSES
     loads = json.loads
@@ -88,7 +88,7 @@ def _load_vms(conn: sqlite3.Connection, pool: dict[Any, Any]) -> dict[VmUuid, Vm
         snapshots,
         task_id,
         seq,
-    ) in conn.execute(VMS.select_sql):
+    ) in conn.stream(VMS.select_sql):
         vms[uuid] = Vm(
             uuid,
             hostname,
@@ -109,7 +109,7 @@ def _load_vms(conn: sqlite3.Connection, pool: dict[Any, Any]) -> dict[VmUuid, Vm
     return vms
 
 
-def _load_pending_tasks(conn: sqlite3.Connection, pool: dict[Any, Any]) -> dict[TaskId, Task]:
+def _load_pending_tasks(conn: Connection, pool: dict[Any, Any]) -> dict[TaskId, Task]:
     tasks: dict[TaskId, Task] = {}
     for row in conn.execute(f"{TASKS.select_sql} WHERE state = 'PENDING'"):
         task = task_from_row(row)
@@ -120,7 +120,7 @@ def _load_pending_tasks(conn: sqlite3.Connection, pool: dict[Any, Any]) -> dict[
 
 
 def _load_idempotency(
-    conn: sqlite3.Connection, live_since: float
+    conn: Connection, live_since: float
 ) -> dict[IdempotencyKey, IdempotencyRecord]:
     keys: dict[IdempotencyKey, IdempotencyRecord] = {}
     for row in conn.execute(f"{IDEMPOTENCY.select_sql} WHERE created >= ?", (live_since,)):

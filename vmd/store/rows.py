@@ -41,7 +41,7 @@ class Table:
 
     @property
     def select_sql(self) -> str:
-        return f"SELECT {', '.join(self.columns)} FROM {self.name}"
+        return f"SELECT {_names(self.columns)} FROM {self.name}"
 
     @property
     def get_sql(self) -> str:
@@ -55,16 +55,29 @@ class Table:
     def upsert_sql(self) -> str:
         # ON CONFLICT DO UPDATE keeps the rowid (INSERT OR REPLACE would delete and
         # re-insert, touching every index twice).
-        updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c not in self.key)
+        updates = ", ".join(f"{_q(c)} = excluded.{_q(c)}"
+                            for c in self.columns if c not in self.key)
         return (
-            f"INSERT INTO {self.name} ({', '.join(self.columns)}) "
+            f"INSERT INTO {self.name} ({_names(self.columns)}) "
             f"VALUES ({', '.join('?' * len(self.columns))}) "
-            f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}"
+            f"ON CONFLICT ({_names(self.key)}) DO UPDATE SET {updates}"
         )
 
 
+# `user` is a reserved word in PostgreSQL (SQLite takes it either way): quoted in SQL.
+_RESERVED = frozenset({"user"})
+
+
+def _q(column: str) -> str:
+    return f'"{column}"' if column in _RESERVED else column
+
+
+def _names(columns: Sequence[str]) -> str:
+    return ", ".join(_q(c) for c in columns)
+
+
 def _where(key: Sequence[str]) -> str:
-    return " AND ".join(f"{c} = ?" for c in key)
+    return " AND ".join(f"{_q(c)} = ?" for c in key)
 
 
 VMS = Table(

@@ -1,22 +1,31 @@
 """The store's schema as an ordered list of migration steps, and the code that applies them.
 
-The schema version is SQLite's `PRAGMA user_version`: version N means the first N steps
-of `MIGRATIONS` have been applied. A step is never edited once released; a change to the
-schema is a new step appended at the end. Opening a file whose version is higher than
-`len(MIGRATIONS)` is refused: an older vmd must not write to a schema it does not know.
+The schema version N means the first N steps of `MIGRATIONS` have been applied; it is
+SQLite's `PRAGMA user_version`, or the `vmd_schema` row on PostgreSQL (vmd.store.postgres).
+A step is never edited once released; a change to the schema is a new step appended at the
+end. Opening a store whose version is higher than `len(MIGRATIONS)` is refused: an older
+vmd must not write to a schema it does not know.
 
-All pending steps run in one `BEGIN IMMEDIATE` transaction together with the version bump,
-so a crash mid-migration leaves the file at its old version, and two processes that open
-the same new file at once cannot both migrate it (the second waits, then sees the new
-version and does nothing).
+Both backends run the same steps: each statement is written in SQLite's spelling and
+translated word by word for PostgreSQL (`Connection.ddl`: STRICT dropped, REAL, INTEGER
+and BLOB as DOUBLE PRECISION, BIGINT and BYTEA), except the one step SQLite had to spell
+as a table rebuild (`POSTGRESQL_STEPS`).
+
+All pending steps run in one write transaction together with the version bump (DDL is
+transactional in both), so a crash mid-migration leaves the store at its old version, and
+two processes that open the same new store at once cannot both migrate it (the second
+waits for the first one's lock, then sees the new version and does nothing).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from vmd.store.records import StoreError
+
+if TYPE_CHECKING:  # the dialect module imports this one
+    from vmd.store.dialect import Connection
 
 # 'vmd!' in the SQLite header: marks the file as a vmd store so that another
 # application's SQLite file is refused instead of being migrated in place.
@@ -164,17 +173,30 @@ MIGRATIONS: tuple[Step, ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# PostgreSQL: a step whose SQLite spelling cannot be translated word by word. Step 3
+# rebuilds `outbox` because SQLite cannot change a CHECK constraint in place; PostgreSQL
+# can (and a rebuild there would collide with the old table's index names).
+POSTGRESQL_STEPS: dict[int, Step] = {
+    2: (
+        "ALTER TABLE outbox DROP CONSTRAINT outbox_kind_check",
+        "ALTER TABLE outbox ADD CONSTRAINT outbox_kind_check "
+        "CHECK (kind IN ('event', 'order', 'reply'))",
+        "ALTER TABLE outbox ADD COLUMN correlation_id TEXT",
+    ),
+}
 
-def header(conn: sqlite3.Connection) -> tuple[int, int]:
-    """(application_id, user_version) of an open database."""
-    (app,) = conn.execute("PRAGMA application_id").fetchone()
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    return int(app), int(version)
+
+def steps_for(conn: Connection, steps: Sequence[Step] = MIGRATIONS) -> list[Step]:
+    """`steps` as `conn`'s backend runs them (the same steps, the same version numbers)."""
+    if conn.dialect != "postgresql" or steps is not MIGRATIONS:
+        return [tuple(conn.ddl(s) for s in step) for step in steps]
+    return [tuple(conn.ddl(s) for s in POSTGRESQL_STEPS.get(i, step))
+            for i, step in enumerate(steps)]
 
 
-def check_header(conn: sqlite3.Connection, path: str, steps: Sequence[Step]) -> None:
-    """Refuse a file that is not ours or is newer than this code, before touching it."""
-    app, version = header(conn)
+def check_header(conn: Connection, path: str, steps: Sequence[Step]) -> None:
+    """Refuse a database that is not ours or is newer than this code, before touching it."""
+    app, version = conn.header()
     if app not in (0, APPLICATION_ID):
         raise StoreError(f"{path}: not a vmd store (SQLite application_id {app:#x})")
     if version > len(steps):
@@ -182,32 +204,29 @@ def check_header(conn: sqlite3.Connection, path: str, steps: Sequence[Step]) -> 
             f"{path}: store schema version {version} is newer than this vmd knows "
             f"({len(steps)}); run a newer vmd or restore an older store file"
         )
-    if app == 0 and version == 0:
-        (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
-        if tables:
-            raise StoreError(f"{path}: not a vmd store (a SQLite file with other tables)")
+    if app == 0 and version == 0 and conn.has_tables():
+        kind = "a SQLite file" if conn.dialect == "sqlite" else "a database"
+        raise StoreError(f"{path}: not a vmd store ({kind} with other tables)")
 
 
-def migrate(conn: sqlite3.Connection, path: str, steps: Sequence[Step] = MIGRATIONS) -> int:
-    """Apply the steps the file lacks; return the version it had before.
+def migrate(conn: Connection, path: str, steps: Sequence[Step] = MIGRATIONS) -> int:
+    """Apply the steps the database lacks; return the version it had before.
 
-    `conn` must be in autocommit mode (isolation_level=None). The header is checked again
-    inside the write lock, since another process may have migrated the file meanwhile.
+    Outside a transaction when called. The header is checked again inside the write
+    transaction (which holds the write lock: SQLite's, or PostgreSQL's advisory lock
+    taken by `begin_schema`), since another process may have migrated meanwhile.
     """
-    conn.execute("BEGIN IMMEDIATE")
+    conn.begin_schema()
     try:
         check_header(conn, path, steps)
-        _, before = header(conn)
-        for step in steps[before:]:
+        _, before = conn.header()
+        for step in steps_for(conn, steps)[before:]:
             for statement in step:
                 conn.execute(statement)
         if before < len(steps):
-            # PRAGMAs take no parameters; both values are integers we control.
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {len(steps)}")
-        conn.execute("COMMIT")
+            conn.set_header(APPLICATION_ID, len(steps))
+        conn.commit()
     except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
+        conn.rollback()
         raise
     return before

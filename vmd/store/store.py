@@ -1,17 +1,18 @@
-"""`Store`: vmd's durable state in one SQLite file (VMs, nodes, tasks, idempotency keys,
-the outbox and the power history).
+"""`Store`: vmd's durable state (VMs, nodes, tasks, idempotency keys, the outbox and the
+power history) in one SQLite file or one PostgreSQL database.
 
-Durability: the file is in WAL mode with `synchronous=FULL`, so every commit fsyncs the
-write-ahead log before `COMMIT` returns. When `write()` returns, the batch survives a
-SIGKILL of the process and a crash of the OS (as far as the disk honours fsync). NORMAL
-would only survive a process crash: in WAL mode it skips the fsync at commit and a power
-loss can roll back acknowledged transactions, which breaks "ack after the effect".
+The backend is chosen by what `Store.open` is given (vmd.store.target): a path (or a
+`sqlite:` URL) is a SQLite file in WAL mode with `synchronous=FULL` (vmd.store.dialect); a
+`postgresql://` URL is a database on a server (vmd.store.postgres). Everything above this
+class is the same for both: `write()` commits a batch in one transaction and returns when
+it is durable (SQLite fsyncs its WAL; PostgreSQL's commit waits for its WAL flush, and for
+the synchronous standbys its server is configured with), so the batch survives a SIGKILL
+of the process and a crash of the OS.
 
-Threads: one connection, opened with `check_same_thread=False`, so the store may be used
-from the event loop thread or from one dedicated writer thread (e.g. a
-`ThreadPoolExecutor(max_workers=1)` that runs every store call). It must never be used by
-two threads at the same time; a public method entered while another is running in a
-different thread raises `RuntimeError` (an internal bug, not a wait).
+Threads: one connection, used from the event loop thread or from one dedicated writer
+thread (e.g. a `ThreadPoolExecutor(max_workers=1)` that runs every store call). It must
+never be used by two threads at the same time; a public method entered while another is
+running in a different thread raises `RuntimeError` (an internal bug, not a wait).
 
 Time is always passed in (`now`), never read here, so retention is tested without sleeping.
 """
@@ -20,16 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from vmd.fsm.history import HistoryEntry
 from vmd.model import Node, NodeName, Task, TaskId, Vm, VmUuid
 from vmd.store import history, outbox
 from vmd.store.batch import Batch
-from vmd.store.records import RETENTION, Fleet, IdempotencyRecord, Purged, StoreError
+from vmd.store.dialect import Connection, open_sqlite
+from vmd.store.records import RETENTION, Fleet, IdempotencyRecord, Purged
 from vmd.store.restore import load_fleet
 from vmd.store.rows import (
     IDEMPOTENCY,
@@ -41,67 +42,87 @@ from vmd.store.rows import (
     task_from_row,
     vm_from_row,
 )
-from vmd.store.schema import MIGRATIONS, check_header, header, migrate
+from vmd.store.schema import MIGRATIONS, migrate
+from vmd.store.target import PostgresUrl, parse_target
 
-# STRICT tables and `sqlite_schema` need SQLite 3.37 (2021-11).
-MIN_SQLITE = (3, 37, 0)
 # The power history's defaults (`[daemon] history_keep`, `history_retention`).
 HISTORY_KEEP = 100
 HISTORY_RETENTION = 30 * 86400.0
 
+# Run first inside every write transaction (see `Store`); raises `Fenced` to refuse it.
+Fence = Callable[[Connection], None]
+
 
 class Store:
-    """vmd's durable state. Open with `Store.open(path)`; close with `close()` or `with`.
+    """vmd's durable state. Open with `Store.open(target)`; close with `close()` or `with`.
 
-    One connection (`check_same_thread=False`): call it from any ONE thread at a time, e.g.
-    the event loop before it starts serving, then a single dedicated writer thread.
+    One connection: call it from any ONE thread at a time, e.g. the event loop before it
+    starts serving, then a single dedicated writer thread.
+
+    The fence (`fence=` of `open`, or the `fence` attribute, set or cleared at any time
+    from the store's thread): a callable `fence(conn)` run FIRST inside every write
+    transaction (`write` with a non-empty batch, `count_redelivery`, `purge`,
+    `purge_history`; not the migration at open, nor reads), before any row is touched.
+    `conn` is the store's `vmd.store.dialect.Connection`: `conn.execute(sql, params)` with
+    `?` placeholders returns a cursor (`fetchone()`), `conn.dialect` says "sqlite" or
+    "postgresql". To refuse the write the fence raises `Fenced` (e.g. after
+    `SELECT epoch FROM lease ... FOR SHARE` found another leader's epoch): the transaction
+    is rolled back, nothing of it is stored, and the exception reaches the caller as it
+    was raised. On PostgreSQL a row lock the fence takes is held to the commit, so a new
+    leader's epoch bump waits for this transaction or this transaction sees the new epoch.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str, *, retention: float,
+    def __init__(self, conn: Connection, path: str, *, retention: float,
                  history_keep: int = HISTORY_KEEP,
-                 history_retention: float = HISTORY_RETENTION) -> None:
+                 history_retention: float = HISTORY_RETENTION,
+                 fence: Fence | None = None) -> None:
         """Wrap an already opened and migrated connection; use `Store.open` instead."""
         self._conn = conn
+        # The file, or the URL without its password: safe to log.
         self.path = path
         self.retention = retention
         self.history_keep = history_keep
         self.history_retention = history_retention
+        self.fence = fence
         self._busy = threading.Lock()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, retention: float = RETENTION,
+    def open(cls, target: str | os.PathLike[str], *, retention: float = RETENTION,
              history_keep: int = HISTORY_KEEP,
-             history_retention: float = HISTORY_RETENTION) -> Store:
-        """Open (creating and migrating if needed) the store file at `path`.
+             history_retention: float = HISTORY_RETENTION,
+             fence: Fence | None = None) -> Store:
+        """Open (creating and migrating if needed) the store `target` names: a SQLite file
+        (a path, or `sqlite:PATH`) or a PostgreSQL database (`postgresql://...`).
 
         `history_keep` entries of each VM's power history are kept (0: none is written),
         none older than `history_retention` seconds once `purge_history` ran.
 
-        Raises `StoreError` with a one-line message for a file that cannot be opened, is not
-        a vmd store, or has a schema newer than this code.
+        Raises `StoreError` with a one-line message for a store that cannot be opened (a
+        missing directory, a server that does not answer), is not a vmd store, or has a
+        schema newer than this code.
         """
-        name = os.fspath(path)
-        if sqlite3.sqlite_version_info < MIN_SQLITE:
-            raise StoreError(f"{name}: SQLite {sqlite3.sqlite_version} is too old (need 3.37)")
-        created = not os.path.exists(name)
+        where = parse_target(target)
+        conn: Connection
+        if isinstance(where, PostgresUrl):
+            from vmd.store.postgres import open_postgres  # psycopg only when it is used
+
+            name = where.safe
+            conn = open_postgres(where)
+        else:
+            name = os.fspath(where)
+            conn = open_sqlite(name)
         try:
-            conn = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{name}: cannot open store: {exc}") from None
-        try:
-            _configure(conn, name)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"{name}: cannot open store: {exc}") from None
+            migrate(conn, name, MIGRATIONS)
         except BaseException:
             conn.close()
             raise
-        if created:
-            # SQLite fsyncs the directory for its WAL file but not for the database file
-            # it created: without this an OS crash could lose the new file's name.
-            _fsync_dir(os.path.dirname(os.path.abspath(name)))
         return cls(conn, name, retention=retention, history_keep=history_keep,
-                   history_retention=history_retention)
+                   history_retention=history_retention, fence=fence)
+
+    @property
+    def dialect(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self._conn.dialect
 
     def close(self) -> None:
         """Close the connection (SQLite checkpoints the WAL into the main file)."""
@@ -124,33 +145,29 @@ class Store:
     def write(self, batch: Batch) -> None:
         """Commit every change in `batch` in one transaction; durable when this returns.
 
-        Either the whole batch is stored or (on an exception) none of it. An empty batch
-        does nothing.
+        Either the whole batch is stored or (on an exception, `Fenced` included) none of
+        it. An empty batch does nothing (and runs no fence).
         """
         with self._exclusive():
             if not len(batch):
                 return
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for changes in batch.changes():
-                    if changes.deletes:
-                        conn.executemany(changes.table.delete_sql, changes.deletes)
-                    if changes.puts:
-                        conn.executemany(changes.table.upsert_sql, changes.puts.values())
-                if batch.outbox_deletes:
-                    conn.executemany(outbox.DELETE_SQL, batch.outbox_deletes)
-                if batch.outbox_puts:
-                    conn.executemany(outbox.INSERT_SQL, batch.outbox_puts)
-                if batch.history and self.history_keep:
-                    conn.executemany(history.INSERT_SQL, batch.history)
-                    conn.executemany(history.TRIM_SQL,
-                                     history.trim_keys(batch.history, self.history_keep))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
+            self._write(batch)
+
+    def _write(self, batch: Batch) -> None:
+        with self._transaction(exclusive=False) as conn:
+            for changes in batch.changes():
+                if changes.deletes:
+                    conn.executemany(changes.table.delete_sql, changes.deletes)
+                if changes.puts:
+                    conn.executemany(changes.table.upsert_sql, changes.puts.values())
+            if batch.outbox_deletes:
+                conn.executemany(outbox.DELETE_SQL, batch.outbox_deletes)
+            if batch.outbox_puts:
+                conn.executemany(outbox.INSERT_SQL, batch.outbox_puts)
+            if batch.history and self.history_keep:
+                conn.executemany(history.INSERT_SQL, batch.history)
+                conn.executemany(history.TRIM_SQL,
+                                 history.trim_keys(batch.history, self.history_keep))
 
     def put_vm(self, vm: Vm) -> None:
         batch = Batch()
@@ -197,21 +214,14 @@ class Store:
         when this returns. Returns how often it has been seen redelivered (1 the first time).
         Rows first seen more than `retention` ago go in the same transaction (a handful:
         only deliveries in hand at a crash or a lost connection are counted)."""
-        with self._exclusive():
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("DELETE FROM redeliveries WHERE first_seen < ?",
-                             (now - self.retention,))
-                (count,) = conn.execute(
-                    "INSERT INTO redeliveries (digest, count, first_seen) VALUES (?, 1, ?) "
-                    "ON CONFLICT (digest) DO UPDATE SET count = count + 1 RETURNING count",
-                    (digest, now)).fetchone()
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM redeliveries WHERE first_seen < ?",
+                         (now - self.retention,))
+            (count,) = conn.execute(
+                "INSERT INTO redeliveries (digest, count, first_seen) VALUES (?, 1, ?) "
+                "ON CONFLICT (digest) DO UPDATE SET count = redeliveries.count + 1 "
+                "RETURNING count",
+                (digest, now)).fetchone()
         return int(count)
 
     def purge(self, now: float) -> Purged:
@@ -220,36 +230,19 @@ class Store:
         Pending tasks are never purged. Returns how many rows went.
         """
         cutoff = now - self.retention
-        with self._exclusive():
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                tasks = conn.execute(
-                    "DELETE FROM tasks WHERE ended IS NOT NULL AND ended < ?", (cutoff,)
-                ).rowcount
-                keys = conn.execute("DELETE FROM idempotency WHERE created < ?", (cutoff,)).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
+        with self._transaction() as conn:
+            tasks = conn.execute(
+                "DELETE FROM tasks WHERE ended IS NOT NULL AND ended < ?", (cutoff,)
+            ).rowcount
+            keys = conn.execute("DELETE FROM idempotency WHERE created < ?", (cutoff,)).rowcount
         return Purged(tasks=tasks, idempotency=keys)
 
     def purge_history(self, now: float, limit: int = history.PURGE_BATCH) -> int:
         """Delete up to `limit` history entries older than `history_retention` (one short
         transaction); returns how many went. Call again while it returns `limit`."""
         cutoff = now - self.history_retention
-        with self._exclusive():
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                n = history.purge(conn, cutoff, limit)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
-        return n
+        with self._transaction() as conn:
+            return history.purge(conn, cutoff, limit)
 
     # --- reading -------------------------------------------------------------------
 
@@ -297,23 +290,32 @@ class Store:
         """What this connection really runs with (for the startup log and the tests)."""
         with self._exclusive():
             conn = self._conn
-            (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
-            (sync,) = conn.execute("PRAGMA synchronous").fetchone()
-            app, version = header(conn)
-        names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
-        return {
-            "path": self.path,
-            "journal_mode": mode,
-            "synchronous": names.get(sync, sync),
-            "schema_version": version,
-            "application_id": app,
-            "sqlite_version": sqlite3.sqlite_version,
-        }
+            app, version = conn.header()
+            info = conn.info()
+        return {"path": self.path, "backend": conn.dialect, "schema_version": version,
+                "application_id": app, **info}
 
     def _get(self, sql: str, key: tuple[str, ...]) -> tuple[object, ...] | None:
         with self._exclusive():
             row: tuple[object, ...] | None = self._conn.execute(sql, key).fetchone()
             return row
+
+    @contextlib.contextmanager
+    def _transaction(self, *, exclusive: bool = True) -> Iterator[Connection]:
+        """One write transaction, the fence first; committed when the block ends, rolled
+        back (and the exception raised on) when it raises. `exclusive=False`: the caller
+        already holds `_exclusive`."""
+        with self._exclusive() if exclusive else contextlib.nullcontext():
+            conn = self._conn
+            conn.begin_write()
+            try:
+                if self.fence is not None:
+                    self.fence(conn)
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -324,28 +326,3 @@ class Store:
             yield
         finally:
             self._busy.release()
-
-
-def _configure(conn: sqlite3.Connection, path: str) -> None:
-    """Check the header before anything writes, then set WAL + FULL and migrate."""
-    # Another process holding the write lock (a second vmd on the same file, a backup)
-    # is waited for this long before the call fails with "database is locked".
-    conn.execute("PRAGMA busy_timeout = 5000")
-    check_header(conn, path, MIGRATIONS)
-    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-    if str(mode).lower() != "wal":
-        raise StoreError(f"{path}: cannot switch the store to WAL mode (got {mode!r})")
-    # Per connection, not persistent: set on every open.
-    conn.execute("PRAGMA synchronous = FULL")
-    (sync,) = conn.execute("PRAGMA synchronous").fetchone()
-    if sync != 2:
-        raise StoreError(f"{path}: cannot set synchronous=FULL (got {sync!r})")
-    migrate(conn, path, MIGRATIONS)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
