@@ -4,6 +4,8 @@ a deterministic inventory, a start/stop round trip, observations of out-of-band 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,3 +98,17 @@ async def test_vmd_agent_with_the_memory_backend(
     assert states == ["stopping", "stopped"]
     agent.signal(signal.SIGTERM)
     assert await agent.wait(30) == 0
+
+
+def test_a_vmadm_agent_never_loads_the_memory_backend() -> None:
+    """memory.py stays in the product only because `vmd agent` must build it from settings
+    (its docstring); an agent configured for vmadm does not even import it."""
+    code = ("import sys\n"
+            "from vmd import config\n"
+            "from vmd.cli import agent_cmd\n"
+            "from vmd.node_agent.driver.backend import open_backend\n"
+            "s = config.AgentSettings(node='cn1.example.com', state_dir='/tmp')\n"
+            "open_backend(s)\n"
+            "print('vmd.node_agent.driver.memory' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -4,7 +4,8 @@ The agent process (`vmd.node_agent.agent`) has one code path whatever it drives:
 
 - `Vmadm` (`vmadm.py`): the real vmadm, or the `vmd-vmadm` simulator, run through a
   `LocalRunner` or an `SshRunner`;
-- `MemoryNode` (`memory.py`): an in-process simulated hypervisor for benchmarks and demos.
+- `MemoryNode` (`memory.py`): an in-process simulated hypervisor for benchmarks and demos,
+  imported only when `[agent] backend = "memory"` asks for it.
 
 Both satisfy `Backend` structurally (no inheritance): power actions return `TaskOutcome`s,
 a start or stop takes one `PowerCall` value,
@@ -25,7 +26,6 @@ from vmd.model import JsonObject, NodeName, Observation, TaskOutcome, VmUuid
 
 from .commands import PowerCall
 from .errors import SshConfigError
-from .memory import MemoryNode
 from .runner import LocalRunner, Runner
 from .ssh import SshRunner
 from .vmadm import Vmadm
@@ -112,6 +112,9 @@ def open_backend(settings: AgentSettings) -> Opened:
     """
     node = NodeName(settings.node)
     if settings.backend == "memory":
+        # Imported here: only an agent configured for benchmarks or demos loads it (memory.py).
+        from .memory import MemoryNode
+
         return Opened(MemoryNode(node, settings.memory), _nothing)
     runner: Runner
     if settings.transport == "ssh":

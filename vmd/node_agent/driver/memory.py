@@ -7,6 +7,13 @@ current, get, listing, isos, watch) on a dict, with vmadm's messages and exit co
 common cases (so outcomes classify as with the real tool) and instant or configurable tiny
 durations. It is NOT a faithful vmadm: use the `vmd-vmadm` simulator to test behaviour.
 
+Why it lives in the product and not under bench/ or tests/: its users run the real `vmd agent`
+process (`bench/common.py` starts daemon and agents as processes; tests/agent/test_process.py,
+tests/obs/test_obs_boot.py), so the agent must build it from its settings (`[agent] backend
+= "memory"`, accepted by the settings schema), and a process cannot import a test-support
+tree. It stays out of a production agent's way instead: `open_backend` imports this module
+only when the settings ask for it, and nothing else in vmd/ imports it.
+
 Seeded deterministically from the node name, so every run and every agent of a demo cluster
 sees the same inventory: VM i (1-based) is `<node>-vm<i:04>.example.com` (node = the first
 label of the node name), alias `vm<i:04>`, uuid `uuid5(NAMESPACE, "<node>/<i>")`, brand
