@@ -125,8 +125,11 @@ class PgConnection(Connection):
             "version = excluded.version", (application_id, version))
 
     def has_tables(self) -> bool:
+        # vmd_* tables are vmd's own (vmd_schema; vmd_lease, which a daemon may create
+        # before its store is first migrated: vmd.store.lease).
         (tables,) = _one(self.raw.execute(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"))
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename NOT LIKE 'vmd\\_%'"))
         return bool(tables)
 
     def ddl(self, statement: str) -> str:
