@@ -37,6 +37,7 @@ from vmd.settings.types import (
     Port,
     Principal,
     Seconds,
+    StoreValue,
     UrlPrefix,
 )
 
@@ -69,7 +70,9 @@ class AuthSettings:
 class DaemonSettings:
     __pydantic_config__ = STRICT_TABLE
 
-    store: PathValue
+    # A SQLite file (a path, or sqlite:PATH) or a postgresql:// URL (vmd.store.target).
+    # repr=False: a refused value may hold a password, so an error never echoes it.
+    store: StoreValue = field(repr=False)
     shard: NonNegInt = 0
     no_shutdown: Names = frozenset()
     start_deadline: Seconds = 330.0
@@ -91,6 +94,9 @@ class DaemonSettings:
     # for how long.
     history_keep: NonNegInt = 100
     history_retention: Seconds = 30 * 86400.0
+    # With a PostgreSQL store: the leadership lease (s) of the active daemon; a standby
+    # takes over at most this long after the active one stopped renewing (docs/ha.md).
+    lease: Seconds = 10.0
 
 
 @dataclass(frozen=True, slots=True)

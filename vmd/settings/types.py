@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict
 
+from vmd.store import target as store_target
+
 Str = Annotated[str, Strict()]
 # A name (a host, a user, a node, a VM): any non-empty string.
 Name = Annotated[str, Strict(), Field(min_length=1)]
@@ -43,6 +45,23 @@ def _path_text(value: Any) -> Any:
 
 
 PathValue = Annotated[Path, BeforeValidator(_path_text)]
+
+
+def _store(value: Any) -> Any:
+    """`[daemon] store`: a path (or `sqlite:PATH`) becomes a `Path`, a PostgreSQL URL stays
+    a string (vmd.store.target says which forms there are, and why no password)."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a path or a postgresql:// URL (a string)")
+    reason = store_target.problem(value)
+    if reason is not None:
+        raise ValueError(reason)
+    where = store_target.parse_target(value)
+    return where.url if isinstance(where, store_target.PostgresUrl) else where
+
+
+StoreValue = Annotated[Path | str, BeforeValidator(_store)]
 
 # Lists of names (a set: order and repeats mean nothing).
 Names = Annotated[frozenset[Name], Field(strict=False)]
