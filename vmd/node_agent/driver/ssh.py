@@ -34,18 +34,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import asyncssh
 
 from vmd.config import SshSettings
+from vmd.obs.logging import get_logger
 
 from .errors import HostKeyRejected, NodeUnreachable, SshConfigError
 from .runner import RunResult, TailBuffer, decode, drain_into, remote_command
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _CHANNEL_ERRORS = (asyncssh.Error, OSError)
 
@@ -105,7 +105,7 @@ class SshRunner:
             if self._conn is not None and not self._conn.is_closed():
                 return self._conn
             if self._conn is not None:
-                log.warning("ssh %s: connection lost, reconnecting", self.target)
+                log.warning("ssh: connection lost, reconnecting", target=self.target)
                 self._conn = None
             now = self._clock()
             if now < self._next_attempt:

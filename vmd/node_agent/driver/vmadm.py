@@ -27,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import logging
 import os
 from collections.abc import Mapping, Sequence
 
 from vmd.model import JsonObject, NodeName, OutcomeKind, TaskOutcome, VmUuid
+from vmd.obs.logging import get_logger
 
 from . import classify, commands, events, nodejson, validate
 from .commands import PowerCall, Timeouts
@@ -40,7 +40,7 @@ from .isoprep import IsoPrep
 from .runner import Runner, RunResult, Stream
 from .watch import NodeWatcher, WatchSettings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SYNC_PREFIX = "vmd-sync-"
 
@@ -111,7 +111,7 @@ class Vmadm:
             isos = [cdimage] if cdimage2 is None else [cdimage, cdimage2]
             return await self._start_iso(vm, brand, name, args, isos, limit)
         if cdimage is not None:
-            log.info("start %s: ISO %s ignored for brand %s", uuid, cdimage, brand)
+            log.info("start: ISO ignored for an OS zone", vm=uuid, cdimage=cdimage, brand=brand)
         return await self._action(args, uuid=vm, hostname=name, timeout=limit)
 
     async def _start_iso(
@@ -134,7 +134,7 @@ class Vmadm:
                 query_timeout=self.timeouts.query).run()
             if failed is not None:
                 message = classify.humanize(failed.message, uuid, name)
-                log.info("start %s: ISO preparation failed: %s", uuid, message)
+                log.info("start: ISO preparation failed", vm=uuid, error=message)
                 return TaskOutcome(failed.kind, failed.returncode, message)
         left = deadline - loop.time()
         if left <= 0:
@@ -163,8 +163,8 @@ class Vmadm:
                 self.update(uuid, {"bhyve_extra_opts": current}, hostname=name)
             )
             if restored.kind is not OutcomeKind.SUCCESS:
-                log.warning("start %s: restoring bhyve_extra_opts failed: %s", uuid,
-                            restored.message)
+                log.warning("start: restoring bhyve_extra_opts failed", vm=uuid,
+                            error=restored.message)
 
     async def stop(self, call: PowerCall) -> TaskOutcome:
         """`vmadm stop`: `-F` when forced; `-t <timeout>` for KVM/bhyve when timeout > 0."""
@@ -235,7 +235,8 @@ class Vmadm:
             else:
                 outcome = classify.classify(result.returncode, result.stderr)
         message = classify.humanize(outcome.message, uuid, hostname)
-        log.info("%s: %s rc=%d %s", what, outcome.kind, outcome.returncode, message)
+        log.info("vmadm ran", command=what, outcome=outcome.kind.value,
+                 returncode=outcome.returncode, message=message)
         return TaskOutcome(outcome.kind, outcome.returncode, message)
 
     # -- queries -------------------------------------------------------------------------
@@ -312,7 +313,8 @@ class Vmadm:
             try:
                 names.add(validate.iso_name(line))
             except ValueError:
-                log.debug("ISO directory %s: skipping unusable name %r", self.iso_dir, line)
+                log.debug("ISO directory: skipping an unusable name", iso_dir=self.iso_dir,
+                          name=line)
         return frozenset(names)
 
     # -- watching ------------------------------------------------------------------------

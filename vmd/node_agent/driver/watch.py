@@ -34,7 +34,6 @@ lost. `vm` holds the fields of `commands.LISTING_FIELDS`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -43,12 +42,13 @@ from types import MappingProxyType
 from typing import Protocol
 
 from vmd.model import JsonObject, NodeName, Observation, VmUuid
+from vmd.obs.logging import get_logger
 
 from .errors import RunnerError, VmadmError
 from .events import BadEvent, Event, diff, parse_event, state_of
 from .runner import Stream
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _LEGACY = 'Invalid command: "events"'
 
@@ -103,7 +103,7 @@ async def _pump(stream: Stream, queue: asyncio.Queue[bytes | None]) -> None:
         while line := await stream.readline():
             queue.put_nowait(line)
     except (ValueError, OSError) as exc:  # a line over the limit, a broken pipe
-        log.warning("vmadm events: read failed: %s", exc)
+        log.warning("vmadm events: read failed", error=str(exc))
     finally:
         queue.put_nowait(None)
 
@@ -174,7 +174,7 @@ class NodeWatcher:
             stream = await self.source.events_stream()
         except RunnerError as exc:
             self.stats.stream_start_failures += 1
-            log.warning("%s: cannot start vmadm events: %s", self.source.node, exc)
+            log.warning("cannot start vmadm events", node=self.source.node, error=str(exc))
             loop.next_start = now + self.settings.restart_delay
             return
         self.stats.stream_starts += 1
@@ -198,7 +198,8 @@ class NodeWatcher:
                 return parse_event(line)
             except BadEvent as exc:
                 self.stats.bad_lines += 1
-                log.warning("%s: vmadm events: %s; restarting", self.source.node, exc)
+                log.warning("vmadm events: a bad line; restarting", node=self.source.node,
+                            error=str(exc))
         await self._stream_ended(loop, stream)
         return None
 
@@ -209,13 +210,13 @@ class NodeWatcher:
         s = self.settings
         if _LEGACY in tail:
             loop.legacy = self.stats.legacy = True
-            log.warning("%s: no vmadm events (legacy platform): polling every %g s",
-                        self.source.node, s.legacy_poll_interval)
+            log.warning("no vmadm events (legacy platform): polling", node=self.source.node,
+                        interval=s.legacy_poll_interval)
             loop.next_scan = self._monotonic()
         else:
             self.stats.stream_restarts += 1
-            log.warning("%s: vmadm events ended (rc=%s) %s; restarting in %g s",
-                        self.source.node, rc, tail.strip()[-200:], s.restart_delay)
+            log.warning("vmadm events ended; restarting", node=self.source.node, returncode=rc,
+                        stderr=tail.strip()[-200:], delay=s.restart_delay)
             loop.next_start = self._monotonic() + s.restart_delay
 
     def _observe(self, uuid: VmUuid, vm: JsonObject | None, when: float) -> Observation:
@@ -253,7 +254,7 @@ class NodeWatcher:
             current = await self.source.listing()
         except (VmadmError, RunnerError) as exc:
             self.stats.scan_failures += 1
-            log.warning("%s: scan failed: %s", self.source.node, exc)
+            log.warning("scan failed", node=self.source.node, error=str(exc))
             return []
         self.stats.scans += 1
         return self._resync(current, self._clock())
