@@ -15,11 +15,13 @@ says so (`FakeBus.lose_connection`: every delivery in hand goes `stale`, as afte
 and a channel whose `basic_ack` / `basic_nack` only record.
 
 Publishing can be made to fail: `fail_publishes = n` raises `NotConnected` for the next `n`
-calls of `publish_many`, as a broker away would (the pipeline retries).
+calls of `publish_many`, as a broker away would (the pipeline retries); `stall()` makes every
+publish wait forever (a crash between a turn's write and its publish, held open).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -95,15 +97,27 @@ class FakeBus:
     dead: list[tuple[Delivery, str]] = field(default_factory=list)
     _tags: dict[Delivery, int] = field(default_factory=dict)
     _session: _Session = field(default_factory=lambda: _Session(1))
+    _stall: asyncio.Future[None] | None = None
+    stalled: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- what the daemon calls ------------------------------------------------------------
 
     async def publish_many(self, messages: Sequence[Outgoing], *,
                            timeout: float | None = None) -> None:
+        if self._stall is not None:
+            self.stalled.set()
+            await self._stall  # never confirmed: cancelled by the test's crash
         if self.fail_publishes > 0:
             self.fail_publishes -= 1
             raise NotConnected("fake bus: not connected (the test said so)")
         self.published.extend(messages)
+
+    def stall(self) -> None:
+        """From now on a publish is never confirmed (a broker that stopped answering): the
+        window between a turn's write and its publish, held open. `stalled` is set once the
+        pipeline is waiting in it, i.e. the turn is stored."""
+        self._stall = asyncio.get_running_loop().create_future()
+        self.stalled = asyncio.Event()
 
     async def publish(self, message: Outgoing, *, timeout: float | None = None) -> None:
         await self.publish_many((message,), timeout=timeout)
@@ -151,6 +165,14 @@ class FakeBus:
             COMMANDS_QUEUE, raw, user_id=user, reply_to=reply_to,
             correlation_id=correlation_id or uuid.uuid4().hex, message_id=message_id,
             headers={"stream": True} if stream else {}, redelivered=redelivered)
+
+    def dead_lettered_task(self, order: Outgoing, reason: str = "expired") -> Delivery:
+        """A task order the broker dead-lettered to the reports queue (its TTL ran out in
+        the node's queue: `reason` "expired"), as the daemon receives it: the daemon's own
+        `user_id`, the `x-death` reason in the headers."""
+        return self.delivery(REPORTS_QUEUE, order.body, user_id=order.user_id,
+                             message_type=order.type,
+                             headers={"x-first-death-reason": reason})
 
     def report(self, report: AgentReport, user: str) -> Delivery:
         """An agent report on `vmd.agent.reports`, as `send_report` publishes it."""

@@ -171,10 +171,11 @@ class FastDaemon:
 
     @classmethod
     async def build(cls, tmp_path: Path, *, clock: FakeClock | None = None,
-                    options: Options | None = None, **daemon: Any) -> FastDaemon:
-        """Parts for `[daemon]` keys `daemon` (store in `tmp_path`), started."""
+                    opts: dict[str, Any] | None = None, **daemon: Any) -> FastDaemon:
+        """Parts for `[daemon]` keys `daemon` and `Options` values `opts` (the clock is
+        `clock`), store in `tmp_path`, started."""
         clock = clock or FakeClock()
-        fast = cls(tmp_path, clock, options or Options(clock=clock), daemon)
+        fast = cls(tmp_path, clock, Options(clock=clock, **(opts or {})), daemon)
         await fast.start()
         return fast
 
@@ -229,10 +230,14 @@ class FastDaemon:
         guard = Guard(pipeline=pipeline, store=store, clock=clock, metrics=metrics)
         self.on_command = guard.wrap(self.intake.handle)
         self.on_report = guard.wrap(self.reports.handle)
+        # Published before consuming starts, as `Daemon.start` waits for it: the replayed
+        # outbox and the expiries decided above.
+        await self.idle()
 
     async def stop(self) -> None:
         """Cancel the stages and close the store (what is decided but not written is lost,
         as in a crash: `idle()` first for a clean stop)."""
+        await self.pipeline.abandon()  # a publish in progress (runner.Daemon.abort)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -318,10 +323,10 @@ class FastDaemon:
         """The tasks sent to `node`'s agent so far (sync requests left out)."""
         return [o for o in self.bus.orders(node) if isinstance(o, AgentTask)]
 
-    async def result(self, task: AgentTask, kind: OutcomeKind = OutcomeKind.SUCCESS,
-                     message: str | None = None, rc: int = 0,
-                     state: str | None = None) -> Delivery:
-        """The node's agent reports `task` finished (as tests/daemon/harness.FakeAgent)."""
+    def task_result(self, task: AgentTask, kind: OutcomeKind = OutcomeKind.SUCCESS,
+                    message: str | None = None, rc: int = 0,
+                    state: str | None = None) -> TaskResult:
+        """The result the node's agent sends for `task` (as tests/daemon/harness.FakeAgent)."""
         if message is None:
             verb = {"start": "started", "stop": "completed stop for",
                     "reboot": "completed reboot for", "current": "got"}[task.action.value]
@@ -329,8 +334,13 @@ class FastDaemon:
         now = self.clock()
         outcome = TaskOutcome(kind, rc, message, state=state,
                               change_time=now if state else None)
-        return await self.report(TaskResult(task.task_id, task.uuid, task.node, task.action,
-                                            outcome, now))
+        return TaskResult(task.task_id, task.uuid, task.node, task.action, outcome, now)
+
+    async def result(self, task: AgentTask, kind: OutcomeKind = OutcomeKind.SUCCESS,
+                     message: str | None = None, rc: int = 0,
+                     state: str | None = None) -> Delivery:
+        """The node's agent reports `task` finished; `idle()`."""
+        return await self.report(self.task_result(task, kind, message, rc, state))
 
     def vm(self, hostname: str) -> Any:
         return self.world.vms.by_hostname[hostname]
