@@ -1,6 +1,9 @@
 """The node agent process: one runner that starts every concern and owns the shutdown order.
 
-`Agent.run(shutdown)` (docs/architecture.md rule 3: each concern a named task, one runner):
+`Agent.run(shutdown)` (docs/architecture.md rule 3): the long-lived concerns are named tasks
+of one `vmd.obs.tasks.Supervisor`, declared in `Agent._declare_tasks`; a crash of any of them
+(or a fatal error the syncer or the task runner reports) is logged once and ends the wait
+of step 4.
 
 1. open the journal; connect to the broker (`Bus` with `agent_topology(node)`: only the
    node's task queue, declared on every (re)connect; the daemon binds it and declares the
@@ -22,13 +25,13 @@ operator must act; systemd does not restart on 2), 1 for anything else fatal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from vmd.bus import (
     Bus,
-    BusError,
+    BusFailed,
     BusSettings,
     Consumer,
     agent_topology,
@@ -43,6 +46,7 @@ from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import AgentMetrics
 from vmd.obs.refusals import Refusals
 from vmd.obs.systemd import ExitCode
+from vmd.obs.tasks import Supervisor
 
 from .driver.backend import Opened, open_backend
 from .driver.errors import HostKeyRejected, SshConfigError
@@ -55,6 +59,15 @@ from .sync import Syncer, heartbeat_loop
 from .tasks import TaskRunner
 
 log = get_logger(__name__)
+
+# The fatal errors an operator or the environment causes: one line, no traceback. Any other
+# crash is an internal error (exit 1, its traceback in the one log line).
+KNOWN_ERRORS: dict[type[BaseException], ExitCode] = {
+    HostKeyRejected: ExitCode.CONFIG,  # an operator must act: systemd does not restart on 2
+    SshConfigError: ExitCode.CONFIG,
+    BusFailed: ExitCode.FAILED,  # the bus failed for good: a restart may cure it
+}
+
 
 class Shutdown:
     """The two flags the signal handler sets (vmd.cli.runtime.run_until_signalled, the one
@@ -91,54 +104,41 @@ class Agent:
         self.backend = Metered(self.opened.backend, self.metrics)
         self.journal = Journal(journal_path(settings.state_dir, settings.node), clock=clock)
         self.bus = Bus(bus_settings, topology=agent_topology(self.node))
+        self.tasks = Supervisor("vmd agent", KNOWN_ERRORS)
         self.reporter = Reporter(self.bus, self.node, clock=clock)
+        # The syncer and the task runner see their fatal errors (a rejected host key, a bug)
+        # inside short-lived tasks of their own: they report them as crashes.
         self.syncer = Syncer(node=self.node, backend=self.backend, reporter=self.reporter,
-                             poll_interval=settings.poll_interval, on_fatal=self._fatal,
-                             clock=clock)
+                             poll_interval=settings.poll_interval,
+                             on_fatal=functools.partial(self.tasks.fail, "syncer"), clock=clock)
         self.runner = TaskRunner(
             node=self.node, backend=self.backend, journal=self.journal,
             reporter=self.reporter, brand_of=self.syncer.brand_of,
             max_parallel=settings.max_parallel, on_sync_request=self.syncer.request,
-            on_fatal=self._fatal, daemon_user=settings.daemon_user,
-            refusals=Refusals(self.metrics.refused), clock=clock)
+            on_fatal=functools.partial(self.tasks.fail, "task-runner"),
+            daemon_user=settings.daemon_user, refusals=Refusals(self.metrics.refused),
+            clock=clock)
         self.consumer: Consumer | None = None
         self.ready = asyncio.Event()  # READY=1 was sent (tests wait on it)
-        self._fatal_error: BaseException | None = None
-        self._fatal_event = asyncio.Event()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._status = ""
+        self._declare_tasks()
 
-    # -- fatal errors ------------------------------------------------------------------------
-
-    def _fatal(self, exc: BaseException) -> None:
-        if self._fatal_error is None:
-            self._fatal_error = exc
-            if isinstance(exc, HostKeyRejected | SshConfigError):
-                log.error(str(exc))
-            else:
-                log.error("internal error: the agent stops", exc_info=exc)
-        self._fatal_event.set()
-
-    def _start(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks[name] = task
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            self._fatal(exc)
-
-    async def _stop_task(self, name: str) -> None:
-        task = self._tasks.pop(name, None)
-        if task is not None:
-            task.cancel()
-            # Not `await task`: a task that failed was already handled by `_fatal`.
-            await asyncio.wait({task})
-
-    def _set_status(self, text: str) -> None:
-        if text != self._status:
-            self._status = text
-            systemd.status(text)
+    def _declare_tasks(self) -> None:
+        """The agent's long-lived tasks, in the order `run` starts them."""
+        declare = self.tasks.declare
+        # First, before the first connect, which may retry for a long while.
+        declare("watchdog", systemd.watchdog_loop)
+        # Once connected:
+        declare("reporter", self.reporter.run)
+        declare("loop-lag", lambda: monitor_loop_lag(observe=self.metrics.loop_lag.observe))
+        declare("housekeeping", self._housekeeping)
+        declare("syncer", self.syncer.run)
+        # Returns when the shutdown closes the bus; raises BusFailed when it failed for good.
+        declare("bus", self.bus.wait_closed, may_return=True)
+        # Once the first full sync is confirmed and the task queue consumed:
+        declare("heartbeat", lambda: heartbeat_loop(
+            node=self.node, backend=self.backend, reporter=self.reporter,
+            syncer=self.syncer, interval=self.settings.heartbeat_interval,
+            started=self.started, clock=self.clock))
 
     # -- running ---------------------------------------------------------------------------
 
@@ -151,39 +151,35 @@ class Agent:
         self.journal.open()
         # Read before anything runs: started by the previous run, never finished.
         orphans = self.journal.unfinished()
+        notify = self.tasks.notify
         try:
-            self._set_status("connecting to the broker")
-            # The watchdog first: the first connect may retry for a while.
-            self._start("watchdog", systemd.watchdog_loop())
+            notify.status("connecting to the broker")
+            self.tasks.start("watchdog")
             try:
                 # SIGTERM ends a wait for the broker (unbounded under systemd) at once.
                 connected = await unless_stopped(self.bus.start(), shutdown.requested)
             except BaseException:
-                await self._stop_task("watchdog")
+                await self.tasks.stop("watchdog")
                 raise
             if not connected:
-                await self._stop_task("watchdog")
+                await self.tasks.stop("watchdog")
                 await self.bus.close()
-                systemd.stopping("stopped while waiting for the broker")
+                notify.stopping("stopped while waiting for the broker")
                 log.info("stopped while waiting for the broker")
                 return ExitCode.OK
-            self._start("reporter", self.reporter.run())
-            self._start("loop-lag", monitor_loop_lag(observe=self.metrics.loop_lag.observe))
-            self._start("housekeeping", self._housekeeping())
-            self._start("syncer", self.syncer.run())
-            self._start("bus", self._watch_bus())
+            self.tasks.start("reporter", "loop-lag", "housekeeping", "syncer", "bus")
             self.syncer.request("agent start")
-            self._set_status(f"listing node {self.node}")
+            notify.status(f"listing node {self.node}")
             try:
                 await self._serve(shutdown, orphans)
             except Exception as exc:  # e.g. the broker refused our consumer: a bug to fix
-                self._fatal(exc)
+                self.tasks.fail("start", exc)
             return await self._shutdown(shutdown)
         finally:
             self.journal.close()
 
     async def _serve(self, shutdown: Shutdown, orphans: list[Entry]) -> None:
-        if not await self._until(self.syncer.synced, shutdown):
+        if not await self.tasks.reached(self.syncer.synced, shutdown.requested):
             return
         # After the first full sync (reports keep their order): the daemon has the node's
         # truth when it reverts these tasks' VMs.
@@ -197,37 +193,12 @@ class Agent:
         self.consumer = await self.bus.consume(
             task_queue(self.node), self.runner.handle,
             prefetch=max(64, 4 * self.settings.max_parallel))
-        self._start("heartbeat", heartbeat_loop(
-            node=self.node, backend=self.backend, reporter=self.reporter,
-            syncer=self.syncer, interval=self.settings.heartbeat_interval,
-            started=self.started, clock=self.clock))
-        systemd.ready(f"serving node {self.node}")
+        self.tasks.start("heartbeat")
+        self.tasks.notify.ready(f"serving node {self.node}")
         self.ready.set()
         log.info("agent ready", node=self.node, vms=len(self.syncer.inventory),
                  journal=len(self.journal))
-        await self._until(None, shutdown)
-
-    async def _until(self, event: asyncio.Event | None, shutdown: Shutdown) -> bool:
-        """Wait for `event` (None: forever); False when a shutdown or a fatal error came
-        first."""
-        waits = {asyncio.ensure_future(shutdown.requested.wait()),
-                 asyncio.ensure_future(self._fatal_event.wait())}
-        target = asyncio.ensure_future(event.wait()) if event is not None else None
-        if target is not None:
-            waits.add(target)
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-        return target is not None and event is not None and event.is_set() and not (
-            shutdown.requested.is_set() or self._fatal_event.is_set())
-
-    async def _watch_bus(self) -> None:
-        try:
-            await self.bus.wait_closed()
-        except BusError as exc:
-            self._fatal(exc)
+        await self.tasks.until_stopped(shutdown.requested)
 
     async def _housekeeping(self) -> None:
         """Broker reconnects -> full sync; counters -> metrics; waiting deadlines; STATUS."""
@@ -253,16 +224,17 @@ class Agent:
             self.runner.expire_waiting()
             if self.ready.is_set() and not self.runner.draining:
                 s = self.runner.scheduler
-                self._set_status(f"serving node {self.node}: {len(s.running)} running, "
-                                 f"{s.waiting} waiting")
+                self.tasks.notify.status(f"serving node {self.node}: {len(s.running)} "
+                                         f"running, {s.waiting} waiting")
 
     # -- shutdown (docs/shutdown.md, "The node agent") -------------------------------------
 
     async def _shutdown(self, shutdown: Shutdown) -> int:
-        fatal = self._fatal_error
-        drain = self.settings.drain_timeout if fatal is None else min(
+        crash = self.tasks.crash  # a crash from now on changes nothing below
+        notify = self.tasks.notify
+        drain = self.settings.drain_timeout if crash is None else min(
             5.0, self.settings.drain_timeout)
-        log.info("shutting down", reason="fatal error" if fatal else "signal")
+        log.info("shutting down", reason="fatal error" if crash else "signal")
         # 1. Stop taking tasks; requeue what waits; stop the periodic poll (the watch and
         #    the heartbeats go on: the node is still served).
         runner = self.runner
@@ -272,9 +244,9 @@ class Agent:
             requeued += await self.consumer.cancel()
         for job in runner.scheduler.take_waiting():
             requeued += bool(await job.delivery.reject(requeue=True))
-        await self._stop_task("syncer")
+        await self.tasks.stop("syncer")
         running = len(runner.running())
-        self._set_status(f"draining: {running} vmadm running")
+        notify.status(f"draining: {running} vmadm running")
         # 2. Let running vmadm calls finish and report, up to drain_timeout.
         left = await runner.wait(drain, shutdown.hurry)
         # 3. Kill what did not finish; report it as interrupted.
@@ -282,31 +254,25 @@ class Agent:
         if left:
             interrupted = runner.interrupt_all(_interrupted)
             log.warning("drain deadline: vmadm interrupted", interrupted=interrupted)
-            self._set_status(f"draining: {interrupted} vmadm interrupted, reporting")
+            notify.status(f"draining: {interrupted} vmadm interrupted, reporting")
             await runner.wait(10.0)
             await runner.cancel_all()
         # 4. Stop watching and beating; flush the reports; close the node connection.
-        await self._stop_task("heartbeat")
+        await self.tasks.stop("heartbeat")
         await self.syncer.stop_watching()
         flushed = await self.reporter.flush(5.0)
         if not flushed:
             log.warning("reports not confirmed at shutdown", pending=self.reporter.pending)
         await self.opened.aclose()
         # 5. The node's state is safe.
-        systemd.stopping("stopping: closing the broker connection")
-        # 6. The broker connection last, then the rest.
-        await self._stop_task("housekeeping")
-        await self._stop_task("bus")
+        notify.stopping("stopping: closing the broker connection")
+        # 6. The broker connection last, then the rest (watchdog, reporter, loop-lag).
+        await self.tasks.stop("housekeeping", "bus")
         await self.bus.close(drain_timeout=1.0)
-        for name in list(self._tasks):
-            await self._stop_task(name)
+        await self.tasks.stop()
         log.info("shutdown complete", requeued=requeued, interrupted=interrupted,
                  completed=runner.completed)
-        if fatal is None:
-            return ExitCode.OK
-        if isinstance(fatal, HostKeyRejected | SshConfigError):
-            return ExitCode.CONFIG
-        return ExitCode.FAILED
+        return ExitCode.OK if crash is None else crash.code
 
 
 def _interrupted(job: Job, seconds: float) -> str:
