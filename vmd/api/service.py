@@ -9,15 +9,19 @@ Stop (docs/architecture.md rule 4, docs/api.md): stop accepting connections; end
 at once with their task's current state; let plain requests in flight finish up to
 `drain_timeout`, then cancel what is left; close the broker connection last, since the
 requests in flight need it for their answers.
+
+Running: the watchdog and the loop-lag sampler are the gateway's long-lived tasks, declared
+in `ApiService.__init__` on its `vmd.obs.tasks.Supervisor`; a crash of either, or the broker
+link failing for good (the forwarder reports it there), is logged once and stops the
+gateway in the same order as SIGTERM, exit 1.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import os
 import socket
-from collections.abc import Callable
 
 from aiohttp import web
 
@@ -32,6 +36,7 @@ from vmd.bus import (
     Bus,
     BusClient,
     BusError,
+    BusFailed,
     BusSettings,
     Outgoing,
     PublishRefused,
@@ -43,6 +48,7 @@ from vmd.obs.logging import get_logger
 from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics_http import MetricsServeError, MetricsServer, serve_metrics, split_address
 from vmd.obs.systemd import ExitCode
+from vmd.obs.tasks import Supervisor
 
 log = get_logger("vmd.api")
 
@@ -101,6 +107,8 @@ class ApiService:
     served only when `serve_metrics_on` is given; `offsets` and `stream_limit` set a
     stream's keep-alive schedule and time limit (tests run them faster);
     `check_impersonation=False` skips the start-up check (to test the per-request refusal).
+    `tasks` holds the process's long-lived tasks (`run` starts them) and its crashes: the
+    forwarder reports the broker link failing for good there.
     """
 
     def __init__(
@@ -112,7 +120,6 @@ class ApiService:
         serve_metrics_on: str | None = None,
         offsets: Offsets = keepalive_offsets,
         stream_limit: float = STREAM_LIMIT,
-        on_fatal: Callable[[BaseException], None] | None = None,
         check_impersonation: bool = True,
     ) -> None:
         self.settings = settings
@@ -121,9 +128,13 @@ class ApiService:
         self.metrics = metrics if metrics is not None else ApiMetrics()
         self.metrics_address = serve_metrics_on
         self.client = BusClient(self.bus)
+        self.tasks = Supervisor("vmd api", {BusFailed: ExitCode.FAILED})
+        self.tasks.declare("watchdog", systemd.watchdog_loop)
+        self.tasks.declare("loop-lag", lambda: monitor_loop_lag(
+            observe=self.metrics.loop_lag.observe))
         self.forwarder = Forwarder(self.client, timeout=settings.timeout,
                                    final_timeout=stream_limit + settings.timeout,
-                                   on_fatal=on_fatal)
+                                   on_fatal=functools.partial(self.tasks.fail, "forwarder"))
         self.gateway = Gateway(self.forwarder, KeyRing(settings.keys), prefix=settings.prefix,
                                metrics=self.metrics, offsets=offsets, stream_limit=stream_limit,
                                max_streams_per_key=settings.max_streams_per_key)
@@ -201,36 +212,25 @@ def _bound_port(runner: web.AppRunner) -> int:
 
 
 async def run(settings: ApiSettings, stop: asyncio.Event) -> int:
-    """`vmd api`: serve until `stop` (SIGTERM/SIGINT: vmd.cli.runtime); the exit status
-    (StartError propagates)."""
-    failure: list[BaseException] = []
-
-    def fatal(exc: BaseException) -> None:
-        failure.append(exc)
-        stop.set()
-
-    service = ApiService(settings, serve_metrics_on=settings.metrics, on_fatal=fatal)
+    """`vmd api`: serve until `stop` (SIGTERM/SIGINT: vmd.cli.runtime) or a crash (the
+    broker link failed for good, a task's bug: logged once by `service.tasks`); the exit
+    status (StartError propagates)."""
+    service = ApiService(settings, serve_metrics_on=settings.metrics)
+    tasks = service.tasks
     # SIGTERM ends a wait for the broker (unbounded under systemd) at once.
     if not await unless_stopped(service.start(), stop):
         await service.stop()
         log.info("stopped while waiting for the broker")
         return ExitCode.OK
-    systemd.ready(f"serving {service.url}/")
-    watchdog = asyncio.create_task(systemd.watchdog_loop(), name="vmd-api watchdog")
-    lag = asyncio.create_task(monitor_loop_lag(observe=service.metrics.loop_lag.observe),
-                              name="vmd-api loop-lag")
+    tasks.notify.ready(f"serving {service.url}/")
+    tasks.start("watchdog", "loop-lag")
+    crash = None
     try:
-        await stop.wait()
+        crash = await tasks.until_stopped(stop)
     finally:
-        lag.cancel()
-        systemd.stopping(f"draining (up to {settings.drain_timeout:g}s)")
+        tasks.notify.stopping(f"draining (up to {settings.drain_timeout:g}s)")
         log.info("stopping", streams=service.gateway.streams)
-        watchdog.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watchdog
+        await tasks.stop("loop-lag", "watchdog")
         await service.stop()
         log.info("stopped")
-    if failure:
-        log.error("exiting: the broker link failed for good", error=str(failure[0]))
-        return ExitCode.FAILED
-    return ExitCode.OK
+    return ExitCode.OK if crash is None else crash.code
