@@ -230,7 +230,8 @@ async def run(settings: ApiSettings, stop: asyncio.Event) -> int:
     finally:
         tasks.notify.stopping(f"draining (up to {settings.drain_timeout:g}s)")
         log.info("stopping", streams=service.gateway.streams)
-        await tasks.stop("loop-lag", "watchdog")
         await service.stop()
+        # The watchdog pings through the drain (docs/shutdown.md): stopped last.
+        await tasks.stop()
         log.info("stopped")
     return ExitCode.OK if crash is None else crash.code
