@@ -14,6 +14,7 @@ per statement text and streams restores through a server-side cursor.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -64,6 +65,12 @@ class Connection:
         """The rows of a large read, without holding them all in memory at once (inside a
         transaction)."""
         return iter(self.execute(sql, params))
+
+    def pipeline(self) -> contextlib.AbstractContextManager[object]:
+        """Statements in this block may be sent without waiting for each one's answer;
+        all are answered (and any error raised) by the end of the block. A read in it
+        (`fetchone`) waits for everything before it."""
+        return contextlib.nullcontext()
 
     def begin_write(self) -> None:
         raise NotImplementedError
