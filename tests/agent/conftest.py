@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import pytest
 from node_agent.conftest import CTL, TIMESCALE, VMADM, ZONECFG, Sim, SshNode  # noqa: F401
 from support.amqp import agent_user
+from support.bus import send_order
 
 from vmd.bus import (
     AgentReport,
@@ -35,7 +36,6 @@ from vmd.bus import (
     SyncRequest,
     TaskResult,
     decode_report,
-    send_order,
 )
 from vmd.bus.topology import DAEMON, REPORTS_QUEUE, node_tasks
 from vmd.config import AgentSettings, MemorySettings

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from vmd.api import ApiMetrics, ApiService, keepalive_offsets
-from vmd.bus import PUBLIC, Bus, BusSettings
-from vmd.bus.topology import COMMANDS_QUEUE
+from vmd.bus import Bus, BusSettings
+from vmd.bus.topology import COMMANDS_QUEUE, PUBLIC
 from vmd.config import ApiSettings
 
 from .helpers import ADMIN_KEY, ALICE_KEY, TIME_SCALE

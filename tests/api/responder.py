@@ -21,6 +21,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from support.bus import send_reply
+
 from vmd.bus import Bus, Delivery, decode_object
 from vmd.bus.topology import STREAM_HEADER
 from vmd.fsm.routing import Kind, route
@@ -83,7 +85,7 @@ class Responder:
         if seen.path.startswith("/vm/lazy/"):
             self._spawn(self._reply_later(delivery, first, self.lazy_delay))
             return
-        await self.bus.reply(delivery.reply_to, delivery.correlation_id, first)
+        await send_reply(self.bus, delivery.reply_to, delivery.correlation_id, first)
         await delivery.ack()
         if final is not None:
             self._spawn(self._finish_later(delivery.reply_to, delivery.correlation_id,
@@ -137,7 +139,7 @@ class Responder:
     async def _reply_later(self, delivery: Delivery, reply: Reply, delay: float) -> None:
         await asyncio.sleep(delay)
         assert delivery.reply_to is not None
-        await self.bus.reply(delivery.reply_to, delivery.correlation_id, reply)
+        await send_reply(self.bus, delivery.reply_to, delivery.correlation_id, reply)
         await delivery.ack()
 
     async def _finish_later(self, reply_to: str, correlation_id: str | None, task_id: str,
@@ -145,7 +147,7 @@ class Responder:
         await asyncio.sleep(delay)
         self.finished[task_id] = self.running.pop(task_id)
         if stream:
-            await self.bus.reply(reply_to, correlation_id, final)
+            await send_reply(self.bus, reply_to, correlation_id, final)
             self.finals_sent += 1
 
     async def close(self) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import aio_pika
 import pytest
+from support.bus import send_order, send_report
 
 from vmd.bus import (
     DAEMON,
@@ -25,8 +26,6 @@ from vmd.bus import (
     decode_order,
     decode_report,
     node_tasks,
-    send_order,
-    send_report,
     task_queue,
 )
 from vmd.bus.topology import REPORTS_QUEUE

@@ -18,6 +18,7 @@ import aio_pika
 import aiormq
 import pytest
 from support.amqp import agent_user
+from support.bus import send_order
 
 from vmd.bus import (
     DAEMON,
@@ -27,7 +28,6 @@ from vmd.bus import (
     TaskUndelivered,
     decode_report,
     node_tasks,
-    send_order,
 )
 from vmd.bus.topology import (
     AGENT_EXCHANGE,

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import aio_pika
 import pytest
+from support.bus import publish_events
 
 from vmd.bus import Bus, Event, Outgoing, Unroutable, decode_object, encode
 from vmd.bus.topology import EVENTS_EXCHANGE
@@ -32,7 +33,7 @@ async def test_event_batch_is_confirmed_in_order_and_persistent(
             Event(f"vm.owner.vm{i % 5}.status_change", {"uuid": f"vm{i % 5}", "seq": i})
             for i in range(500)
         ]
-        await bus.publish_events(events)
+        await publish_events(bus, events)
         # Confirmed means enqueued: all are there as soon as the call returns.
         declared = await amqp_channel.declare_queue("vmd.test.events", passive=True)
         assert declared.declaration_result.message_count == 500
@@ -53,7 +54,7 @@ async def test_event_batch_is_confirmed_in_order_and_persistent(
 
 async def test_events_without_subscribers_are_fine(make_bus: MakeBus) -> None:
     bus = await make_bus()
-    await bus.publish_events([Event("node.n1.status", {"node": "n1"})])
+    await publish_events(bus, [Event("node.n1.status", {"node": "n1"})])
     assert bus.connected
 
 

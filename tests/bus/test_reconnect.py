@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 import pytest
 from structlog.testing import capture_logs
+from support.bus import send_reply
 from support.proxy import TcpProxy
 
 from vmd.bus import (
@@ -91,7 +92,7 @@ async def test_cut_mid_command_still_gives_exactly_one_answer(
             dropped.append(delivery)
             return
         reply = Reply(200, {"status": "SUCCESS", "redelivered": delivery.redelivered})
-        await bus.reply(delivery.reply_to, delivery.correlation_id, reply)
+        await send_reply(bus, delivery.reply_to, delivery.correlation_id, reply)
         await delivery.ack()
 
     await bus.consume(COMMANDS_QUEUE, handle)
@@ -135,7 +136,7 @@ async def test_reconnect_redeclares_and_reconsumes(
 
     async def answer(delivery: Delivery) -> None:
         assert delivery.reply_to
-        await bus.reply(delivery.reply_to, delivery.correlation_id, Reply(200, {}))
+        await send_reply(bus, delivery.reply_to, delivery.correlation_id, Reply(200, {}))
         await delivery.ack()
 
     await bus.consume(COMMANDS_QUEUE, answer)
@@ -161,7 +162,7 @@ async def test_queue_deleted_under_the_consumer_is_recovered(
 
     async def answer(delivery: Delivery) -> None:
         assert delivery.reply_to
-        await bus.reply(delivery.reply_to, delivery.correlation_id, Reply(200, {}))
+        await send_reply(bus, delivery.reply_to, delivery.correlation_id, Reply(200, {}))
         await delivery.ack()
 
     await bus.consume(COMMANDS_QUEUE, answer)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import aio_pika
 import pytest
+from support.bus import send_reply
 
 from vmd.bus import (
     Bus,
@@ -36,7 +37,7 @@ class FakeDaemon:
         request = decode_object(delivery.body)
         assert delivery.reply_to is not None
         body = {"status": "SUCCESS", "result": {"path": request["path"], "user": delivery.user_id}}
-        await self.bus.reply(delivery.reply_to, delivery.correlation_id, Reply(200, body))
+        await send_reply(self.bus, delivery.reply_to, delivery.correlation_id, Reply(200, body))
         await delivery.ack()
 
 
@@ -101,7 +102,7 @@ async def test_stream_mode_gets_two_replies(make_bus: MakeBus, make_client: Make
     async def handle(delivery: Delivery) -> None:
         assert delivery.header("stream") is True and delivery.reply_to
         pending = Reply(201, {"status": "PENDING", "result": None, "task_id": "0-t"})
-        await bus.reply(delivery.reply_to, delivery.correlation_id, pending)
+        await send_reply(bus, delivery.reply_to, delivery.correlation_id, pending)
         await delivery.ack()
         # The final reply goes out later, from what was kept of the request.
         reply_to, correlation_id = delivery.reply_to, delivery.correlation_id
@@ -109,7 +110,7 @@ async def test_stream_mode_gets_two_replies(make_bus: MakeBus, make_client: Make
         async def later() -> None:
             await asyncio.sleep(0.05)
             done = Reply(200, {"status": "SUCCESS", "result": {"returncode": 0}, "task_id": "0-t"})
-            await bus.reply(reply_to, correlation_id, done)
+            await send_reply(bus, reply_to, correlation_id, done)
             final_sent.set()
 
         asyncio.get_running_loop().create_task(later())
@@ -129,7 +130,8 @@ async def test_stream_ends_after_a_final_first_reply(
 
     async def handle(delivery: Delivery) -> None:
         assert delivery.reply_to
-        await bus.reply(delivery.reply_to, delivery.correlation_id, Reply(404, {"detail": "x"}))
+        await send_reply(bus, delivery.reply_to, delivery.correlation_id,
+                         Reply(404, {"detail": "x"}))
         await delivery.ack()
 
     await bus.consume(COMMANDS_QUEUE, handle)

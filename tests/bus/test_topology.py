@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 import aiormq
 import pytest
+from support.bus import publish_events
 
 from vmd.bus import DAEMON, Bus, BusError, Delivery, Event, agent_topology, node_tasks
 from vmd.bus.topology import (
@@ -157,7 +158,7 @@ async def test_redeclaring_is_idempotent(
     make_bus: Callable[..., Awaitable[Bus]], amqp_channel: aio_pika.abc.AbstractChannel
 ) -> None:
     first = await make_bus()
-    await first.publish_events([])
+    await publish_events(first, [])
     queue = await amqp_channel.declare_queue(COMMANDS_QUEUE, passive=True)
     await amqp_channel.default_exchange.publish(aio_pika.Message(b"{}"), COMMANDS_QUEUE)
     # A second instance (hot standby), the agent's declarations and a runtime declare.
@@ -179,7 +180,7 @@ async def test_a_conflicting_runtime_declaration_is_an_error_and_the_bus_recover
     with pytest.raises(BusError, match="PRECONDITION_FAILED"):
         await bus.declare(node_tasks("node5"))
     await _reconnected(bus, 1)
-    await bus.publish_events([Event("vm.o.u.status_change", {})])
+    await publish_events(bus, [Event("vm.o.u.status_change", {})])
     await bus.declare(node_tasks("node6"))  # the refused one is not re-declared on reconnects
     assert bus.connected and bus.reconnects == 1
 

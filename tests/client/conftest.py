@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from vmd.bus import PUBLIC, Bus, BusSettings
-from vmd.bus.topology import COMMANDS_QUEUE
+from vmd.bus import Bus, BusSettings
+from vmd.bus.topology import COMMANDS_QUEUE, PUBLIC
 
 from .responder import Responder
 

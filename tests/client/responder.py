@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from support.bus import send_reply
+
 from vmd.bus import Bus, Delivery, decode_object
 from vmd.model import JsonObject, Reply
 
@@ -128,7 +130,7 @@ class Responder:
             return
         if stream and first.code == 201 and not seen.repeat:
             self._stream_final(delivery.reply_to, delivery.correlation_id, first)
-        await self.bus.reply(delivery.reply_to, delivery.correlation_id, first)
+        await send_reply(self.bus, delivery.reply_to, delivery.correlation_id, first)
         await delivery.ack()
 
     def _stream_final(self, reply_to: str, correlation_id: str | None, first: Reply) -> None:
@@ -136,7 +138,7 @@ class Responder:
 
         async def later() -> None:
             await asyncio.sleep(max(0.0, task.ends_at - asyncio.get_running_loop().time()))
-            await self.bus.reply(reply_to, correlation_id, task.final)
+            await send_reply(self.bus, reply_to, correlation_id, task.final)
 
         job = asyncio.create_task(later())
         self._jobs.add(job)

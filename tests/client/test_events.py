@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from support.bus import publish_events
 from support.proxy import TcpProxy
 
-from vmd.bus import PUBLIC, Bus, BusSettings, Event
+from vmd.bus import Bus, BusSettings, Event
+from vmd.bus.topology import PUBLIC
 from vmd.cli.vmctl_args import EventsInvocation, UsageError, parse_argv
 from vmd.cli.vmctl_events import event_line, json_line
 from vmd.cli.vmctl_output import HISTORY_COLUMNS, render_table
@@ -49,8 +51,8 @@ async def test_owners_bind_their_own_and_admins_all(
 ) -> None:
     async with (follow(bus_settings("admin")) as every,
                 follow(bus_settings("alice"), owners=[ALICE_OWNER]) as own):
-        await daemon_bus.publish_events([_event(BOB_OWNER, UUID_B, 1),
-                                         _event(ALICE_OWNER, UUID_A, 1)])
+        await publish_events(daemon_bus, [_event(BOB_OWNER, UUID_B, 1),
+                                          _event(ALICE_OWNER, UUID_A, 1)])
         seen = [await _next(every), await _next(every)]
         assert [e.body["uuid"] for e in seen] == [UUID_B, UUID_A]
         mine = await _next(own)
@@ -72,7 +74,7 @@ async def test_a_cut_connection_is_rebuilt_with_a_note(
     notes: list[str] = []
     async with EventFollower(bus_settings("admin", url=url), status_bindings(),
                              notify=notes.append) as events:
-        await daemon_bus.publish_events([_event(ALICE_OWNER, UUID_A, 1)])
+        await publish_events(daemon_bus, [_event(ALICE_OWNER, UUID_A, 1)])
         assert (await _next(events)).body["seq"] == 1
         amqp_proxy.cut()
         for _ in range(200):
@@ -80,7 +82,7 @@ async def test_a_cut_connection_is_rebuilt_with_a_note(
                 break
             await asyncio.sleep(0.05)
         assert events.reconnects == 1
-        await daemon_bus.publish_events([_event(ALICE_OWNER, UUID_A, 2)])
+        await publish_events(daemon_bus, [_event(ALICE_OWNER, UUID_A, 2)])
         assert (await _next(events)).body["seq"] == 2
     assert notes[0] == "connection to the broker lost; reconnecting"
     assert notes[1].startswith("connection to the broker back")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+from support.bus import send_report
 
 from vmd.bus import (
     AgentTask,
@@ -34,7 +35,6 @@ from vmd.bus import (
     TaskResult,
     agent_topology,
     decode_order,
-    send_report,
     task_queue,
 )
 from vmd.bus.topology import COMMAND_ROUTING_KEY, COMMANDS_EXCHANGE, EVENTS_EXCHANGE

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 import aio_pika
 import pytest
 from support.amqp import agent_user
+from support.bus import send_report
 
 from vmd.bus import (
     Bus,
@@ -23,7 +24,6 @@ from vmd.bus import (
     ObservationReport,
     TaskResult,
     agent_topology,
-    send_report,
 )
 from vmd.bus.agent import order_message
 from vmd.bus.topology import AGENT_EXCHANGE, REPORT_ROUTING_KEY

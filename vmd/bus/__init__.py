@@ -10,8 +10,6 @@ from vmd.bus.agent import (
     decode_report,
     order_message,
     report_message,
-    send_order,
-    send_report,
 )
 from vmd.bus.agent_messages import (
     AgentOrder,
@@ -64,7 +62,6 @@ from vmd.bus.topology import (
     COMMANDS_QUEUE,
     DAEMON,
     DIRECT_REPLY_TO,
-    PUBLIC,
     REPORTS_QUEUE,
     STREAM_HEADER,
     Topology,
@@ -81,7 +78,6 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DIRECT_REPLY_TO",
     "MAX_BODY",
-    "PUBLIC",
     "REPORTS_QUEUE",
     "STREAM_HEADER",
     "AgentOrder",
@@ -135,8 +131,6 @@ __all__ = [
     "order_message",
     "reply_message",
     "report_message",
-    "send_order",
-    "send_report",
     "task_queue",
     "to_json",
     "unless_stopped",

@@ -1,4 +1,4 @@
-"""Sending and receiving agent-protocol messages over the bus (both sides share these).
+"""Agent-protocol messages as they travel: built for publishing, decoded on receipt (both sides).
 
 The daemon sends orders to a node's task queue (through `vmd.agent.orders`) and consumes
 `vmd.agent.reports`; an agent consumes its task queue and publishes reports (through
@@ -7,7 +7,7 @@ here:
 
 - every message carries its sender's broker user as `user_id` (RabbitMQ refuses a message
   whose `user_id` is not the connection's user): the receiver checks it is the sender it
-  expects (docs/security.md), so `send_order`/`send_report` set it from the bus's user;
+  expects (docs/security.md), so `order_message`/`report_message` take the sender's user;
 - a task is persistent, mandatory (no task queue for that node = `Unroutable`, so the daemon
   declares `node_tasks(node)` for every node it knows before sending) and carries a TTL = the
   time left to its deadline, so the broker dead-letters it back to the reports queue if no
@@ -39,7 +39,6 @@ from vmd.bus.agent_messages import (
 )
 from vmd.bus.delivery import Delivery
 from vmd.bus.publish import Outgoing
-from vmd.bus.service import Bus
 from vmd.bus.topology import (
     AGENT_EXCHANGE,
     ORDERS_EXCHANGE,
@@ -80,17 +79,6 @@ def report_message(report: AgentReport, *, user_id: str | None = None) -> Outgoi
         expiration_ms=int(report.interval * 3000) if isinstance(report, Heartbeat) else None,
         user_id=user_id,
     )
-
-
-async def send_order(bus: Bus, order: AgentOrder, *, now: float | None = None) -> None:
-    """Daemon -> agent, as the bus's user. `now` (POSIX seconds) is injectable for tests of
-    the TTL."""
-    await bus.publish(order_message(order, user_id=bus.settings.user, now=now))
-
-
-async def send_report(bus: Bus, report: AgentReport) -> None:
-    """Agent -> daemon, as the bus's user."""
-    await bus.publish(report_message(report, user_id=bus.settings.user))
 
 
 def _death_reason(headers: Mapping[str, Any]) -> str | None:

@@ -28,10 +28,9 @@ from vmd.bus.consumer import Consumer, Handler
 from vmd.bus.delivery import Delivery
 from vmd.bus.errors import BusError, NotConnected, PublishTimeout
 from vmd.bus.link import REFUSALS, TRANSIENT, Link, Session, describe
-from vmd.bus.publish import Event, Outgoing, publish_batch, reply_message
+from vmd.bus.publish import Outgoing, publish_batch
 from vmd.bus.settings import BusSettings
 from vmd.bus.topology import DEAD_QUEUE, DEFAULT_EXCHANGE, ERROR_HEADER, Topology, declare
-from vmd.model import Reply
 
 log: FilteringBoundLogger = structlog.get_logger(logger_name=__name__)  # see vmd.bus.link
 
@@ -205,24 +204,6 @@ class Bus:
 
     async def publish(self, message: Outgoing, *, timeout: float | None = None) -> None:
         await self.publish_many((message,), timeout=timeout)
-
-    async def publish_events(
-        self, events: Sequence[Event], *, timeout: float | None = None
-    ) -> None:
-        """Publish events to `vmd.events`, pipelined, in order; all confirmed on return."""
-        await self.publish_many([event.outgoing() for event in events], timeout=timeout)
-
-    async def reply(
-        self,
-        reply_to: str,
-        correlation_id: str | None,
-        reply: Reply,
-        *,
-        timeout: float | None = None,
-    ) -> None:
-        """Answer a request (protocol.md §3). Keep `reply_to`/`correlation_id` of the request
-        to send the final reply of stream mode later."""
-        await self.publish(reply_message(reply_to, correlation_id, reply), timeout=timeout)
 
     async def _dead_letter_copy(self, delivery: Delivery, reason: str) -> None:
         headers = dict(delivery.headers)
