@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from vmd.model import VmStatus
-from vmd.store import Batch, Store
+from vmd.store import Batch, RowError, Store
 from vmd.store.batch import Changes
 
 from .conftest import integrity_error
@@ -134,3 +135,24 @@ def test_two_threads_at_once_is_a_loud_error(store: Store) -> None:
         writer.join(30)
     assert errors == []
     assert store.get_vm(vm.uuid) == vm
+
+
+@pytest.mark.parametrize(
+    ("alias", "reason"),
+    [
+        pytest.param("web\x00", "a string holds a NUL character (U+0000)", id="nul"),
+        pytest.param("web\ud800", "a string is not UTF-8 (a lone surrogate)", id="surrogate"),
+    ],
+)
+def test_a_value_neither_backend_can_hold_fails_when_added(store: Store, alias: str,
+                                                          reason: str) -> None:
+    # Refused on both backends alike (PostgreSQL's text holds no NUL), so such a record
+    # fails its own request, never the write of a whole turn.
+    vm = full_vm()
+    vm.alias = alias
+    batch = Batch()
+    with pytest.raises(RowError, match=re.escape(reason)):
+        batch.put_vm(vm)
+    batch.put_vm(full_vm(2))
+    store.write(batch)
+    assert set(store.load_fleet(NOW).vms) == {full_vm(2).uuid}

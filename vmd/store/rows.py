@@ -151,11 +151,15 @@ _INT64 = range(-(1 << 63), 1 << 63)  # `in` is a comparison, not a scan
 
 
 def checked(row: Row) -> Row:
-    """`row` if SQLite can bind every value, else `RowError` (the batch stays as it was).
-    Cheap: an ASCII string (nearly all) is one flag test, not an encode."""
+    """`row` if both backends can store every value, else `RowError` (the batch stays as
+    it was). Cheap: an ASCII string (nearly all) is one flag test and one scan for NUL,
+    not an encode. NUL is refused on SQLite too: PostgreSQL's text cannot hold it, and a
+    record must not be valid on one backend and fail a whole turn on the other."""
     for value in row:
         kind = type(value)
         if kind is str:
+            if "\x00" in value:
+                raise RowError("a string holds a NUL character (U+0000)")
             if not value.isascii():
                 try:
                     value.encode()
