@@ -4,7 +4,9 @@ What the three processes share and own here, once: the exit codes (`ExitCode`, d
 vmd.obs.systemd, below the services, which return them), the signal handling
 (`run_until_signalled`: SIGTERM/SIGINT only set a flag, the first one `stop`, any later one
 `hurry`; the service's runner performs the shutdown steps itself, docs/shutdown.md), and
-the collector's thresholds (`tune_gc`).
+the collector's thresholds (`tune_gc`). The rest of the runtime lives below the services,
+which use it: their guarded long-lived tasks and the one logged reason of a crash
+(`vmd.obs.tasks.Supervisor`), and what they tell systemd (`vmd.obs.systemd`).
 
 The cyclic garbage collector. Nearly everything the services allocate per message (frames,
 bodies, dicts of a decision) is freed by reference counting the moment it is dropped;
