@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
+
+import structlog
 
 from vmd.bus import (
     DEFAULT_FINAL_TIMEOUT,
@@ -46,7 +47,9 @@ from vmd.bus import (
 from vmd.client.waiting import Progress, Ticker, poll_interval
 from vmd.model import JsonObject, Reply, Request
 
-log = logging.getLogger(__name__)
+# structlog like the rest of vmd (one logging style); `logger_name` keeps the module's
+# name for programs that route structlog to stdlib logging (vmctl does).
+log = structlog.get_logger(logger_name=__name__)
 
 PENDING = 201
 # Failures after which the request may have been executed and its answer is lost: asking
@@ -174,7 +177,7 @@ class Client:
             return await self._bus.call(request, timeout=timeout, message_id=message_id)
         except RETRYABLE as exc:
             self.retries += 1
-            log.info("vmd client: %s; asking again with message_id %s", exc, message_id)
+            log.info("request lost; asking again", error=str(exc), message_id=message_id)
             return await self._bus.call(request, timeout=timeout, message_id=message_id)
 
     async def _wait(
@@ -209,7 +212,7 @@ class Client:
                     # Lost before the first answer: ask again (same message_id, so it is not
                     # executed twice). No stream mode: the task may have ended already, and
                     # the end of a task is then learned by polling below either way.
-                    log.info("vmd client: %s; asking again with message_id %s", exc, message_id)
+                    log.info("request lost; asking again", error=str(exc), message_id=message_id)
                     pending = await self._bus.call(request, timeout=timeout, message_id=message_id)
                     if pending.code != PENDING:
                         return pending
@@ -217,7 +220,9 @@ class Client:
                     ticker = Ticker(progress, pending, _task_id(pending))
                     ticker.start()
                 else:
-                    log.info("vmd client: %s; polling task %s", exc, _task_id(pending))
+                    log.info(
+                        "stream lost; polling the task", error=str(exc), task_id=_task_id(pending)
+                    )
                 return await self._poll(_task_id(pending), deadline, timeout)
         finally:
             if ticker is not None:
