@@ -1,5 +1,7 @@
-"""Task ends the daemon decides on its own: deadlines (on an injected clock), tasks that expire
-unrun in their queue, ended tasks read back from the store, and the metrics of it all."""
+"""Task ends the daemon decides on its own, on the real broker: deadlines (the running
+deadline timer on an injected clock), tasks the broker dead-letters unrun from their queue,
+and the metrics of it all, scraped over HTTP. An ended task read back from the store is
+tested without the broker in tests/daemon/fast/test_deadlines.py."""
 
 from __future__ import annotations
 
@@ -39,8 +41,10 @@ async def test_deadline_revokes_and_the_vm_goes_back(
     web02 = daemon.world.vms.by_hostname["web02.example.com"]
     assert web02.status is VmStatus.STARTING
     clock.advance(329.0)
-    await asyncio.sleep(0.3)
-    assert web02.status is VmStatus.STARTING  # not yet
+    # Not yet: what the deadline timer decides at this time, decided here (nothing is due,
+    # so it does not matter whether the timer looked too).
+    assert daemon.core.expire_due(clock()) == 0
+    assert web02.status is VmStatus.STARTING and len(replies) == 1
     clock.advance(2.0)
     await asyncio.wait_for(streaming, 10)
     assert replies[1] == Reply(410, {"status": "REVOKED", "task_id": task.task_id, "result": {
@@ -78,28 +82,6 @@ async def test_task_expired_in_its_queue_ends_at_once(
     done = await events.wait(lambda _: events.tasks_done(reply.body["task_id"]))
     assert done[0]["status"] == "REVOKED"
     assert daemon.world.vms.by_hostname["web02.example.com"].status is VmStatus.STOPPED
-
-
-async def test_ended_task_is_read_from_the_store(
-    start_daemon: StartDaemon, make_agent: Callable[..., Awaitable[FakeAgent]],
-    make_client: Callable[..., Awaitable[BusClient]], events: EventLog,
-) -> None:
-    daemon = await start_daemon(options=daemon_options(keep_ended=0))
-    agent = await make_agent("node1")
-    await seed(daemon, agent)
-    alice = await make_client("alice")
-    bob = await make_client("bob")
-    reply = await alice.call(Request("PUT", "/vm/web01.example.com/status/stop"))
-    task = await agent.next_task()
-    await agent.result(task)
-    await events.wait(lambda _: events.tasks_done(task.task_id))
-    assert daemon.world.tasks.get(task.task_id) is None  # forgotten by memory
-    path = f"/task/{reply.body['task_id']}/status"
-    got = await alice.call(Request("GET", path))
-    assert got == Reply(200, {"status": "SUCCESS", "task_id": task.task_id, "result": {
-        "returncode": 0, "message": "Successfully completed stop for VM web01.example.com"}})
-    assert await bob.call(Request("GET", path)) == Reply(
-        404, {"detail": "Task does not exist (anymore)"})
 
 
 async def test_metrics_are_served(cloud: Cloud) -> None:

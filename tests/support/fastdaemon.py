@@ -326,7 +326,8 @@ class FastDaemon:
     def task_result(self, task: AgentTask, kind: OutcomeKind = OutcomeKind.SUCCESS,
                     message: str | None = None, rc: int = 0,
                     state: str | None = None) -> TaskResult:
-        """The result the node's agent sends for `task` (as tests/daemon/harness.FakeAgent)."""
+        """The result the node's agent sends for `task` (as tests/daemon/harness.py's
+        `FakeAgent` does)."""
         if message is None:
             verb = {"start": "started", "stop": "completed stop for",
                     "reboot": "completed reboot for", "current": "got"}[task.action.value]

@@ -1,9 +1,10 @@
-"""protocol.md §5 idempotency on the daemon's parts (the behaviour of
-tests/daemon/test_idempotency_owners.py, _cold.py and test_stream_bound.py, without the
-broker): a repeat is answered with the first answer and not executed, in stream mode with
-the final reply too; records cool on the clock and are answered from the store; they and
-the state survive a restart. "Not sent again" is read off the bus's record: nothing to
-wait for."""
+"""protocol.md §5 idempotency on the daemon's parts (behaviour tested on the broker before,
+in tests/daemon/test_idempotency_owners.py and _cold.py, which keep what needs the bus
+client or a real restart): a repeat is answered with the first answer and not executed, in
+stream mode with the final reply too; records cool on the clock and are answered from the
+store; they and the state survive a restart; a task keeps at most `MAX_STREAMS` stream
+subscribers (found by the fault suite, docs/reliability.md). "Not sent again" is read off
+the bus's record: nothing to wait for."""
 
 from __future__ import annotations
 

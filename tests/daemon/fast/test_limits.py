@@ -1,6 +1,7 @@
-"""Tasks a principal can make (tests/daemon/test_task_limits.py's behaviour, without the
-broker): a GET current joins the pending one, a full task of stream readers gives way to a
-new task, and past `[daemon] max_pending_tasks` a request that would make a task is 429."""
+"""Tasks a principal can make (issue 12, "Unbounded growth"), without the broker: a GET
+current joins the pending one, a full task of stream readers gives way to a new task, and
+past `[daemon] max_pending_tasks` a request that would make a task is 429, also after a
+restart. These replace the broker tests of the same behaviour (nothing of the I/O shell)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""The outbox and the publish stage on the fake bus (tests/daemon/test_outbox.py's and
-test_outbox_replies.py's behaviour, without the broker): a turn stored but never published
-(the process died in between) is published by the next one, events without a `seq` gap and
-orders with their deadline; a stream's final reply too; a publish that fails is retried;
-nothing is acked before its turn is published. The crash window is held open by a bus that
-never confirms (`FakeBus.stall`), so no timing decides what the test sees."""
+"""The outbox and the publish stage on the fake bus (the crash window that
+tests/daemon/test_outbox.py tested on the broker; it keeps the start-up replay): a turn
+stored but never published (the process died in between) is published by the next one,
+events without a `seq` gap and orders with their deadline; a stream's final reply too; a
+publish that fails is retried; nothing is acked before its turn is published. The crash
+window is held open by a bus that never confirms (`FakeBus.stall`), so no timing decides
+what the test sees."""
 
 from __future__ import annotations
 

@@ -195,3 +195,10 @@ async def test_a_frozen_vm_ignores_its_node(fast: FastDaemon) -> None:
     await fast.observe("node1", fast.fleet["web02.example.com"], "running")
     assert fast.vm("web02.example.com").status is VmStatus.FROZEN
     assert fast.metrics.frozen_ignored._value.get() == 1
+
+
+async def test_put_current_by_an_admin_makes_a_task(fast: FastDaemon) -> None:
+    reply = await fast.call("admin", "PUT", "/vm/web01.example.com/status/current")
+    assert reply.code == 201 and reply.body["status"] == "PENDING"
+    (task,) = fast.tasks()
+    assert task.action is Action.CURRENT and task.task_id == reply.body["task_id"]
