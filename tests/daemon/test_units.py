@@ -10,7 +10,7 @@ import pytest
 from vmd.config import AuthSettings
 from vmd.daemon.auth import Principals
 from vmd.daemon.deadlines import Deadlines
-from vmd.daemon.intake import MEMO_SIZE, _Memo
+from vmd.daemon.memo import MEMO_SIZE, Memo
 from vmd.daemon.requests import parse_request, request_kind, wants_stream
 from vmd.fsm import route
 from vmd.model import Action, Principal, Reply, Request, Task, TaskId, VmUuid
@@ -98,7 +98,7 @@ def test_deadlines_come_due_in_order() -> None:
 
 
 def test_memo_forgets_the_oldest() -> None:
-    memo = _Memo()
+    memo = Memo()
     for i in range(MEMO_SIZE + 1):
         memo.put(("u", str(i), b""), Reply(200, {"n": i}))
     assert memo.get(("u", "0", b"")) is None

@@ -60,22 +60,22 @@ from vmd.bus import (
     Unroutable,
     node_tasks,
     order_message,
-    reply_message,
 )
+from vmd.daemon.effects import Answer, Effects, Settle, agent_task
 from vmd.daemon.options import Clock
 from vmd.daemon.outbox import OUTBOX_IDLE, replay_turn, store_outbox
-from vmd.daemon.turn import Answer, Settle, Turn, agent_task
+from vmd.daemon.turn import INTERNAL_ERROR, UNENCODABLE_REASON, Turn
 from vmd.fsm import task_status
 from vmd.model import NodeName, Reply, Task, TaskId
 from vmd.obs.logging import get_logger, log_context
 from vmd.obs.metrics import DaemonMetrics
 from vmd.store import Batch, OutboxMessage, RowError, Store
 
-# The pipeline's own names, and those of a turn it is filled with (vmd.daemon.turn), which
+# The pipeline's own names, and those of the effects it is fed (vmd.daemon.effects), which
 # the daemon's modules import from here.
 __all__ = [
-    "CHUNK", "INTERNAL_ERROR", "UNENCODABLE", "UNENCODABLE_REASON", "Answer", "Pipeline",
-    "Settle", "Turn", "agent_task",
+    "CHUNK", "INTERNAL_ERROR", "UNENCODABLE", "UNENCODABLE_REASON", "Answer", "Effects",
+    "Pipeline", "Settle", "Turn", "agent_task",
 ]
 
 log = get_logger(__name__)
@@ -84,8 +84,6 @@ T = TypeVar("T")
 # What recording a request's effects raises for a value JSON or the store cannot hold: that
 # request's error (`Pipeline.fail`), never the process's (docs/architecture.md rule 10).
 UNENCODABLE = (EncodeError, RowError)
-INTERNAL_ERROR = Reply(500, {"detail": "Internal error"})
-UNENCODABLE_REASON = "internal error: the answer could not be encoded"
 
 # Unroutable orders (no task queue for the node, although declared) are retried this many
 # times, re-declaring the queues in between, then dropped: their tasks end at their deadline.
@@ -142,7 +140,15 @@ class Pipeline:
 
     # -- filling the current turn (event loop, synchronous) ---------------------------------
 
-    def wake(self) -> None:
+    def submit(self, fx: Effects) -> None:
+        """Book one decision step's effects into the current turn (call before any await).
+        The one way into a turn: rows, events and orders (`Turn.add`), then the replies,
+        encoded now, then the settlements."""
+        turn = self.turn
+        turn.add(fx)
+        for answer in fx.answers:
+            self._book(answer, turn)
+        turn.settles += fx.settles
         self._wake.set()
 
     def settle(self, delivery: Delivery, how: Settle = Settle.ACK) -> None:
@@ -150,13 +156,15 @@ class Pipeline:
         self._wake.set()
 
     def answer(self, answer: Answer) -> None:
-        turn = self.turn
-        if answer.reply is None:
-            turn.lookups.append(answer)
-        elif not self._encode(answer, turn):
-            return  # a final reply that cannot be encoded: dropped (logged)
-        turn.answers.append(answer)
+        self._book(answer, self.turn)
         self._wake.set()
+
+    def _book(self, answer: Answer, turn: Turn) -> None:
+        code = answer.reply.code if answer.reply is not None else None
+        error = turn.book(answer)
+        if error is not None:
+            self._log_failure(answer.correlation_id, error, reason=UNENCODABLE_REASON,
+                              code=code, final=answer.delivery is None)
 
     def fail(self, delivery: Delivery, reply_to: str | None, error: object,
              kind: str | None = None, started: float = 0.0, *,
@@ -165,43 +173,20 @@ class Pipeline:
         event, order or row JSON or the store cannot hold; a bug where the value was made),
         or one past the delivery limit (vmd.daemon.poison): answered 500 `Internal error`,
         dead-lettered to `vmd.dead` with `x-vmd-error: <reason>`, and the rest of the turn
-        goes on (docs/reliability.md)."""
-        turn = self.turn
+        goes on (docs/reliability.md, `Turn.fail`)."""
         self._log_failure(delivery.correlation_id, error, reason=reason, user=delivery.user_id,
                           message_id=delivery.message_id, queue=delivery.queue)
-        turn.failed[delivery] = reason
-        # Raised after its answer and settlement were booked (same synchronous step, so
-        # in this turn): that answer becomes the 500, the settlement the dead-lettering.
-        booked = [a for a in turn.answers if a.delivery is delivery]
-        for answer in booked:
-            answer.reply = INTERNAL_ERROR
-            answer.message = reply_message(answer.reply_to, answer.correlation_id,
-                                           INTERNAL_ERROR)
-        if reply_to is not None and not booked:
-            turn.answers.append(Answer(
-                reply_to, delivery.correlation_id, INTERNAL_ERROR, delivery, kind, started,
-                message=reply_message(reply_to, delivery.correlation_id, INTERNAL_ERROR)))
-        if not any(d is delivery for d, _ in turn.settles):
-            self.settle(delivery)
+        self.turn.fail(delivery, reply_to, kind, started, reason)
         self._wake.set()
 
-    def _encode(self, answer: Answer, turn: Turn) -> bool:
-        """Encode an answer's reply now. One that cannot be encoded becomes a 500 for its
-        request (dead-lettered), or, for a final reply of stream mode, is dropped (False)."""
+    def _encoded(self, answer: Answer, turn: Turn) -> None:
+        # A reply read from the store after the write: encoded now (already booked).
         assert answer.reply is not None
-        try:
-            answer.message = reply_message(answer.reply_to, answer.correlation_id, answer.reply)
-            return True
-        except EncodeError as exc:
-            self._log_failure(answer.correlation_id, exc, reason=UNENCODABLE_REASON,
-                              code=answer.reply.code,
-                              final=answer.delivery is None)
-        if answer.delivery is None:
-            return False
-        answer.reply = INTERNAL_ERROR
-        answer.message = reply_message(answer.reply_to, answer.correlation_id, INTERNAL_ERROR)
-        turn.failed[answer.delivery] = UNENCODABLE_REASON
-        return True
+        code = answer.reply.code
+        error = turn.encode(answer)
+        if error is not None:
+            self._log_failure(answer.correlation_id, error, reason=UNENCODABLE_REASON,
+                              code=code, final=False)
 
     def _log_failure(self, correlation_id: str | None, error: object, **kw: Any) -> None:
         self._metrics.internal_errors.inc()
@@ -260,10 +245,10 @@ class Pipeline:
             for answer, task in zip(tasks, found, strict=True):
                 assert answer.principal is not None
                 answer.reply = task_status(task, answer.principal)
-                self._encode(answer, turn)
+                self._encoded(answer, turn)
             for answer, reply in zip(reads, answered, strict=True):
                 answer.reply = reply
-                self._encode(answer, turn)
+                self._encoded(answer, turn)
             await self._written.put(turn)
 
     def _published(self, turn: Turn) -> None:

@@ -37,7 +37,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 from vmd.bus import Event
-from vmd.daemon.commit import Answer, Pipeline, Turn, agent_task
+from vmd.daemon.commit import Answer, Effects, Pipeline, agent_task
 from vmd.daemon.deadlines import Deadlines
 from vmd.daemon.options import Options
 from vmd.daemon.transitions import Transitional
@@ -92,8 +92,11 @@ class Core:
         # Each principal's record keys (hot and cold), oldest first (module docstring).
         self._max_records = max_records
         self._keys_of: dict[str, OrderedDict[str, None]] = {}
+        evicted = Effects()
         for key in list(self.idempotency):
-            self._admit(key)  # a lowered cap applies to the restored records too
+            self._admit(key, evicted)  # a lowered cap applies to the restored records too
+        if evicted:
+            pipeline.submit(evicted)
         # Pending tasks per principal (the user whose request created them).
         self.pending_tasks: dict[str, int] = {}
         self.deadlines = Deadlines()
@@ -117,57 +120,58 @@ class Core:
     # -- the decision step's bookkeeping ----------------------------------------------------
 
     def record(self, d: Decision, now: float) -> None:
-        """Book everything `d` implies into the current turn (call before any await)."""
-        turn = self.pipeline.turn
+        """Submit everything `d` implies to the pipeline (call before any await)."""
+        self.pipeline.submit(self.effects(d, now, Effects()))
+
+    def effects(self, d: Decision, now: float, fx: Effects) -> Effects:
+        """Add everything `d` implies to `fx` (rows, events, orders, the final replies of
+        stream mode), arm its deadlines and count it; returns `fx`."""
         if d.new_vm is not None:
             self._vm_counts.add(_NOTCREATED)
         if d.vm is not None:
-            turn.batch.put_vm(d.vm)
+            fx.vms.append(d.vm)
         if d.changes:
-            events = turn.events
+            events = fx.events
+            history = fx.history
             status_changed = self.metrics.status_changed
             move = self._vm_counts.move
             for c in d.changes:
                 events.append(Event(status_routing_key(c), status_event(c)))
-                turn.batch.put_history(c, now)  # the power history, same transaction
+                history.append((c, now))  # the power history, same transaction
                 self.transitional.changed(c, now)
                 move(c.previous.value, c.status.value)
                 status_changed(c.cause.value)
         for task in d.ended:
-            self._task_ended(task, turn, now)
+            self._task_ended(task, fx, now)
         if d.new_task is not None:
-            self._task_created(d.new_task, turn)
+            self._task_created(d.new_task, fx)
         for uuid in d.resync:
             # Waits (Ignored.NODE_DOWN) while the node is not online: its return to online
             # requests a full sync of the node, which re-syncs this VM too.
-            self.record(start_resync(self.world, uuid, now), now)
+            self.effects(start_resync(self.world, uuid, now), now, fx)
         if d.ignored is Ignored.FROZEN:
             self.metrics.frozen_ignored.inc()
             vm = d.vm
             log.warning("frozen VM changed on its node; ignored",
                         vm=vm.uuid if vm else None, hostname=vm.hostname if vm else None)
-        self.pipeline.wake()
+        return fx
 
-    def persist_task(self, task: Task) -> None:
-        self.pipeline.turn.batch.put_task(task)
-        self.pipeline.wake()
-
-    def _task_created(self, task: Task, turn: Turn) -> None:
-        turn.batch.put_task(task)
+    def _task_created(self, task: Task, fx: Effects) -> None:
+        fx.tasks.append(task)
         # A copy: the order is encoded later, and a stream replay may add subscribers.
         params = {k: v for k, v in task.params.items() if k != STREAMS}
         vm = self.world.vms.get(task.vm_uuid)
         hostname = vm.hostname if vm is not None else str(params.get("hostname", task.vm_uuid))
-        turn.orders.append(agent_task(task, hostname, params))
+        fx.orders.append(agent_task(task, hostname, params))
         self.deadlines.push(task)
         self.metrics.tasks_in_flight.inc()
         self._count_task(task.principal, 1)
 
-    def _task_ended(self, task: Task, turn: Turn, now: float) -> None:
-        turn.batch.put_task(task)
+    def _task_ended(self, task: Task, fx: Effects, now: float) -> None:
+        fx.tasks.append(task)
         vm = self.world.vms.get(task.vm_uuid)
         hostname = vm.hostname if vm is not None else str(task.params.get("hostname", ""))
-        turn.events.append(Event(task_routing_key(task), task_event(task, hostname)))
+        fx.events.append(Event(task_routing_key(task), task_event(task, hostname)))
         ended = task.ended if task.ended is not None else now
         self.metrics.task_ended(task.action.value, task.state.value, ended - task.created)
         self.metrics.tasks_in_flight.dec()
@@ -176,8 +180,8 @@ class Core:
         if subscribers:
             final = task_reply(task)
             for sub in subscribers:
-                self.pipeline.answer(Answer(sub["reply_to"], sub.get("correlation_id"), final))
-                self._add_final(sub.get("user"), sub.get("message_id"), final, turn)
+                fx.answers.append(Answer(sub["reply_to"], sub.get("correlation_id"), final))
+                self._add_final(sub.get("user"), sub.get("message_id"), final, fx)
         self._ended.append((ended, task.task_id))
         if len(self._ended) > self._keep_ended:
             self.world.tasks.forget((self._ended.popleft()[1],))
@@ -187,7 +191,7 @@ class Core:
                   node=task.node, action=task.action.value, status=task.state.value)
 
     def _add_final(self, user: str | None, message_id: str | None, final: Reply,
-                   turn: Turn) -> None:
+                   fx: Effects) -> None:
         """Stream mode: the idempotency record keeps the final reply too (for a retry)."""
         if not user or not message_id:
             return
@@ -196,7 +200,7 @@ class Core:
             return
         record = IdempotencyRecord(user, message_id, (record.replies[0], final), record.created)
         self.idempotency[user, message_id] = record
-        turn.batch.put_idempotency(record)
+        fx.records.append(record)
 
     def _count_task(self, user: str | None, n: int) -> None:
         if user is None:
@@ -207,18 +211,18 @@ class Core:
         else:
             self.pending_tasks.pop(user, None)
 
-    def remember(self, record: IdempotencyRecord) -> None:
+    def remember(self, record: IdempotencyRecord, fx: Effects) -> None:
         """A request answered for the first time (or a record read back from the store and
         completed): keep its answers for 24 h (same batch), in memory while hot. A new
         record past the principal's cap evicts its oldest (module docstring)."""
         key = (record.user, record.message_id)
         known = key in self.idempotency or self.cold.pop(key, None) is not None
         self.idempotency[key] = record
-        self.pipeline.turn.batch.put_idempotency(record)
+        fx.records.append(record)
         if not known:
-            self._admit(key)
+            self._admit(key, fx)
 
-    def _admit(self, key: IdempotencyKey) -> None:
+    def _admit(self, key: IdempotencyKey, fx: Effects) -> None:
         user, message_id = key
         keys = self._keys_of.get(user)
         if keys is None:
@@ -229,7 +233,7 @@ class Core:
             old = (user, oldest)
             if self.idempotency.pop(old, None) is None:
                 self.cold.pop(old, None)
-            self.pipeline.turn.batch.delete_idempotency(user, oldest)
+            fx.evicted.append(old)
             self.metrics.idempotency_evicted.inc()
 
     def _unlink(self, key: IdempotencyKey) -> None:
@@ -254,11 +258,14 @@ class Core:
     def expire_due(self, now: float) -> int:
         """End every task whose deadline passed (REVOKED); returns how many ended now."""
         n = 0
+        fx = Effects()
         for task_id in self.deadlines.due(now):
             d = expire_task(self.world, task_id, now)
             if not d.dropped:
                 n += 1
-                self.record(d, now)
+                self.effects(d, now, fx)
+        if fx:
+            self.pipeline.submit(fx)
         return n
 
     # -- housekeeping ------------------------------------------------------------------------

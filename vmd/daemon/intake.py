@@ -33,7 +33,8 @@ like a repeat (`MAX_STREAMS` per task).
 
 A request of those kinds without `message_id` that is redelivered after a lost connection
 is matched by `(user_id, correlation_id, body digest)` against the answers of the last few
-thousand such requests of this process (`_Memo`), so a connection cut does not run it twice.
+thousand such requests of this process (vmd.daemon.memo), so a connection cut does not
+run it twice.
 
 While shutting down (docs/shutdown.md) every request is answered 503 `Service unavailable`
 and held unsettled; the runner requeues it once consuming has stopped, for the next instance.
@@ -41,17 +42,16 @@ and held unsettled; the runner requeues it once consuming has stopped, for the n
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections import OrderedDict
 from typing import Any
 
 from vmd.bus import STREAM_HEADER, Delivery
 from vmd.daemon.auth import Principals
-from vmd.daemon.commit import Answer, Pipeline, Settle
+from vmd.daemon.commit import Answer, Effects, Pipeline, Settle
 from vmd.daemon.core import STREAMS, Core
 from vmd.daemon.history import history_answer
 from vmd.daemon.listing import Lister
+from vmd.daemon.memo import Memo, MemoKey, key_of
 from vmd.daemon.options import Clock
 from vmd.daemon.requests import (
     MALFORMED,
@@ -85,9 +85,6 @@ NOT_PROVIDED = Reply(403, {"detail": "Authentication credentials were not provid
 DENIED = Reply(403, {"detail": "You do not have permission to perform this action."})
 UNAVAILABLE = Reply(503, {"detail": "Service unavailable"})
 
-# Answers of requests without a message_id remembered for a redelivery (several prefetch
-# windows' worth; a redelivery follows a reconnect within seconds).
-MEMO_SIZE = 4096
 # Stream subscribers of one task (the first request, its repeats with the same message_id
 # from other connections, GET currents that joined it); a repeat beyond it replaces the
 # oldest, and a GET current beyond it makes a task of its own (vmd.fsm.power.get_current).
@@ -109,35 +106,6 @@ def subscriber(reply_to: str, correlation_id: str | None, user: str,
             "message_id": message_id}
 
 
-_MemoKey = tuple[str, str, bytes]  # (user_id, correlation_id, the body's digest)
-
-
-def _memo_key(user: str, correlation_id: str, body: bytes) -> _MemoKey:
-    # A digest, not the body: 4096 bodies of up to 64 KiB would be 256 MiB (found by the
-    # fault suite's fuzzer, docs/reliability.md). Reads are not remembered: a redelivered
-    # one is answered afresh, and 4096 lists of up to 2,000 VMs (~2 MB each) would be
-    # gigabytes.
-    return (user, correlation_id, hashlib.blake2b(body, digest_size=16).digest())
-
-
-class _Memo:
-    """The last answers to requests without a message_id, for their redelivery."""
-
-    __slots__ = ("_answers",)
-
-    def __init__(self) -> None:
-        self._answers: OrderedDict[_MemoKey, Reply] = OrderedDict()
-
-    def put(self, key: _MemoKey, reply: Reply) -> None:
-        answers = self._answers
-        answers[key] = reply
-        if len(answers) > MEMO_SIZE:
-            answers.popitem(last=False)
-
-    def get(self, key: _MemoKey) -> Reply | None:
-        return self._answers.get(key)
-
-
 class Intake:
     """The `vmd.commands` handler."""
 
@@ -155,21 +123,33 @@ class Intake:
         self.clock = clock
         self.debug = debug
         self.max_pending_tasks = max_pending_tasks
-        self._memo = _Memo()
+        self._memo = Memo()
         self._dead_letter_logs = OncePer()
         self.lister = Lister(world=self.world)
 
     async def handle(self, delivery: Delivery) -> None:
+        """Decide one request; its effects go to the pipeline at the end of its step (no
+        effect is added before the step's last await, so they keep arrival order)."""
         if delivery.stale:
             return  # its connection is gone: the broker delivers it again, answer that one
+        fx = Effects()
+        try:
+            await self._step(delivery, fx)
+        finally:
+            # Also when the step raised (`UNENCODABLE`, vmd.daemon.poison): what it booked
+            # before goes with the turn, as the 500 the guard then books for it.
+            if fx:
+                self.pipeline.submit(fx)
+
+    async def _step(self, delivery: Delivery, fx: Effects) -> None:
         started = time.perf_counter()
         reply_to = delivery.reply_to or None
-        parsed = await self._accept(delivery, reply_to, started)
+        parsed = await self._accept(delivery, reply_to, started, fx)
         if parsed is None:
             return
         routed = route(parsed.method, parsed.path)
         kind = request_kind(routed)
-        principal = self._principal(delivery, reply_to, kind, started)
+        principal = self._principal(delivery, reply_to, kind, started, fx)
         if principal is None:
             return
         user = principal.name
@@ -179,18 +159,18 @@ class Intake:
         record_key = memo_key = None
         if changes and message_id is not None:
             record_key = (user, message_id)
-            if await self._repeat(delivery, record_key, reply_to, stream, kind, started):
+            if await self._repeat(delivery, record_key, reply_to, stream, kind, started, fx):
                 return
         elif changes and reply_to is not None and delivery.correlation_id:
-            memo_key = _memo_key(user, delivery.correlation_id, delivery.body)
+            memo_key = key_of(user, delivery.correlation_id, delivery.body)
             if delivery.redelivered and self._from_memo(delivery, memo_key, reply_to, kind,
-                                                        started):
+                                                        started, fx):
                 return
-        if self._forgotten_task(routed, delivery, reply_to, kind, started, principal):
+        if self._forgotten_task(routed, delivery, reply_to, kind, started, principal, fx):
             return
         if kind == "list" and self.lister.takes(principal):
             # Too big for one step: built in slices, answered when done (vmd.daemon.listing).
-            self.lister.submit(principal, parsed.data, delivery, lambda reply: self._done(
+            self.lister.submit(principal, parsed.data, delivery, lambda reply: self._listed(
                 delivery, reply_to, reply, kind, started))
             return
         now = self.clock()
@@ -199,61 +179,68 @@ class Intake:
         d = decide(self.world, principal, parsed, now, routed, busy=busy,
                    join=has_room if stream else None)
         if d.read is not None:
-            self._read_history(d.read, delivery, reply_to, kind, started)
+            self._read_history(d.read, delivery, reply_to, kind, started, fx)
             return
         reply = d.reply
         assert reply is not None
         if stream and reply.code == 201:
             assert reply_to is not None
             self._stream_to(d, routed, subscriber(reply_to, delivery.correlation_id, user,
-                                                  message_id))
-        self.core.record(d, now)
-        self._keep(reply, now, record_key, memo_key)
-        self._done(delivery, reply_to, reply, kind, started)
+                                                  message_id), fx)
+        self.core.effects(d, now, fx)
+        self._keep(reply, now, record_key, memo_key, fx)
+        self._done(delivery, reply_to, reply, kind, started, fx)
+
+    def _listed(self, delivery: Delivery, reply_to: str | None, reply: Reply, kind: str,
+                started: float) -> None:
+        """A big list is built (vmd.daemon.listing): its answer, a step of its own."""
+        fx = Effects()
+        self._done(delivery, reply_to, reply, kind, started, fx)
+        self.pipeline.submit(fx)
 
     def _keep(self, reply: Reply, now: float, record_key: tuple[str, str] | None,
-              memo_key: _MemoKey | None) -> None:
+              memo_key: MemoKey | None, fx: Effects) -> None:
         """Keep the answer of a request that may change something, for its repeats: in the
         idempotency records under its (user_id, message_id), else in the redelivery memo."""
         if record_key is not None:
             user, message_id = record_key
-            self.core.remember(IdempotencyRecord(user, message_id, (reply,), now))
+            self.core.remember(IdempotencyRecord(user, message_id, (reply,), now), fx)
         elif memo_key is not None:
             self._memo.put(memo_key, reply)
 
     def _read_history(self, read: HistoryQuery, delivery: Delivery, reply_to: str | None,
-                      kind: str, started: float) -> None:
+                      kind: str, started: float, fx: Effects) -> None:
         """The power history: answered from the store after this turn's write."""
         if reply_to is not None:
-            self.pipeline.answer(history_answer(read, reply_to, delivery, kind, started))
-        self.pipeline.settle(delivery)
+            fx.answer(history_answer(read, reply_to, delivery, kind, started))
+        fx.settle(delivery)
 
     def _principal(self, delivery: Delivery, reply_to: str | None, kind: str,
-                   started: float) -> Principal | None:
+                   started: float, fx: Effects) -> Principal | None:
         """Who asks (protocol.md §3): the principal of the message's broker-validated
         `user_id`, or None once it has been answered 403 (none given, or unknown)."""
         user = delivery.user_id
         if not user:
-            self._done(delivery, reply_to, NOT_PROVIDED, kind, started)
+            self._done(delivery, reply_to, NOT_PROVIDED, kind, started, fx)
             return None
         principal = self.principals.get(user)
         if principal is None:
-            self._done(delivery, reply_to, DENIED, kind, started)
+            self._done(delivery, reply_to, DENIED, kind, started, fx)
         return principal
 
-    def _from_memo(self, delivery: Delivery, key: _MemoKey, reply_to: str, kind: str,
-                   started: float) -> bool:
+    def _from_memo(self, delivery: Delivery, key: MemoKey, reply_to: str, kind: str,
+                   started: float, fx: Effects) -> bool:
         """A redelivered request without message_id: answered with what it was answered
         before this connection was cut (True), or False when the memo does not know it."""
         answer = self._memo.get(key)
         if answer is None:
             return False
         self.metrics.idempotent_replays.inc()
-        self._done(delivery, reply_to, answer, kind, started)
+        self._done(delivery, reply_to, answer, kind, started, fx)
         return True
 
     def _forgotten_task(self, routed: Route | Reply, delivery: Delivery, reply_to: str | None,
-                        kind: str, started: float, principal: Principal) -> bool:
+                        kind: str, started: float, principal: Principal, fx: Effects) -> bool:
         """`GET /task/<id>/status` of a task memory no longer holds (ended and forgotten):
         answered from the store after this turn's write (True), else False."""
         if (type(routed) is not Route or routed.kind is not Kind.TASK
@@ -261,21 +248,21 @@ class Intake:
                 or not is_task_id(routed.task_id)):
             return False
         if reply_to is not None:
-            self.pipeline.answer(Answer(
+            fx.answer(Answer(
                 reply_to, delivery.correlation_id, None, delivery, kind, started,
                 lookup=TaskId(routed.task_id), principal=principal))
-        self.pipeline.settle(delivery)
+        fx.settle(delivery)
         return True
 
     async def _accept(self, delivery: Delivery, reply_to: str | None,
-                      started: float) -> Request | None:
+                      started: float, fx: Effects) -> Request | None:
         """The checks before a request is read (module docstring): the request, or None
         when it has been dealt with (dead-lettered, held, answered 400)."""
         if reply_to is not None and not reply_to_allowed(reply_to, delivery.user_id):
             await self._dead_letter(delivery, REPLY_TO_NOT_ALLOWED)
             return None
         if self.core.draining:
-            self._hold(delivery, reply_to, started)
+            self._hold(delivery, reply_to, started, fx)
             return None
         parsed = parse_request(delivery.body)
         if type(parsed) is not str and len(delivery.message_id or "") > MAX_MESSAGE_ID:
@@ -287,20 +274,22 @@ class Intake:
         if reply_to is None:
             await self._dead_letter(delivery, reason)
         else:
-            self._done(delivery, reply_to, Reply(400, {"detail": reason}), "other", started)
+            self._done(delivery, reply_to, Reply(400, {"detail": reason}), "other", started,
+                       fx)
         return None
 
-    def _stream_to(self, d: Decision, routed: Route | Reply, sub: dict[str, Any]) -> None:
+    def _stream_to(self, d: Decision, routed: Route | Reply, sub: dict[str, Any],
+                   fx: Effects) -> None:
         """Stream mode, a 201: `sub` gets the final reply of the task it names."""
         if d.new_task is not None:
             d.new_task.params[STREAMS] = [sub]
         elif type(routed) is Route and routed.kind is Kind.CURRENT_GET:
             # Joined a pending GET current: its end is this request's end too.
             assert d.reply is not None
-            self._subscribe(self.world.tasks.get(str(d.reply.body["task_id"])), sub)
+            self._subscribe(self.world.tasks.get(str(d.reply.body["task_id"])), sub, fx)
 
     async def _repeat(self, delivery: Delivery, key: tuple[str, str], reply_to: str | None,
-                      stream: bool, kind: str, started: float) -> bool:
+                      stream: bool, kind: str, started: float, fx: Effects) -> bool:
         """Answer a repeat of a recorded request from its record; False if it is new."""
         record = self.core.idempotency.get(key)
         if record is None and key in self.core.cold:
@@ -311,7 +300,7 @@ class Intake:
                 return True  # redelivered: that one is answered
         if record is None:
             return False
-        self._replay(delivery, record, reply_to, stream, kind, started)
+        self._replay(delivery, record, reply_to, stream, kind, started, fx)
         return True
 
     async def _recall(self, key: tuple[str, str]) -> IdempotencyRecord | None:
@@ -325,28 +314,27 @@ class Intake:
         return record
 
     def _done(self, delivery: Delivery, reply_to: str | None, reply: Reply, kind: str,
-              started: float) -> None:
+              started: float, fx: Effects) -> None:
         if reply_to is not None:
-            self.pipeline.answer(
-                Answer(reply_to, delivery.correlation_id, reply, delivery, kind, started))
+            fx.answer(Answer(reply_to, delivery.correlation_id, reply, delivery, kind, started))
         else:
             self.metrics.request(kind, reply.code, time.perf_counter() - started)
-        self.pipeline.settle(delivery)
+        fx.settle(delivery)
         if self.debug:
             with log_context(correlation_id=delivery.correlation_id):
                 log.debug("request", kind=kind, code=reply.code, user=delivery.user_id,
                           message_id=delivery.message_id)
 
     def _replay(self, delivery: Delivery, record: IdempotencyRecord, reply_to: str | None,
-                stream: bool, kind: str, started: float) -> None:
+                stream: bool, kind: str, started: float, fx: Effects) -> None:
         """A repeat of an answered request: its first answer again, nothing executed."""
         self.metrics.idempotent_replays.inc()
-        self._done(delivery, reply_to, record.replies[0], kind, started)
+        self._done(delivery, reply_to, record.replies[0], kind, started, fx)
         if not stream or reply_to is None:
             return
         cid = delivery.correlation_id
         if len(record.replies) > 1:
-            self.pipeline.answer(Answer(reply_to, cid, record.replies[1]))
+            fx.answer(Answer(reply_to, cid, record.replies[1]))
             return
         first = record.replies[0]
         task = self.world.tasks.get(str(first.body.get("task_id"))) if first.code == 201 else None
@@ -354,13 +342,13 @@ class Intake:
             return  # no task, or ended long ago: GET /task/<id>/status tells its end
         if task.done:
             final = task_reply(task)
-            self.pipeline.answer(Answer(reply_to, cid, final))
+            fx.answer(Answer(reply_to, cid, final))
             self.core.remember(IdempotencyRecord(
-                record.user, record.message_id, (first, final), record.created))
+                record.user, record.message_id, (first, final), record.created), fx)
             return
-        self._subscribe(task, subscriber(reply_to, cid, record.user, record.message_id))
+        self._subscribe(task, subscriber(reply_to, cid, record.user, record.message_id), fx)
 
-    def _subscribe(self, task: Task | None, sub: dict[str, Any]) -> None:
+    def _subscribe(self, task: Task | None, sub: dict[str, Any], fx: Effects) -> None:
         """Stream mode: `sub` gets the final reply of pending `task` too."""
         if task is None or task.done:
             return
@@ -373,14 +361,15 @@ class Intake:
             if len(subs) >= MAX_STREAMS:
                 del subs[0]
             subs.append(sub)
-            self.core.persist_task(task)
+            fx.tasks.append(task)
 
-    def _hold(self, delivery: Delivery, reply_to: str | None, started: float) -> None:
+    def _hold(self, delivery: Delivery, reply_to: str | None, started: float,
+              fx: Effects) -> None:
         """Shutting down: 503 now, and back to the queue once consuming has stopped."""
         if reply_to is not None:
-            self.pipeline.answer(Answer(
+            fx.answer(Answer(
                 reply_to, delivery.correlation_id, UNAVAILABLE, delivery, "other", started))
-        self.pipeline.settle(delivery, Settle.HOLD)
+        fx.settle(delivery, Settle.HOLD)
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         failed = await delivery.dead_letter_or_requeue(reason)

@@ -47,7 +47,7 @@ from vmd.bus import (
     decode_report,
 )
 from vmd.daemon.auth import AgentUsers
-from vmd.daemon.commit import Pipeline, Settle
+from vmd.daemon.commit import Effects, Pipeline, Settle
 from vmd.daemon.core import Core
 from vmd.daemon.nodes import Nodes
 from vmd.daemon.options import Clock
@@ -95,8 +95,14 @@ class Reports:
         if refused is not None:
             self._refuse(delivery, *refused, node=_node_of(report))
             return
-        self.apply(report, self.clock())
-        self.pipeline.settle(delivery)
+        fx = Effects()
+        try:
+            self.apply(report, self.clock(), fx)
+            fx.settle(delivery)
+        finally:
+            # Also when the step raised (`UNENCODABLE`, vmd.daemon.poison): what it booked
+            # before goes with the turn, as the dead-lettering the guard then books for it.
+            self.pipeline.submit(fx)
 
     def refusal(self, report: AgentReport, sender: str | None) -> tuple[str, str] | None:
         """Why `sender` may not send `report` (reason, log message), or None: it may."""
@@ -118,56 +124,56 @@ class Reports:
         self.refusals.refuse(delivery.user_id, reason, what, kind=delivery.type, **context)
         self.pipeline.settle(delivery)  # acked with the turn: a repeat is refused again
 
-    def apply(self, report: AgentReport, now: float) -> None:
-        """Decide one report (synchronous: the decision step)."""
+    def apply(self, report: AgentReport, now: float, fx: Effects) -> None:
+        """Decide one report (synchronous: the decision step), its effects into `fx`."""
         core = self.core
         if isinstance(report, TaskUndelivered):
-            self._undelivered(report, now)
+            self._undelivered(report, now, fx)
             return
-        self.nodes.ensure(report.node)
+        self.nodes.ensure(report.node, fx)
         if isinstance(report, Heartbeat):
-            self.nodes.heartbeat(report.node, now, report.interval)
+            self.nodes.heartbeat(report.node, now, report.interval, fx)
             return
-        self.nodes.alive(report.node, now, synced=isinstance(report, FullSync))
+        self.nodes.alive(report.node, now, fx, synced=isinstance(report, FullSync))
         if isinstance(report, ObservationReport):
             for obs in report.observations:
-                self._observed(observe(self.world, obs, now), now)
+                self._observed(observe(self.world, obs, now), now, fx)
         elif isinstance(report, TaskResult):
             d = complete_task(self.world, report.task_id, report.outcome, now)
             if d.dropped:
                 with log_context(task_id=report.task_id, vm=report.uuid, node=report.node):
                     log.info("late or duplicate task result dropped")
                 return
-            core.record(d, now)
+            core.effects(d, now, fx)
         elif isinstance(report, FullSync):
-            self.nodes.set_isos(report.node, report.isos)
+            self.nodes.set_isos(report.node, report.isos, fx)
             drift = 0
             for d in full_sync(self.world, report.node, report.vms, report.time, now):
                 if d.changes and d.new_vm is None:
                     drift += len(d.changes)
-                self._observed(d, now)
+                self._observed(d, now, fx)
             if drift:
                 self.metrics.drift_corrected.inc(drift)
                 with log_context(node=report.node):
                     log.info("full sync corrected VM statuses", changes=drift)
         else:
             assert isinstance(report, IsoList)
-            self.nodes.set_isos(report.node, report.isos)
+            self.nodes.set_isos(report.node, report.isos, fx)
 
-    def _observed(self, d: Decision, now: float) -> None:
+    def _observed(self, d: Decision, now: float, fx: Effects) -> None:
         lag = self.metrics.reconcile_lag
         for c in d.changes:
             lag.observe(max(0.0, now - c.time))
-        self.core.record(d, now)
+        self.core.effects(d, now, fx)
 
-    def _undelivered(self, report: TaskUndelivered, now: float) -> None:
+    def _undelivered(self, report: TaskUndelivered, now: float, fx: Effects) -> None:
         task = report.task
         with log_context(task_id=task.task_id, vm=task.uuid, node=task.node):
             if report.reason == "expired":
                 d = expire_task(self.world, task.task_id, now)
                 if not d.dropped:
                     log.warning("task expired before its node's agent took it")
-                    self.core.record(d, now)
+                    self.core.effects(d, now, fx)
             else:
                 log.warning("task not delivered; its deadline will end it", reason=report.reason)
 

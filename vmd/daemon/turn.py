@@ -1,52 +1,26 @@
 """What one turn of the commit pipeline holds: the effects of the decisions taken since the
 previous turn, in the order they were made (vmd.daemon.commit carries them out).
 
-The decision step fills the current `Turn` synchronously (vmd.daemon.core, the intake, the
-report handler): rows in its `Batch`, events, orders to agents (`agent_task`, encoded when
-made), `Answer`s to send and how each delivery is to be settled (`Settle`). Nothing here does
-I/O; the pipeline's write and publish stages are the only readers.
+Each decision step returns an `Effects` (vmd.daemon.effects) and hands it to
+`Pipeline.submit`, which adds it to the current `Turn` (`Turn.add`: its rows into the
+turn's `Batch`, its events and orders after the turn's). Nothing but vmd.daemon.commit
+touches a turn; nothing here does I/O; the pipeline's write and publish stages are the only
+readers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from vmd.bus import AgentOrder, AgentTask, Delivery, Event, Outgoing, encode, to_json
-from vmd.model import Principal, Reply, Task, TaskId
-from vmd.store import Batch, Store
+from vmd.bus import AgentOrder, Delivery, EncodeError, Event, Outgoing, reply_message
+from vmd.daemon.effects import Answer, Effects, Settle
+from vmd.model import Reply
+from vmd.store import Batch
 
-
-class Settle(enum.Enum):
-    """How a delivery is settled once the turn that answers it is published."""
-
-    ACK = "ack"  # done: ack once the turn is published
-    HOLD = "hold"  # not done (shutting down): keep unsettled until the runner requeues it
-
-
-@dataclass(slots=True)
-class Answer:
-    """One reply to send. `delivery` is the request it answers (None for the final reply of
-    stream mode); `reply` None means: read task `lookup` (or run `read`) from the store after
-    the write."""
-
-    reply_to: str
-    correlation_id: str | None
-    reply: Reply | None
-    delivery: Delivery | None = None
-    kind: str | None = None  # for the request metrics; None = not counted (final replies)
-    started: float = 0.0  # time.perf_counter() when the request was received
-    lookup: TaskId | None = None
-    principal: Principal | None = None
-    # Or: a read that makes the reply from the store, run after the write (the power
-    # history, vmd.daemon.history).
-    read: Callable[[Store], Reply] | None = None
-    # The reply as published, encoded when the reply is known (`Pipeline.answer`, or after
-    # the write for a lookup): an answer that cannot be encoded fails its own request only.
-    message: Outgoing | None = None
+# The answer of a request whose effects could not be encoded, and its dead-lettering reason.
+INTERNAL_ERROR = Reply(500, {"detail": "Internal error"})
+UNENCODABLE_REASON = "internal error: the answer could not be encoded"
 
 
 @dataclass(slots=True)
@@ -66,22 +40,68 @@ class Turn:
     outgoing: list[Outgoing] = field(default_factory=list)
     outbox: tuple[int, int] | None = None
 
+    def add(self, fx: Effects) -> None:
+        """Book the rows, events and orders of one step's effects (its answers and
+        settlements are booked by `Pipeline.submit`, which encodes the replies). Rows are
+        encoded now (`Batch.put_*` raises `RowError` for a value the store cannot hold)."""
+        batch = self.batch
+        for vm in fx.vms:
+            batch.put_vm(vm)
+        for change, at in fx.history:
+            batch.put_history(change, at)  # the power history, same transaction
+        for task in fx.tasks:
+            batch.put_task(task)
+        for node in fx.nodes:
+            batch.put_node(node)
+        self.events += fx.events
+        self.orders += fx.orders
+        for record in fx.records:
+            batch.put_idempotency(record)
+        for user, message_id in fx.evicted:
+            batch.delete_idempotency(user, message_id)
 
-def agent_task(task: Task, hostname: str, params: dict[str, Any]) -> AgentTask:
-    """The order that sends `task` to its node's agent (`params` without daemon-only keys).
+    def book(self, answer: Answer) -> EncodeError | None:
+        """Book a reply to send, encoded now (`encode`); one to read from the store after
+        the write (`reply` None) waits in `lookups`. Returns the encoding error, if any."""
+        if answer.reply is None:
+            self.lookups.append(answer)
+            self.answers.append(answer)
+            return None
+        error = self.encode(answer)
+        if error is None or answer.delivery is not None:
+            self.answers.append(answer)  # a final reply that cannot be encoded is dropped
+        return error
 
-    Encoded once here, in the decision step that made it: an order that cannot be encoded
-    raises `EncodeError` for its request, instead of failing the whole turn when the write
-    stage stores it."""
-    order = AgentTask(
-        task_id=task.task_id,
-        uuid=task.vm_uuid,
-        hostname=hostname,
-        node=task.node,
-        action=task.action,
-        params=params,
-        created=task.created,
-        deadline=task.deadline,
-    )
-    encode(to_json(order))
-    return order
+    def encode(self, answer: Answer) -> EncodeError | None:
+        """Encode an answer's reply. One that cannot be encoded becomes a 500 for its request
+        (dead-lettered); the caller drops a final reply of stream mode. Returns the error."""
+        assert answer.reply is not None
+        try:
+            answer.message = reply_message(answer.reply_to, answer.correlation_id, answer.reply)
+            return None
+        except EncodeError as exc:
+            error = exc
+        if answer.delivery is not None:
+            answer.reply = INTERNAL_ERROR
+            answer.message = reply_message(answer.reply_to, answer.correlation_id,
+                                           INTERNAL_ERROR)
+            self.failed[answer.delivery] = UNENCODABLE_REASON
+        return error
+
+    def fail(self, delivery: Delivery, reply_to: str | None, kind: str | None,
+             started: float, reason: str) -> None:
+        """`delivery`'s request fails (`Pipeline.fail`): 500, then dead-lettered."""
+        self.failed[delivery] = reason
+        # Raised after its answer and settlement were booked (same synchronous step, so
+        # in this turn): that answer becomes the 500, the settlement the dead-lettering.
+        booked = [a for a in self.answers if a.delivery is delivery]
+        for answer in booked:
+            answer.reply = INTERNAL_ERROR
+            answer.message = reply_message(answer.reply_to, answer.correlation_id,
+                                           INTERNAL_ERROR)
+        if reply_to is not None and not booked:
+            self.answers.append(Answer(
+                reply_to, delivery.correlation_id, INTERNAL_ERROR, delivery, kind, started,
+                message=reply_message(reply_to, delivery.correlation_id, INTERNAL_ERROR)))
+        if not any(d is delivery for d, _ in self.settles):
+            self.settles.append((delivery, Settle.ACK))
