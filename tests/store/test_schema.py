@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -231,3 +233,21 @@ def test_failed_migration_leaves_the_old_version(
     assert conn.header()[1] == 1
     assert tables(conn) == {"a"}
     assert not conn.in_transaction
+
+
+def test_two_processes_opening_a_new_store_at_once_migrate_it_once(target: Target) -> None:
+    """A leader and a standby started together on a new database (or two openers of a new
+    file): the second waits for the first one's migration lock, then finds it done."""
+    barrier = threading.Barrier(4)
+
+    def open_once() -> int:
+        barrier.wait(10)
+        with Store.open(target) as store:
+            version = store.settings()["schema_version"]
+        assert isinstance(version, int)
+        return version
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        versions = list(pool.map(lambda _: open_once(), range(4)))
+    assert versions == [SCHEMA_VERSION] * 4
+    assert _header(target) == (APPLICATION_ID, SCHEMA_VERSION)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
 from vmd.store.records import StoreError
-from vmd.store.schema import MIGRATIONS, check_header
+from vmd.store.schema import MIGRATIONS, precheck
 
 # STRICT tables and `sqlite_schema` need SQLite 3.37 (2021-11).
 MIN_SQLITE = (3, 37, 0)
@@ -214,7 +214,7 @@ def open_sqlite(name: str) -> SqliteConnection:
 
 def _check_then_configure(conn: SqliteConnection, name: str) -> None:
     """Check the header before anything writes (WAL mode writes), then set WAL + FULL."""
-    check_header(conn, name, MIGRATIONS)
+    precheck(conn, name, MIGRATIONS)
     (mode,) = conn.raw.execute("PRAGMA journal_mode = WAL").fetchone()
     if str(mode).lower() != "wal":
         raise StoreError(f"{name}: cannot switch the store to WAL mode (got {mode!r})")

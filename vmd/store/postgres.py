@@ -36,7 +36,7 @@ from psycopg.pq import TransactionStatus
 
 from vmd.store.dialect import Connection, Cursor
 from vmd.store.records import StoreError
-from vmd.store.schema import APPLICATION_ID, MIGRATIONS, check_header
+from vmd.store.schema import APPLICATION_ID, MIGRATIONS, precheck
 from vmd.store.target import PostgresUrl
 
 STREAM_ROWS = 10_000
@@ -118,7 +118,12 @@ class PgConnection(Connection):
         self.raw.close()
 
     def header(self) -> tuple[int, int]:
-        (exists,) = _one(self.raw.execute("SELECT to_regclass('vmd_schema') IS NOT NULL"))
+        # The catalog, not to_regclass: a name lookup may answer from this session's
+        # cache, which does not see a table another session created while we waited for
+        # the migration lock (found by a test opening a new database four times at once).
+        (exists,) = _one(self.raw.execute(
+            "SELECT EXISTS (SELECT FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename = 'vmd_schema')"))
         if not exists:
             return 0, 0
         row = self.raw.execute("SELECT application_id, version FROM vmd_schema").fetchone()
@@ -168,7 +173,7 @@ def open_postgres(where: PostgresUrl) -> PgConnection:
         raise StoreError(f"{where.safe}: cannot open store: {_line(exc)}") from None
     conn = PgConnection(raw)
     try:
-        check_header(conn, where.safe, MIGRATIONS)
+        precheck(conn, where.safe, MIGRATIONS)
     except psycopg.Error as exc:
         raw.close()
         raise StoreError(f"{where.safe}: cannot open store: {_line(exc)}") from None

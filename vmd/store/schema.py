@@ -209,6 +209,18 @@ def check_header(conn: Connection, path: str, steps: Sequence[Step]) -> None:
         raise StoreError(f"{path}: not a vmd store ({kind} with other tables)")
 
 
+def precheck(conn: Connection, path: str, steps: Sequence[Step] = MIGRATIONS) -> None:
+    """`check_header` before anything is written, outside a transaction: in one read
+    transaction, so the header and the list of tables are read at one point in time (read
+    apart, another process's migration committed between them looked like a foreign store
+    with tables and no header: found by a test opening a new store four times at once)."""
+    conn.begin_read()
+    try:
+        check_header(conn, path, steps)
+    finally:
+        conn.rollback()
+
+
 def migrate(conn: Connection, path: str, steps: Sequence[Step] = MIGRATIONS) -> int:
     """Apply the steps the database lacks; return the version it had before.
 
