@@ -7,12 +7,12 @@ The agent process (`vmd.node_agent.agent`) has one code path whatever it drives:
 - `MemoryNode` (`memory.py`): an in-process simulated hypervisor for benchmarks and demos,
   imported only when `[agent] backend = "memory"` asks for it.
 
-Both satisfy `Backend` structurally (no inheritance): power actions return `TaskOutcome`s,
-a start or stop takes one `PowerCall` value,
-queries return data or raise `DriverError`s, and `watch()` yields the node's power changes
-as `Observation`s. `for_task(task_id)` is the same backend for one task's calls: vmadm's
-`REQ_ID` is then the task id, so the node's vmadm logs name it. `open_backend` builds the one
-the settings ask for.
+Both satisfy `Backend` structurally (no inheritance), and so does `Metered` (metered.py),
+which wraps either: power actions return `TaskOutcome`s (a start or a stop takes one
+`PowerCall` value, which a wrapper passes on whole), queries return data or raise
+`DriverError`s, and `watch()` yields the node's power changes as `Observation`s.
+`for_task(task_id)` is the same backend for one task's calls: vmadm's `REQ_ID` is then the
+task id, so the node's vmadm logs name it. `open_backend` builds the one the settings ask for.
 """
 
 from __future__ import annotations
