@@ -1,8 +1,8 @@
 """The daemon's inner parts without a broker and without the wall clock: the fast mode of the
 daemon's behaviour tests (docs/testing.md, "Fast mode"; issue 13's finite, fake-clock mode).
 
-`FastDaemon.build(tmp_path)` wires what `vmd.daemon.runner.Daemon.start` wires (store on a
-SQLite file in `tmp_path`, world, pipeline, core, nodes, intake, reports, the poison guard)
+`FastDaemon.build(directory)` wires what `vmd.daemon.runner.Daemon.start` wires (store on
+a SQLite file in `directory`, world, pipeline, core, nodes, intake, reports, the poison guard)
 around a `FakeBus` (tests/support/fakebus.py) and a `FakeClock`, in the same order, and runs
 the pipeline's two stages (`run_writer`, `run_publisher`) and the lister as tasks. Store
 calls run inline on the event loop (`InlineExecutor`): the writer thread's only job is to
@@ -263,12 +263,13 @@ class FastDaemon:
 
     async def tick(self) -> None:
         """One round of the periodic loops at the clock's time (vmd.daemon.deadlines,
-        .nodes, .reconcile), then `idle()`."""
+        .nodes, .reconcile's housekeeping but its purge), then `idle()`."""
         now = self.clock()
         self.core.expire_due(now)
         self.nodes.check(now)
         self.core.forget_ended(now)
         self.core.cool(now)
+        self.core.transitional.export(now)
         await self.idle()
 
     async def send(self, delivery: Delivery) -> Delivery:
