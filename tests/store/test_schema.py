@@ -251,3 +251,12 @@ def test_two_processes_opening_a_new_store_at_once_migrate_it_once(target: Targe
         versions = list(pool.map(lambda _: open_once(), range(4)))
     assert versions == [SCHEMA_VERSION] * 4
     assert _header(target) == (APPLICATION_ID, SCHEMA_VERSION)
+
+
+def test_postgresql_connection_bounds_a_hang_unless_the_url_says(pg_store_url: str) -> None:
+    """libpq's TCP options (vmd.store.postgres.LIBPQ_DEFAULTS) bound a call on a vanished
+    server; a value the URL sets wins."""
+    with Store.open(f"{pg_store_url}?keepalives_idle=7") as store:
+        settings = store.settings()
+    assert (settings["keepalives_idle"], settings["tcp_user_timeout"],
+            settings["connect_timeout"]) == ("7", "10000", "10")

@@ -40,8 +40,21 @@ from vmd.store.schema import APPLICATION_ID, MIGRATIONS, precheck
 from vmd.store.target import PostgresUrl
 
 STREAM_ROWS = 10_000
-# Waited for at open when the URL does not say (libpq's default is to wait forever).
+# libpq options set when the URL does not set them. connect_timeout: libpq's default waits
+# forever at open. The TCP ones bound how long a call can hang on a server that vanished
+# without closing the connection (a partition, a dead host), which would otherwise be the
+# kernel's retransmission timeout (~15 min) with the writer thread stuck in it: 10 s
+# unacknowledged data, or an idle connection unanswered for 5 + 3 x 2 s, fails the call
+# with OperationalError.
 CONNECT_TIMEOUT = 10
+LIBPQ_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": CONNECT_TIMEOUT,
+    "tcp_user_timeout": 10_000,  # ms
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
 
 # SQLite's spelling of the schema steps -> PostgreSQL's (vmd.store.schema).
 _DDL = (
@@ -152,9 +165,11 @@ class PgConnection(Connection):
     def info(self) -> dict[str, object]:
         (sync,) = _one(self.raw.execute("SHOW synchronous_commit"))
         (standbys,) = _one(self.raw.execute("SHOW synchronous_standby_names"))
+        libpq = self.raw.info.get_parameters()
         return {"synchronous_commit": sync, "synchronous_standby_names": standbys,
                 "server_version": self.raw.info.parameter_status("server_version"),
-                "psycopg_version": psycopg.__version__}
+                "psycopg_version": psycopg.__version__,
+                **{key: libpq.get(key) for key in LIBPQ_DEFAULTS}}
 
 
 def _one(cursor: Cursor) -> tuple[Any, ...]:
@@ -165,8 +180,8 @@ def _one(cursor: Cursor) -> tuple[Any, ...]:
 def open_postgres(where: PostgresUrl) -> PgConnection:
     """Connect to the database `where` names and check its header (not yet migrated)."""
     options: dict[str, Any] = {"application_name": "vmd"}
-    if "connect_timeout=" not in where.url:
-        options["connect_timeout"] = CONNECT_TIMEOUT
+    options.update((key, value) for key, value in LIBPQ_DEFAULTS.items()
+                   if f"{key}=" not in where.url)
     try:
         raw = psycopg.connect(where.url, autocommit=True, **options)
     except psycopg.Error as exc:
