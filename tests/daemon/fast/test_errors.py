@@ -121,3 +121,17 @@ async def test_shutting_down_is_503_and_held_for_the_next_instance(fast: FastDae
     await fast.observe("node1", fast.fleet["web01.example.com"], "stopped")
     assert fast.vm("web01.example.com").status.value == "running"
     assert fast.pipeline.held[-1].queue == "vmd.agent.reports"
+
+
+async def test_dead_lettered_requests_are_counted_each_and_logged_once_per_sender(
+        fast: FastDaemon) -> None:
+    n = 40
+    for i in range(n):
+        await fast.on_command(fast.bus.request("alice", "GET", "/vm/status",
+                                               correlation_id=f"c{i}", reply_to="bob.inbox"))
+    await fast.idle()
+    assert len(fast.bus.dead) == n
+    assert fast.metrics.dead_lettered._value.get() == n
+    logs = fast.intake._dead_letter_logs
+    assert set(logs._logged) == {"alice"}  # logged once ...
+    assert logs._quiet == {"alice": n - 1}  # ... the rest counted for the next line
