@@ -4,7 +4,8 @@ Why psycopg 3 and not asyncpg: the store runs on one writer thread and every cal
 synchronous (habit: the event loop never waits on the database, the writer thread does),
 which is psycopg's model; asyncpg would need its own event loop in that thread. Measured on
 the store's own write pattern (bench/store_drivers.py, docs/performance.md "Store
-drivers"): psycopg's pipelined `executemany` was as fast or faster per turn, so the thread
+drivers"): a turn pipelined by psycopg (BEGIN..COMMIT in one round trip) was faster than
+asyncpg's on 1-VM turns and as fast on 10-VM ones, slower only on 100-VM bursts; the thread
 model decides.
 
 How it differs from SQLite (vmd.store.dialect), and why:
