@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from support.fastdaemon import FastDaemon
 
-from vmd.daemon.intake import MAX_STREAMS
 from vmd.model import Reply, VmStatus
 
 from .conftest import MakeFast
 
 CURRENT = "/vm/web01.example.com/status/current"
 TOO_MANY = Reply(429, {"detail": "Too many pending tasks"})
+# Stream subscribers a task keeps (docs/reliability.md: at most 8).
+MAX_STREAMS = 8
 
 
 async def test_get_current_joins_the_pending_one(fast: FastDaemon) -> None:
