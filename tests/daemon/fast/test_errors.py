@@ -1,8 +1,9 @@
 """protocol.md §3's error table on the daemon's parts (tests/daemon/test_errors.py's
 behaviour, without the broker): malformed requests are 400, routing errors 404/405, no or
 an unknown `user_id` 403; what cannot be answered (no `reply_to`) is dead-lettered or
-executed silently; a `reply_to` the asker may not read is dead-lettered; while draining a
-request is answered 503 and held for the next instance."""
+executed silently; a `reply_to` the asker may not read is dead-lettered, each counted and
+logged once per sender; while draining a request is answered 503 and held for the next
+instance."""
 
 from __future__ import annotations
 
