@@ -4,13 +4,16 @@ refused, on both backends (the same steps: vmd.store.schema)."""
 from __future__ import annotations
 
 import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
+from support.postgres import fresh_database, store_url
 
 from vmd.store import SCHEMA_VERSION, Store, StoreError
 from vmd.store.dialect import Connection
@@ -260,3 +263,21 @@ def test_postgresql_connection_bounds_a_hang_unless_the_url_says(pg_store_url: s
         settings = store.settings()
     assert (settings["keepalives_idle"], settings["tcp_user_timeout"],
             settings["connect_timeout"]) == ("7", "10000", "10")
+
+
+def test_a_migration_the_database_refuses_is_one_clear_line() -> None:
+    """A database user without CREATE on the schema (PostgreSQL 15's default for a
+    non-owner): the operator's to fix, so a `StoreError`, not a driver's traceback."""
+    role = f"vmd_store_ro_{secrets.token_hex(4)}"
+    admin = psycopg.connect(store_url("postgres"), autocommit=True)
+    try:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        with fresh_database("vmd_store") as url:
+            target = url.replace("postgres@", f"{role}@")
+            with pytest.raises(StoreError) as caught:
+                Store.open(target)
+        assert str(caught.value) == (
+            f"{target}: cannot open store: permission denied for schema public")
+    finally:
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.close()

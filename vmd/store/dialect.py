@@ -54,6 +54,8 @@ class Connection:
     row_id: ClassVar[str]
     # The driver's exception for a row that breaks a constraint (NOT NULL, CHECK, key).
     integrity_error: ClassVar[type[Exception]]
+    # The driver's base exception (a failed open or migration is a `StoreError`).
+    error: ClassVar[type[Exception]]
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         raise NotImplementedError
@@ -125,6 +127,7 @@ class SqliteConnection(Connection):
     dialect = "sqlite"
     row_id = "rowid"
     integrity_error = sqlite3.IntegrityError
+    error = sqlite3.Error
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.raw = conn

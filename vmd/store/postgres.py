@@ -78,6 +78,7 @@ class PgConnection(Connection):
     dialect = "postgresql"
     row_id = "ctid"
     integrity_error = psycopg.errors.IntegrityError
+    error = psycopg.Error
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn

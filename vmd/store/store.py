@@ -30,7 +30,7 @@ from vmd.model import Node, NodeName, Task, TaskId, Vm, VmUuid
 from vmd.store import history, outbox
 from vmd.store.batch import Batch
 from vmd.store.dialect import Connection, open_sqlite
-from vmd.store.records import RETENTION, Fleet, IdempotencyRecord, Purged
+from vmd.store.records import RETENTION, Fleet, IdempotencyRecord, Purged, StoreError
 from vmd.store.restore import load_fleet
 from vmd.store.rows import (
     IDEMPOTENCY,
@@ -113,6 +113,11 @@ class Store:
             conn = open_sqlite(name)
         try:
             migrate(conn, name, MIGRATIONS)
+        except conn.error as exc:
+            # E.g. a read-only file, or a database user without CREATE: the operator's.
+            conn.close()
+            first = next((t for t in str(exc).splitlines() if t.strip()), type(exc).__name__)
+            raise StoreError(f"{name}: cannot open store: {first.strip()}") from None
         except BaseException:
             conn.close()
             raise
