@@ -9,6 +9,7 @@ Nothing here asks for the broker fixtures, so these tests run with RabbitMQ down
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -19,6 +20,18 @@ import pytest
 from support.fastdaemon import FakeClock, FastDaemon
 
 MakeFast = Callable[..., Awaitable[FastDaemon]]
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast mode reaches for no broker: a connection the event loop would open (aio-pika's,
+    anyone's) fails the test at once, so a fixture that slips in the broker cannot go
+    unnoticed on a machine where RabbitMQ happens to run."""
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("tests/daemon/fast opened a network connection")
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "create_connection", refused)
 
 
 @pytest.fixture
