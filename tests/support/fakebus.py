@@ -119,9 +119,6 @@ class FakeBus:
         self._stall = asyncio.get_running_loop().create_future()
         self.stalled = asyncio.Event()
 
-    async def publish(self, message: Outgoing, *, timeout: float | None = None) -> None:
-        await self.publish_many((message,), timeout=timeout)
-
     async def declare(self, topology: Topology) -> None:
         self.declared.append(topology)
 
