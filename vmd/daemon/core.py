@@ -40,6 +40,7 @@ from vmd.bus import Event
 from vmd.daemon.commit import Answer, Effects, Pipeline, agent_task
 from vmd.daemon.deadlines import Deadlines
 from vmd.daemon.options import Options
+from vmd.daemon.streams import Streams
 from vmd.daemon.transitions import Transitional
 from vmd.fsm import (
     Decision,
@@ -60,10 +61,6 @@ from vmd.store import RETENTION, IdempotencyKey, IdempotencyRecord
 
 log = get_logger(__name__)
 
-# Task params key (daemon-only, never sent to agents): the stream-mode subscribers of a task,
-# `[{"reply_to", "correlation_id", "user", "message_id"}]`. Kept in the task so they
-# survive a restart with it (protocol.md §2 header `stream`).
-STREAMS = "reply_streams"
 # `[daemon] max_idempotency_records` (vmd.config.DaemonSettings) when none is given.
 DEFAULT_MAX_RECORDS = 10_000
 _NOTCREATED = VmStatus.NOTCREATED.value
@@ -108,11 +105,16 @@ class Core:
         self.draining = False
         # VMs in starting/stopping, for the transition metrics (vmd.daemon.transitions).
         self.transitional = Transitional(metrics, world.tasks)
+        # Stream mode's subscribers of the pending tasks (vmd.daemon.streams).
+        self.streams = Streams()
 
     # -- start-up ----------------------------------------------------------------------------
 
     def restore(self, pending: Iterable[Task]) -> None:
-        """After loading the store: arm every pending task's deadline, count it."""
+        """After loading the store: arm every pending task's deadline, count it, take its
+        stream subscribers."""
+        pending = list(pending)
+        self.streams.restore(pending)
         for task in pending:
             self.deadlines.push(task)
             self._count_task(task.principal, 1)
@@ -157,9 +159,8 @@ class Core:
         return fx
 
     def _task_created(self, task: Task, fx: Effects) -> None:
-        fx.tasks.append(task)
-        # A copy: the order is encoded later, and a stream replay may add subscribers.
-        params = {k: v for k, v in task.params.items() if k != STREAMS}
+        fx.tasks.append(self.streams.row(task))  # with its first stream subscriber, if any
+        params = dict(task.params)  # a copy: the order is encoded again when published
         vm = self.world.vms.get(task.vm_uuid)
         hostname = vm.hostname if vm is not None else str(params.get("hostname", task.vm_uuid))
         fx.orders.append(agent_task(task, hostname, params))
@@ -176,12 +177,12 @@ class Core:
         self.metrics.task_ended(task.action.value, task.state.value, ended - task.created)
         self.metrics.tasks_in_flight.dec()
         self._count_task(task.principal, -1)
-        subscribers = task.params.get(STREAMS)
+        subscribers = self.streams.ended(task.task_id)
         if subscribers:
             final = task_reply(task)
             for sub in subscribers:
-                fx.answers.append(Answer(sub["reply_to"], sub.get("correlation_id"), final))
-                self._add_final(sub.get("user"), sub.get("message_id"), final, fx)
+                fx.answers.append(Answer(sub.reply_to, sub.correlation_id, final))
+                self._add_final(sub.user, sub.message_id, final, fx)
         self._ended.append((ended, task.task_id))
         if len(self._ended) > self._keep_ended:
             self.world.tasks.forget((self._ended.popleft()[1],))

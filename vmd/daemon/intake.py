@@ -43,12 +43,11 @@ and held unsettled; the runner requeues it once consuming has stopped, for the n
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from vmd.bus import STREAM_HEADER, Delivery
 from vmd.daemon.auth import Principals
 from vmd.daemon.commit import Answer, Effects, Pipeline, Settle
-from vmd.daemon.core import STREAMS, Core
+from vmd.daemon.core import Core
 from vmd.daemon.history import history_answer
 from vmd.daemon.listing import Lister
 from vmd.daemon.memo import Memo, MemoKey, key_of
@@ -63,6 +62,7 @@ from vmd.daemon.requests import (
     request_kind,
     wants_stream,
 )
+from vmd.daemon.streams import MAX_STREAMS, Subscriber
 from vmd.fsm import (
     Decision,
     HistoryQuery,
@@ -81,29 +81,17 @@ from vmd.store import IdempotencyRecord, Store
 
 log = get_logger(__name__)
 
+# MAX_STREAMS: the bound on a task's stream subscribers (vmd.daemon.streams), named here too.
+__all__ = ["DEFAULT_MAX_PENDING", "MAX_STREAMS", "RECORDED", "Intake"]
+
 NOT_PROVIDED = Reply(403, {"detail": "Authentication credentials were not provided."})
 DENIED = Reply(403, {"detail": "You do not have permission to perform this action."})
 UNAVAILABLE = Reply(503, {"detail": "Service unavailable"})
 
-# Stream subscribers of one task (the first request, its repeats with the same message_id
-# from other connections, GET currents that joined it); a repeat beyond it replaces the
-# oldest, and a GET current beyond it makes a task of its own (vmd.fsm.power.get_current).
-MAX_STREAMS = 8
 # Requests recorded for idempotency: those that may change something (module docstring).
 RECORDED = frozenset({Kind.ACTION, Kind.CURRENT_GET, Kind.CURRENT_PUT, Kind.DEFINE})
 # `[daemon] max_pending_tasks` (vmd.config.DaemonSettings) when none is given.
 DEFAULT_MAX_PENDING = 100
-
-
-def has_room(task: Task) -> bool:
-    """Whether a pending task takes one more stream subscriber."""
-    return len(task.params.get(STREAMS, ())) < MAX_STREAMS
-
-
-def subscriber(reply_to: str, correlation_id: str | None, user: str,
-               message_id: str | None) -> dict[str, Any]:
-    return {"reply_to": reply_to, "correlation_id": correlation_id, "user": user,
-            "message_id": message_id}
 
 
 class Intake:
@@ -177,7 +165,7 @@ class Intake:
         busy = (not principal.admin
                 and self.core.pending_tasks.get(user, 0) >= self.max_pending_tasks)
         d = decide(self.world, principal, parsed, now, routed, busy=busy,
-                   join=has_room if stream else None)
+                   join=self.core.streams.has_room if stream else None)
         if d.read is not None:
             self._read_history(d.read, delivery, reply_to, kind, started, fx)
             return
@@ -185,7 +173,7 @@ class Intake:
         assert reply is not None
         if stream and reply.code == 201:
             assert reply_to is not None
-            self._stream_to(d, routed, subscriber(reply_to, delivery.correlation_id, user,
+            self._stream_to(d, routed, Subscriber(reply_to, delivery.correlation_id, user,
                                                   message_id), fx)
         self.core.effects(d, now, fx)
         self._keep(reply, now, record_key, memo_key, fx)
@@ -278,11 +266,11 @@ class Intake:
                        fx)
         return None
 
-    def _stream_to(self, d: Decision, routed: Route | Reply, sub: dict[str, Any],
+    def _stream_to(self, d: Decision, routed: Route | Reply, sub: Subscriber,
                    fx: Effects) -> None:
         """Stream mode, a 201: `sub` gets the final reply of the task it names."""
         if d.new_task is not None:
-            d.new_task.params[STREAMS] = [sub]
+            self.core.streams.subscribe(d.new_task, sub)  # stored with the new task's row
         elif type(routed) is Route and routed.kind is Kind.CURRENT_GET:
             # Joined a pending GET current: its end is this request's end too.
             assert d.reply is not None
@@ -346,22 +334,16 @@ class Intake:
             self.core.remember(IdempotencyRecord(
                 record.user, record.message_id, (first, final), record.created), fx)
             return
-        self._subscribe(task, subscriber(reply_to, cid, record.user, record.message_id), fx)
+        self._subscribe(task, Subscriber(reply_to, cid, record.user, record.message_id), fx)
 
-    def _subscribe(self, task: Task | None, sub: dict[str, Any], fx: Effects) -> None:
-        """Stream mode: `sub` gets the final reply of pending `task` too."""
+    def _subscribe(self, task: Task | None, sub: Subscriber, fx: Effects) -> None:
+        """Stream mode: `sub` gets the final reply of pending `task` too (at most
+        `MAX_STREAMS`: vmd.daemon.streams), stored with the task's row."""
         if task is None or task.done:
             return
-        subs: list[dict[str, Any]] = task.params.setdefault(STREAMS, [])
-        if sub not in subs:
-            # Bounded: each repeat would otherwise add one and rewrite the whole task, so
-            # repeating one request made the daemon's work grow with the square of the
-            # repeats (found by the fault suite, docs/reliability.md). The newest repeat is
-            # the one whose connection is most likely alive: the oldest gives way.
-            if len(subs) >= MAX_STREAMS:
-                del subs[0]
-            subs.append(sub)
-            fx.tasks.append(task)
+        streams = self.core.streams
+        if streams.subscribe(task, sub):
+            fx.tasks.append(streams.row(task))
 
     def _hold(self, delivery: Delivery, reply_to: str | None, started: float,
               fx: Effects) -> None:
