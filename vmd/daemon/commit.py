@@ -2,8 +2,9 @@
 
 Every decision the daemon makes (a request, a task result, an observation, a deadline, a
 node status change) is taken synchronously on the event loop and changes the in-memory
-world at once; its I/O effects are appended to the current `Turn`. This module carries the
-turns out, strictly in order, in two stages:
+world at once; its I/O effects, one `Effects` value (vmd.daemon.effects), are handed to
+`Pipeline.submit`, which adds them to the current `Turn`: the only way into a turn. This
+module carries the turns out, strictly in order, in two stages:
 
 1. **write** (`run_writer`): take the current turn (everything decided since the last one:
    one event-loop turn, or more while the previous write was running; that is the group
@@ -27,9 +28,9 @@ vmd.daemon.outbox.
 
 Failures: the store write is shielded (a cancelled drain stops waiting for it, never
 stops it half-way); a store error is a bug and crashes the daemon. What one request makes
-is encoded when it is recorded (rows by `Batch.put_*`, events by `Event`, orders by
-`agent_task`, replies by `Pipeline.answer`), so a value JSON or the store cannot hold
-raises there (`UNENCODABLE`) and never joins the turn: that request is answered 500
+is encoded when it is made or submitted (events by `Event`, orders by `agent_task`, rows
+by `Batch.put_*` and replies by `reply_message` in `submit`), so a value JSON or the store
+cannot hold raises there (`UNENCODABLE`) and never joins the turn: that request is answered 500
 `Internal error` and dead-lettered (`Pipeline.fail`), and the rest of the turn is committed
 (docs/architecture.md rule 10, docs/reliability.md). A publish that fails
 (broker away: `NotConnected`, `ConnectionLost`, ...) is retried until it succeeds, because

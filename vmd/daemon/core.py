@@ -1,17 +1,18 @@
-"""The daemon's single decision step: apply a `vmd.fsm` Decision's effects to the current turn.
+"""The daemon's decision step: what a `vmd.fsm` Decision makes the daemon do, as `Effects`.
 
-Every input (a request, an agent report, a due deadline, a missed heartbeat) is decided by a
-pure `vmd.fsm` function on the event loop, which updates the in-memory `World` at once. The
-caller then hands the `Decision` to `Core.record` *before its next await*, which books
-everything the decision implies into the commit pipeline's current turn (vmd.daemon.commit):
-rows to store, events to publish, tasks to send, final replies of stream mode, deadlines to
-arm, metrics to count. Because deciding and recording happen in one synchronous step, no
-other input can see a VM half-changed, and inputs about one VM are applied in the order they
-arrived: the "one owner per VM" of docs/architecture.md rule 2 without a lock or a per-VM queue.
+Every input (a request, an agent report, a due deadline) is decided by a pure `vmd.fsm`
+function on the event loop, which updates the in-memory `World` at once. The caller then
+turns the `Decision` into effects with `Core.effects` (rows to store, events to publish,
+tasks to send, final replies of stream mode; deadlines armed and metrics counted on the
+way) and submits them to the commit pipeline (`Pipeline.submit`, vmd.daemon.commit)
+*before its next await* (`Core.record` does both). Because deciding and submitting happen
+in one synchronous step, no other input can see a VM half-changed, and inputs about one VM
+are applied in the order they arrived: the "one owner per VM" of docs/architecture.md rule
+2 without a lock or a per-VM queue.
 
 `Core` also holds what the decision step reads besides the `World`: the idempotency records
-of answered requests, the task deadlines, and the ended tasks kept in memory. Nodes are
-vmd.daemon.nodes.
+of answered requests, the task deadlines, the ended tasks kept in memory, and stream mode's
+subscribers (vmd.daemon.streams). Nodes are vmd.daemon.nodes.
 
 Idempotency records live 24 h (protocol.md §5), so at a steady rate of requests with a
 `message_id` their number is that rate times a day. Their answers are what costs memory

@@ -2,9 +2,10 @@
 
 The bus calls `Intake.handle` once per delivery, in arrival order (vmd.bus.consumer). The
 hot path never awaits: the request is parsed, its principal looked up, its idempotency key
-checked, `vmd.fsm.decide` applied to the world and the decision recorded into the commit
-pipeline's current turn (vmd.daemon.core), all in one synchronous step. The reply and the
-ack follow once the turn is stored and published (vmd.daemon.commit). So requests for one
+checked, `vmd.fsm.decide` applied to the world and its effects (vmd.daemon.core,
+`Core.effects`), the answer and the settlement gathered in one `Effects`, which goes to
+the commit pipeline (`Pipeline.submit`) at the end of the step, all synchronous. The reply
+and the ack follow once the turn is stored and published (vmd.daemon.commit). So requests for one
 VM are decided in the order they arrived, and the consumer's prefetch bounds how many are
 in hand (docs/architecture.md rule 6).
 

@@ -7,6 +7,7 @@ No I/O, no await. The daemon calls (module map and rules in docs/fsm.md):
 - `complete_task(world, task_id, outcome, now)`, `expire_task(world, task_id, now)`;
 - `observe(world, observation, now, cause=...)`, `expand_full_sync(...)`, `full_sync(...)`;
 - `start_resync(world, vm_uuid, now)` for the re-syncs a decision asks for;
+- `vmd.fsm.nodes.NodeHealth` for node liveness (heartbeats, silence, maintenance);
 - `task_status(task, principal)` for a task the daemon fetched from its store;
 - `task_id_factory(shard)`, and the renderers of `vmd.fsm.render` for events.
 
