@@ -191,8 +191,8 @@ async def test_sigkill_mid_task_then_restart(
     first = spawn(notify, start_deadline=8)
     await first.ready()
     agent = await make_agent("node1")
-    await seed_remote(agent)
     alice = await make_client("alice")
+    await seed_remote(agent, alice)
     # Two starts: one the agent completes after the restart (its stream subscriber
     # survives), one nobody answers (it must expire, after the restart, once).
     finals: list[Reply] = []
@@ -243,9 +243,9 @@ async def test_restart_after_the_deadline_expires_before_ready(
     first = spawn(notify, start_deadline=1)
     await first.ready()
     agent = await make_agent("node1")
-    await seed_remote(agent)
-    await agent.bus.stop_consuming()  # the task stays in the queue: never run
     alice = await make_client("alice")
+    await seed_remote(agent, alice)
+    await agent.bus.stop_consuming()  # the task stays in the queue: never run
     reply = await alice.call(Request("PUT", "/vm/web02.example.com/status/start"))
     assert reply.code == 201
     first.proc.kill()
@@ -269,10 +269,17 @@ async def test_restart_after_the_deadline_expires_before_ready(
     assert await second.wait() == 0
 
 
-async def seed_remote(agent: FakeAgent) -> None:
-    """The fleet, through the agent only (the daemon is another process)."""
+async def seed_remote(agent: FakeAgent, client: BusClient) -> None:
+    """The fleet, through the agent (the daemon is another process), until `client` sees
+    it: alice's VMs listed (she owns all of FLEET but db01)."""
     for n, hostname, kw in FLEET:
         agent.add(n, hostname, **kw)
     await eventually(lambda: agent.syncs, what="the sync request of a node online")
     await agent.full_sync()
-    await asyncio.sleep(0.3)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10.0
+    while True:
+        listed = await client.call(Request("GET", "/vm/status"))
+        if len(listed.body["result"]) == len(FLEET) - 1:
+            return
+        assert loop.time() < end, f"the fleet never appeared: {listed}"
