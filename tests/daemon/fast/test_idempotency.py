@@ -140,3 +140,20 @@ async def test_records_per_principal_are_capped_oldest_first(make_fast: MakeFast
     # Pure reads are not recorded at all.
     await fast.call("admin", "GET", path, message_id="read-1")
     assert fast.core.records_of("admin") == 2
+
+
+async def test_a_stream_subscriber_gets_its_final_reply_after_a_restart(
+        fast: FastDaemon) -> None:
+    request = await fast.send(fast.bus.request("alice", "PUT", START, message_id="s-restart",
+                                               stream=True))
+    cid = request.correlation_id or ""
+    (task,) = fast.tasks()
+    await fast.restart()  # the subscriber is stored with its pending task
+    await fast.heartbeat()
+    await fast.result(task)
+    (final,) = fast.bus.replies(cid)  # this process's bus: the final reply only
+    assert (final.code, final.body["task_id"]) == (200, task.task_id)
+    # A retry now gets both answers at once, from the record the final reply completed.
+    again = await fast.send(fast.bus.request("alice", "PUT", START, message_id="s-restart",
+                                             stream=True))
+    assert [r.code for r in fast.bus.replies(again.correlation_id or "")] == [201, 200]
