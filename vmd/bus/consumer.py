@@ -35,7 +35,7 @@ import aiormq.abc
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from vmd.bus.delivery import DeadLetterer, Delivery
+from vmd.bus.delivery import DeadLetterer, Delivery, Fence
 from vmd.bus.errors import BusError
 from vmd.bus.link import CLOSE_ERRORS, Session, describe
 
@@ -55,8 +55,10 @@ class Consumer:
         prefetch: int,
         dead_letterer: DeadLetterer,
         on_crash: Callable[[BaseException], None],
+        fence: Fence | None = None,
     ) -> None:
         self.queue = queue
+        self._fence = fence
         self.prefetch = prefetch
         self._handler = handler
         self._dead_letterer = dead_letterer
@@ -115,6 +117,7 @@ class Consumer:
             session=session,
             on_settled=self._settled,
             dead_letterer=self._dead_letterer,
+            fence=self._fence,
         )
         if self._stopping:
             # Arrived after stop() drained the buffer (sent before our basic.cancel).

@@ -26,6 +26,8 @@ from vmd.bus.link import Session
 
 SettleHook = Callable[["Delivery"], None]
 DeadLetterer = Callable[["Delivery", str], Awaitable[None]]
+# Run before every publish and ack of a bus; it raises (or exits) to refuse them.
+Fence = Callable[[], None]
 
 _GONE = (amqp_errors.ChannelInvalidStateError, amqp_errors.AMQPError, ConnectionError)
 
@@ -36,6 +38,7 @@ class Delivery:
     __slots__ = (
         "_channel",
         "_dead_letterer",
+        "_fence",
         "_on_settled",
         "_session",
         "_settled",
@@ -64,6 +67,7 @@ class Delivery:
         session: Session,
         on_settled: SettleHook,
         dead_letterer: DeadLetterer,
+        fence: Fence | None = None,
     ) -> None:
         props = message.header.properties
         self.body: bytes = message.body
@@ -85,6 +89,7 @@ class Delivery:
         self._session = session
         self._on_settled = on_settled
         self._dead_letterer = dead_letterer
+        self._fence = fence
         self._settled = False
 
     def __repr__(self) -> str:
@@ -117,7 +122,10 @@ class Delivery:
         self._on_settled(self)
 
     async def ack(self) -> bool:
-        """Done with it. False if stale (it will come again)."""
+        """Done with it. False if stale (it will come again). The bus's fence runs first
+        (vmd.bus.service.Bus: a daemon that lost its lease acks nothing)."""
+        if self._fence is not None:
+            self._fence()
         self._mark_settled()
         if self.stale:
             return False

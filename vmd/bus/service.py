@@ -25,7 +25,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from vmd.bus.consumer import Consumer, Handler
-from vmd.bus.delivery import Delivery
+from vmd.bus.delivery import Delivery, Fence
 from vmd.bus.errors import BusError, NotConnected, PublishTimeout
 from vmd.bus.link import REFUSALS, TRANSIENT, Link, Session, describe
 from vmd.bus.publish import Outgoing, publish_batch
@@ -44,8 +44,13 @@ ORIGINAL_ROUTING_KEY_HEADER = "x-vmd-routing-key"
 class Bus:
     """A named, self-healing connection with declared topology, consumers and publishers."""
 
-    def __init__(self, settings: BusSettings, *, topology: Topology | None = None) -> None:
+    def __init__(self, settings: BusSettings, *, topology: Topology | None = None,
+                 fence: Fence | None = None) -> None:
+        """`fence`, when given, runs before every publish and every ack, and refuses them
+        by raising (the daemon's leadership, docs/ha.md: a lost lease publishes and acks
+        nothing)."""
         self.settings = settings
+        self._fence = fence
         self._topologies: list[Topology] = [topology] if topology is not None else []
         self._consumers: list[Consumer] = []
         self._link = Link(settings, self._setup)
@@ -152,6 +157,7 @@ class Bus:
             prefetch=self.settings.prefetch if prefetch is None else prefetch,
             dead_letterer=self._dead_letter_copy,
             on_crash=self._link.fail,
+            fence=self._fence,
         )
         if not self._started:
             self._consumers.append(consumer)
@@ -193,6 +199,8 @@ class Bus:
             async with asyncio.timeout(timeout):
                 session = await self._link.wait_session()
                 connected = True
+                if self._fence is not None:
+                    self._fence()  # after any wait for a connection, right before sending
                 await publish_batch(session, messages)
         except TimeoutError:
             if not connected:

@@ -1,9 +1,10 @@
 """The daemon's lifecycle: start-up in order, the long-lived tasks, and the shutdown drain.
 
 `Daemon.start` (each step before the next):
-1. open the store and load the fleet (in the writer thread); build the `World`;
-   `gc.freeze()` once it is built (measured +60 % decisions/s with a large fleet);
-2. serve `/metrics` (`[daemon] metrics`; port 0 = any free port, the bound address logged);
+1. serve `/metrics` (`[daemon] metrics`; port 0 = any free port, the bound address logged);
+2. on a PostgreSQL store, wait as a standby until the lease is ours (docs/ha.md); open the
+   store and load the fleet (in the writer thread); build the `World`; `gc.freeze()` once
+   it is built (measured +60 % decisions/s with a large fleet);
 3. re-arm every pending task's deadline and decide the expiry of those already due, apply
    `[daemon] maintenance`, queue the outbox the store still holds (published before any
    turn: vmd.daemon.commit), start the commit pipeline;
@@ -21,8 +22,9 @@ and held, closes the store, `STOPPING=1`, closes the broker connection last, and
 
 Exit codes (`serve`, `vmd.obs.systemd.ExitCode`): 0 after a drain; 2 for a store the
 operator must fix; 1 when the broker cannot be reached at start or the metrics address
-cannot be served (systemd restarts the unit); an internal error crashes with its traceback
-(habit 10).
+cannot be served (systemd restarts the unit); 3 when it lost its lease on a PostgreSQL
+store (it exits at once, and comes back as a standby: docs/ha.md); an internal error
+crashes with its traceback (habit 10).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from vmd.daemon.commit import Pipeline
 from vmd.daemon.core import Core
 from vmd.daemon.deadlines import run_deadlines
 from vmd.daemon.intake import Intake
+from vmd.daemon.leadership import Leadership, bus_link
 from vmd.daemon.nodes import Nodes, run_node_monitor
 from vmd.daemon.options import Options, bus_settings
 from vmd.daemon.poison import Guard
@@ -66,7 +69,8 @@ from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import DaemonMetrics
 from vmd.obs.metrics_http import MetricsServeError, MetricsServer, serve_metrics
 from vmd.obs.systemd import ExitCode
-from vmd.store import Store, StoreError
+from vmd.store import Fence, Store, StoreError
+from vmd.store.target import PostgresUrl, parse_target
 
 log = get_logger(__name__)
 
@@ -104,6 +108,7 @@ class Daemon:
         self.metrics = DaemonMetrics()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.metrics_server: MetricsServer | None = None
+        self.leadership: Leadership | None = None  # with a PostgreSQL store (docs/ha.md)
         self.running = False
 
     # -- start ------------------------------------------------------------------------------
@@ -113,11 +118,18 @@ class Daemon:
         ds, options = self.daemon_settings, self.options
         loop = asyncio.get_running_loop()
         try:
+            self._serve_metrics()  # first: a standby serves /metrics too
+            fence = await self._lead(stop)
             self.store = await loop.run_in_executor(self.executor, functools.partial(
                 Store.open, ds.store, history_keep=ds.history_keep,
-                history_retention=ds.history_retention))
-        except StoreError as exc:
+                history_retention=ds.history_retention, fence=fence))
+        except (StoreError, StartupError) as exc:
+            await self._cancel(*self._tasks)
+            if self.metrics_server is not None:
+                await asyncio.to_thread(self.metrics_server.close)
             self.executor.shutdown(wait=False)
+            if isinstance(exc, StartupError):
+                raise
             raise StartupError(str(exc), ExitCode.CONFIG) from None
         now = self.clock()
         fleet = await loop.run_in_executor(self.executor, self.store.load_fleet, now)
@@ -134,17 +146,12 @@ class Daemon:
         metrics.vm_status.reset(vm.status.value for vm in self.world.vms)
         metrics.node_status.reset(node.status.value for node in nodes.values())
         metrics.tasks_in_flight.set(len(fleet.tasks))
-        try:
-            self.metrics_server = serve_metrics(metrics.registry, ds.metrics)
-        except MetricsServeError as exc:
-            await self._close_store()
-            raise StartupError(str(exc), ExitCode.FAILED) from None
-        log.info("metrics served", url=self.metrics_server.url)
 
         topology = DAEMON
         for name in sorted(nodes):
             topology = topology + node_tasks(name)
-        self.bus = Bus(bus_settings(self.settings, options), topology=topology)
+        link, checked = bus_link(bus_settings(self.settings, options), self.leadership)
+        self.bus = Bus(link, topology=topology, fence=checked)
         self.pipeline = Pipeline(store=self.store, bus=self.bus, executor=self.executor,
                                  metrics=metrics, clock=self.clock,
                                  retry_delay=options.retry_delay)
@@ -226,6 +233,25 @@ class Daemon:
                  expired_at_start=expired, idempotency_keys=len(self.core.idempotency),
                  store=str(ds.store))
 
+    async def _lead(self, stop: asyncio.Event | None) -> Fence | None:
+        """PostgreSQL: a standby until the lease is ours, then the store's fence (ha.md)."""
+        ds = self.daemon_settings
+        if not isinstance(parse_target(ds.store), PostgresUrl):
+            return None
+        self.leadership = Leadership(str(ds.store), metrics=self.metrics,
+                                     lease_seconds=ds.lease)
+        if not await self.leadership.acquire(stop or asyncio.Event()):
+            raise StartupError("stopped as a standby", ExitCode.OK)
+        self._spawn("lease", self.leadership.run())
+        return self.leadership.fence
+
+    def _serve_metrics(self) -> None:
+        try:
+            self.metrics_server = serve_metrics(self.metrics.registry, self.daemon_settings.metrics)
+        except MetricsServeError as exc:
+            raise StartupError(str(exc), ExitCode.FAILED) from None
+        log.info("metrics served", url=self.metrics_server.url)
+
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks[name] = asyncio.create_task(coro, name=f"vmd-daemon:{name}")
 
@@ -275,6 +301,9 @@ class Daemon:
         # 6. The broker connection, last.
         left = sum(c.in_hand for c in self.bus.consumers)
         await self.bus.close(drain_timeout=0.0 if hurry.is_set() else self.options.close_timeout)
+        if self.leadership is not None:  # nothing more is written, published or acked
+            await self._cancel("lease")
+            await self.leadership.release()
         # 7. Watchdog and metrics.
         await self._cancel(*self._tasks)
         if self.metrics_server is not None:

@@ -255,6 +255,17 @@ class DaemonMetrics:
             "Deliveries dead-lettered unhandled: redelivered more often than the delivery "
             "limit (each time the process died while it was in hand).",
             registry=r)
+        # Leadership on a PostgreSQL store (vmd.daemon.leadership, docs/ha.md); with SQLite
+        # the one daemon is always the leader (1) at epoch 0.
+        self.leader = Gauge(
+            "vmd_leader", "1 on the active daemon, 0 on a standby.", registry=r)
+        self.leader.set(1)
+        self.leader_epoch = Gauge(
+            "vmd_leader_epoch", "The lease epoch this daemon won (0: none yet).", registry=r)
+        self.takeovers = Counter(
+            "vmd_takeovers",
+            "Times this daemon took the lease over from another holder (epoch > 1).",
+            registry=r)
         # Children for the fixed label sets: series exist (at 0) from the start, so rate()
         # and absent-series alerts work, and the hot path skips labels() (~1 µs a call).
         self._tasks = {(a, o): self.tasks.labels(a, o)

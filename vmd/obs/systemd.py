@@ -35,6 +35,8 @@ class ExitCode(enum.IntEnum):
     OK = 0  # after a drain (SIGTERM/SIGINT), or stopped while waiting for the broker
     FAILED = 1  # the broker cannot be reached at start, or a failure restarting may cure
     CONFIG = 2  # a configuration, store, SSH setting or address an operator must fix
+    # The daemon lost its lease to another one (docs/ha.md): restarted as a standby.
+    FENCED = 3
 
 # systemd asks for pings at half the timeout (sd_watchdog_enabled(3)).
 _PING_FRACTION = 0.5
