@@ -15,7 +15,7 @@ from vmd import config
 from vmd.bus import BusClient
 from vmd.bus.topology import DEAD_QUEUE
 from vmd.daemon import Daemon
-from vmd.daemon.core import DEFAULT_MAX_RECORDS
+from vmd.daemon.idempotency import DEFAULT_MAX_RECORDS
 from vmd.daemon.intake import DEFAULT_MAX_PENDING
 from vmd.model import Reply, Request, VmStatus
 

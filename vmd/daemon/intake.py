@@ -28,7 +28,7 @@ answered with it (and in stream mode with the final reply too, or subscribed to 
 end) and not executed again. Only requests that may change something are recorded (start,
 stop, reboot, GET and PUT current: they make tasks; define): pure reads (the list, a VM's
 status, a task's status) and unknown paths are answered afresh each time, with nothing
-kept. Each principal's records are capped (vmd.daemon.core). A GET current while one of the
+kept. Each principal's records are capped (vmd.daemon.idempotency). A GET current while one of the
 same VM is pending joins it (vmd.fsm.power), and in stream mode is subscribed to its end
 like a repeat (`MAX_STREAMS` per task).
 

@@ -8,7 +8,7 @@ every `[daemon] reconcile_interval` each online node's agent is asked for a full
 
 Housekeeping, every `tick`: ended tasks older than `Options.keep_ended_seconds` leave memory
 (the store keeps them; `GET /task/<id>/status` reads it), and so do the answers of idempotency
-records older than `Options.idempotency_hot_seconds` (vmd.daemon.core); the broker reconnect
+records older than `Options.idempotency_hot_seconds` (vmd.daemon.idempotency); the broker reconnect
 count and the age of the oldest VM in starting/stopping are exported; and every
 `Options.purge_interval` (first at start) ended tasks and idempotency keys older than 24 h
 are purged from the store (in the writer thread, after the writes queued before it) and
