@@ -15,7 +15,8 @@ Module map (docs/daemon.md explains the design):
 | `memo.py` | answers of requests without `message_id`, for their redelivery |
 | `streams.py` | stream mode's subscribers per pending task (bounded, stored with its row) |
 | `reports.py` | agent reports: results, observations, full syncs, heartbeats, ISO lists |
-| `core.py` | a `Decision`'s effects (`Core.effects`), idempotency records, ended tasks |
+| `core.py` | a `Decision`'s effects (`Core.effects`), pending tasks, ended tasks |
+| `idempotency.py` | idempotency records in memory: hot, cold, bounded per principal |
 | `effects.py` | what one step returns: `Effects` (rows, events, orders, answers, settlements) |
 | `commit.py` | the commit pipeline: `submit`, one store write per turn, then publish and acks |
 | `turn.py` | what one turn holds: the effects submitted since the previous turn |
