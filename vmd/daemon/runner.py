@@ -1,6 +1,7 @@
 """The daemon's lifecycle: start-up in order, the long-lived tasks, and the shutdown drain.
 
-`Daemon.start` (each step before the next):
+`Daemon.start` (each step before the next; the long-lived tasks it starts are declared in
+`Daemon._declare_tasks`, on one `vmd.obs.tasks.Supervisor`):
 1. serve `/metrics` (`[daemon] metrics`; port 0 = any free port, the bound address logged);
 2. on a PostgreSQL store, wait as a standby until the lease is ours (docs/ha.md); open the
    store and load the fleet (in the writer thread); build the `World`; `gc.freeze()` once
@@ -22,9 +23,11 @@ and held, closes the store, `STOPPING=1`, closes the broker connection last, and
 
 Exit codes (`serve`, `vmd.obs.systemd.ExitCode`): 0 after a drain; 2 for a store the
 operator must fix; 1 when the broker cannot be reached at start or the metrics address
-cannot be served (systemd restarts the unit); 3 when it lost its lease on a PostgreSQL
-store (it exits at once, and comes back as a standby: docs/ha.md); an internal error
-crashes with its traceback (habit 10).
+cannot be served (systemd restarts the unit), and when a long-lived task crashes or the bus
+fails for good: the supervisor logs the one reason (an internal error at critical, with its
+traceback: habit 10), the daemon stops without draining (`abort`) and exits 1; 3 when it
+lost its lease on a PostgreSQL store (it exits at once, and comes back as a standby:
+docs/ha.md).
 """
 
 from __future__ import annotations
@@ -34,9 +37,8 @@ import contextlib
 import functools
 import gc
 import sys
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from vmd.bus import (
     COMMANDS_QUEUE,
@@ -47,6 +49,7 @@ from vmd.bus import (
     Bus,
     BusFailed,
     ConnectFailed,
+    Consumer,
     node_tasks,
     unless_stopped,
 )
@@ -69,6 +72,7 @@ from vmd.obs.looplag import monitor_loop_lag
 from vmd.obs.metrics import DaemonMetrics
 from vmd.obs.metrics_http import MetricsServeError, MetricsServer, serve_metrics
 from vmd.obs.systemd import ExitCode
+from vmd.obs.tasks import Supervisor
 from vmd.store import Fence, Store, StoreError
 from vmd.store.target import PostgresUrl, parse_target
 
@@ -106,7 +110,9 @@ class Daemon:
         self.clock = self.options.clock
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmd-store")
         self.metrics = DaemonMetrics()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.tasks = Supervisor("vmd daemon", {BusFailed: ExitCode.FAILED})
+        self._reports: Consumer | None = None  # the reports consumer, once registered
+        self._declare_tasks()
         self.metrics_server: MetricsServer | None = None
         self.leadership: Leadership | None = None  # with a PostgreSQL store (docs/ha.md)
         self.running = False
@@ -124,7 +130,7 @@ class Daemon:
                 Store.open, ds.store, history_keep=ds.history_keep,
                 history_retention=ds.history_retention, fence=fence))
         except (StoreError, StartupError) as exc:
-            await self._cancel(*self._tasks)
+            await self.tasks.stop()
             if self.metrics_server is not None:
                 await asyncio.to_thread(self.metrics_server.close)
             self.executor.shutdown(wait=False)
@@ -186,9 +192,7 @@ class Daemon:
         if outbox:
             log.info("publishing the outbox left by the previous process", stored=len(outbox),
                      to_send=replayed)
-        self._spawn("store-writer", self.pipeline.run_writer())
-        self._spawn("publisher", self.pipeline.run_publisher())
-        self._spawn("lister", self.intake.lister.run())
+        self.tasks.start("store-writer", "publisher", "lister")
         # The fleet is built: keep the collector from rescanning it (docs/store.md).
         gc.freeze()
         try:
@@ -207,27 +211,15 @@ class Daemon:
         # Guarded (vmd.daemon.poison): no single message may stop the daemon.
         guard = Guard(pipeline=self.pipeline, store=self.store, clock=self.clock,
                       metrics=self.core.metrics)
-        reports = await self.bus.consume(
+        self._reports = await self.bus.consume(
             REPORTS_QUEUE, guard.wrap(self.reports.handle), prefetch=ds.prefetch)
         await self.bus.consume(COMMANDS_QUEUE, guard.wrap(self.intake.handle),
                                prefetch=ds.prefetch)
-        self._spawn("deadlines", run_deadlines(deadlines=self.core.deadlines,
-                                               expire=self.core.expire_due, clock=self.clock,
-                                               tick=options.tick))
-        self._spawn("node-monitor", run_node_monitor(
-            nodes=self.nodes, clock=self.clock, tick=options.tick,
-            backlogged=lambda: reports.in_hand >= reports.prefetch))
-        self._spawn("reconcile", run_reconcile(nodes=self.nodes,
-                                               interval=ds.reconcile_interval))
-        self._spawn("housekeeping", run_housekeeping(
-            core=self.core, pipeline=self.pipeline, store=self.store, bus=self.bus,
-            metrics=metrics, clock=self.clock, tick=options.tick,
-            purge_interval=options.purge_interval))
-        self._spawn("watchdog", systemd.watchdog_loop())
-        self._spawn("loop-lag", monitor_loop_lag(observe=metrics.loop_lag.observe))
+        self.tasks.start("bus", "deadlines", "node-monitor", "reconcile", "housekeeping",
+                         "watchdog", "loop-lag")
         self.running = True
         status = f"{len(self.world.vms)} VMs, {len(self.nodes.online())} nodes online"
-        systemd.ready(status)
+        self.tasks.notify.ready(status)
         log.info("ready", vms=len(self.world.vms), nodes=len(nodes),
                  nodes_online=len(self.nodes.online()), pending_tasks=len(fleet.tasks),
                  expired_at_start=expired, idempotency_keys=len(self.core.idempotency),
@@ -242,7 +234,7 @@ class Daemon:
                                      lease_seconds=ds.lease)
         if not await self.leadership.acquire(stop or asyncio.Event()):
             raise StartupError("stopped as a standby", ExitCode.OK)
-        self._spawn("lease", self.leadership.run())
+        self.tasks.start("lease")
         return self.leadership.fence
 
     def _serve_metrics(self) -> None:
@@ -252,23 +244,44 @@ class Daemon:
             raise StartupError(str(exc), ExitCode.FAILED) from None
         log.info("metrics served", url=self.metrics_server.url)
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        self._tasks[name] = asyncio.create_task(coro, name=f"vmd-daemon:{name}")
+    def _declare_tasks(self) -> None:
+        """The daemon's long-lived tasks, in the order `start` starts them. Each is made when
+        it starts, from the parts `start` has built by then; `shutdown` stops them in the
+        order of docs/shutdown.md."""
+        declare, options = self.tasks.declare, self.options
+        # On a PostgreSQL store, once the lease is ours: its renewal (vmd.daemon.leadership).
+        declare("lease", self._hold_lease)
+        # Before the first connect: the pipeline's two stages and the big-list builder.
+        declare("store-writer", lambda: self.pipeline.run_writer())
+        declare("publisher", lambda: self.pipeline.run_publisher())
+        declare("lister", lambda: self.intake.lister.run())
+        # Once consuming. The bus's watcher returns when the shutdown closes it; it raises
+        # BusFailed when the link stopped on its own.
+        declare("bus", lambda: self.bus.wait_closed(), may_return=True)
+        declare("deadlines", lambda: run_deadlines(
+            deadlines=self.core.deadlines, expire=self.core.expire_due, clock=self.clock,
+            tick=options.tick))
+        declare("node-monitor", lambda: run_node_monitor(
+            nodes=self.nodes, clock=self.clock, tick=options.tick,
+            backlogged=self._reports_backlogged))
+        declare("reconcile", lambda: run_reconcile(
+            nodes=self.nodes, interval=self.daemon_settings.reconcile_interval))
+        declare("housekeeping", lambda: run_housekeeping(
+            core=self.core, pipeline=self.pipeline, store=self.store, bus=self.bus,
+            metrics=self.metrics, clock=self.clock, tick=options.tick,
+            purge_interval=options.purge_interval))
+        declare("watchdog", systemd.watchdog_loop)
+        declare("loop-lag", lambda: monitor_loop_lag(observe=self.metrics.loop_lag.observe))
 
-    async def crashed(self) -> BaseException:
-        """Wait until a long-lived task or the bus stops on its own; return why."""
-        closed: asyncio.Task[None] = asyncio.ensure_future(self.bus.wait_closed())
-        try:
-            done, _ = await asyncio.wait([*self._tasks.values(), closed],
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                exc = task.exception()
-                assert exc is not None
-                return exc
-        return RuntimeError(f"{', '.join(t.get_name() for t in done)} stopped on its own")
+    async def _hold_lease(self) -> None:
+        assert self.leadership is not None  # started once the lease is ours
+        await self.leadership.run()
+
+    def _reports_backlogged(self) -> bool:
+        # The reports consumer holds all it may: heartbeats may be waiting among them, so
+        # the node monitor declares no node lost meanwhile.
+        reports = self._reports
+        return reports is not None and reports.in_hand >= reports.prefetch
 
     # -- stop -------------------------------------------------------------------------------
 
@@ -278,13 +291,14 @@ class Daemon:
         self.running = False
         # 1. Stop consuming and producing.
         self.core.draining = True
-        systemd.status("draining")
+        notify = self.tasks.notify
+        notify.status("draining")
         log.info("draining")
         await asyncio.sleep(0)  # deliveries being dispatched reach the intake's 503 path
         requeued = await self.bus.stop_consuming()
-        await self._cancel("deadlines", "node-monitor", "reconcile", "housekeeping")
+        await self.tasks.stop("deadlines", "node-monitor", "reconcile", "housekeeping")
         # 2. Finish what is in hand, up to the drain deadline.
-        systemd.status("draining: finishing requests in hand")
+        notify.status("draining: finishing requests in hand")
         flushed = await _within(self._finish(), self.daemon_settings.drain_timeout, hurry)
         if not flushed:
             log.warning("drain deadline reached; unfinished requests go back to their queue")
@@ -293,19 +307,19 @@ class Daemon:
         for delivery in held:
             requeued += await delivery.reject(requeue=True)
         # 4. Flush and close the store.
-        await self._cancel("store-writer", "publisher")
+        await self.tasks.stop("store-writer", "publisher")
         await self.pipeline.abandon()
         await self._close_store()
         # 5. The state is safe.
-        systemd.stopping("stopping: store closed")
+        notify.stopping("stopping: store closed")
         # 6. The broker connection, last.
         left = sum(c.in_hand for c in self.bus.consumers)
         await self.bus.close(drain_timeout=0.0 if hurry.is_set() else self.options.close_timeout)
         if self.leadership is not None:  # nothing more is written, published or acked
-            await self._cancel("lease")
+            await self.tasks.stop("lease")
             await self.leadership.release()
-        # 7. Watchdog and metrics.
-        await self._cancel(*self._tasks)
+        # 7. The rest (lister, the bus's watcher, watchdog, loop-lag), and metrics.
+        await self.tasks.stop()
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.close)
         log.info("shutdown complete", answered=self.pipeline.answered, requeued=requeued,
@@ -319,21 +333,13 @@ class Daemon:
     async def abort(self) -> None:
         """After a crash or a failed start: stop everything without draining."""
         self.running = False
-        await self._cancel(*self._tasks)
+        await self.tasks.stop()
         await self.pipeline.abandon()
         with contextlib.suppress(Exception):
             await self.bus.close(drain_timeout=0.0)
         await self._close_store()
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.close)
-
-    async def _cancel(self, *names: str) -> None:
-        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _close_store(self) -> None:
         # In the writer thread, after any write still running there.
@@ -379,16 +385,11 @@ async def serve(
         print(stderr_text(f"vmd daemon: {exc}", "error" if exc.code else "info"),
               file=sys.stderr)
         return exc.code
-    stopped = asyncio.ensure_future(stop.wait())
-    crashed = asyncio.ensure_future(daemon.crashed())
-    await asyncio.wait({stopped, crashed}, return_when=asyncio.FIRST_COMPLETED)
-    if not stopped.done():
-        stopped.cancel()
-        failure = crashed.result()
-        log.critical("internal error: the daemon stops", error=repr(failure))
+    crash = await daemon.tasks.until_stopped(stop)
+    if crash is not None:  # logged by the supervisor
         await daemon.abort()
-        raise failure
-    crashed.cancel()
+        return crash.code
     await daemon.shutdown(hurry)
-    return ExitCode.OK
+    # A task that failed while being stopped was logged; the drain went on regardless.
+    return ExitCode.OK if daemon.tasks.crash is None else daemon.tasks.crash.code
 
