@@ -73,8 +73,8 @@ def check_answers(load: Load) -> AnswerChecks:
             req.first.code == 201 else [a for a in req.answers if not _final(req, a)]
         finals = [a for a in req.answers if _final(req, a)]
         c.repeated += len(req.answers) - req.expected()
-        if req.method == "GET" and req.path.rstrip("/") == "/vm/status":
-            continue  # not recorded by vmd (protocol.md §5): a repeat lists again
+        if req.op in READS or (req.method == "GET" and req.path.rstrip("/") == "/vm/status"):
+            continue  # pure reads are not recorded (protocol.md §5): a repeat reads again
         if any(not _same(a, firsts[0]) for a in firsts[1:]) or \
                 any(not _same(a, finals[0]) for a in finals[1:]):
             c.duplicates += 1

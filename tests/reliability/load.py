@@ -201,12 +201,16 @@ class Load:
 
     def __init__(self, url_for: Callable[[str], str], fleet: list[VmInfo], timing: Timing,
                  *, seed: int = 7, answer_timeout: float = 90.0,
-                 users: tuple[str, ...] = ("admin", "alice", "bob")) -> None:
+                 users: tuple[str, ...] = ("admin", "alice", "bob"),
+                 retry_after: float | None = None) -> None:
         self.url_for = url_for
         self.fleet = fleet
         self.timing = timing
         self.rng = random.Random(seed)
         self.answer_timeout = answer_timeout
+        # Also send a request again (the same message_id) when this long passed without
+        # its answer, its connection up (test_ha.py: a client that retries on its own).
+        self.retry_after = retry_after
         self.users = users
         self.links: dict[str, Link] = {}
         self.reqs: list[Req] = []
@@ -264,13 +268,17 @@ class Load:
                 continue
             waiter: asyncio.Future[Any] = asyncio.ensure_future(req.done.wait())
             waits: set[asyncio.Future[Any]] = {waiter, lost}
+            left = max(0.0, deadline - time.monotonic())
             try:
-                await asyncio.wait(waits, timeout=max(0.0, deadline - time.monotonic()),
+                await asyncio.wait(waits, timeout=min(left, self.retry_after or left),
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 waiter.cancel()
             if req.done.is_set():
                 return req
+            if self.retry_after and not lost.done() and time.monotonic() < deadline:
+                req.errors.append("no answer in time")
+                continue
             if lost.done() and time.monotonic() < deadline:
                 req.errors.append("connection lost")
                 continue

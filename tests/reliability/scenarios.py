@@ -149,8 +149,10 @@ async def wait_listed(load: Load, cloud: RelCloud, uuids: set[str], timeout: flo
 
 @contextlib.asynccontextmanager
 async def booted(env: Env, name: str, scale: Scale, timing: Timing, *, proxy: bool = False,
-                 extra_vms: int = 0) -> AsyncIterator[Ctx]:
-    """A running cloud with its fleet, the event recorder and the load's links."""
+                 extra_vms: int = 0, cloud_factory: Callable[..., RelCloud] = RelCloud
+                 ) -> AsyncIterator[Ctx]:
+    """A running cloud with its fleet, the event recorder and the load's links.
+    `cloud_factory(base, broker_url, timing=...)` builds it (test_ha.py: two daemons)."""
     tcp = TcpProxy("127.0.0.1", 5672) if proxy else None
     if tcp is not None:
         await tcp.start()
@@ -160,7 +162,7 @@ async def booted(env: Env, name: str, scale: Scale, timing: Timing, *, proxy: bo
 
     base = env.base / name
     base.mkdir(parents=True, exist_ok=True)
-    cloud = RelCloud(base, url_for("vmd"), timing=timing)
+    cloud = cloud_factory(base, url_for("vmd"), timing=timing)
     # As the daemon's user (it may read every event it publishes; a name it may declare).
     recorder = EventRecorder(url_for("vmd"), f"vmd.rel.events.{name}")
     try:
@@ -194,11 +196,13 @@ async def _delete_queue(url: str, queue: str) -> None:
 async def run_scenario(env: Env, name: str, scale: Scale, fault: Fault, *,
                        timing: Timing | None = None, proxy: bool = False, extra_vms: int = 0,
                        load_fleet: Callable[[list[VmInfo]], list[VmInfo]] | None = None,
-                       setup: Callable[[Ctx], Awaitable[None]] | None = None) -> Figures:
+                       setup: Callable[[Ctx], Awaitable[None]] | None = None,
+                       cloud_factory: Callable[..., RelCloud] = RelCloud) -> Figures:
     timing = timing or Timing()
     figures = Figures(name, scale.repeats, scale)
     started = time.monotonic()
-    async with booted(env, name, scale, timing, proxy=proxy, extra_vms=extra_vms) as ctx:
+    async with booted(env, name, scale, timing, proxy=proxy, extra_vms=extra_vms,
+                      cloud_factory=cloud_factory) as ctx:
         phases = {"boot": time.monotonic()}
         recorder = ctx.recorder
         if setup is not None:
