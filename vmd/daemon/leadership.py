@@ -101,8 +101,9 @@ class Leadership:
 
     def __init__(self, conninfo: str, *, metrics: DaemonMetrics, lease_seconds: float = LEASE,
                  holder: str | None = None, clock: Callable[[], float] = time.monotonic,
-                 exit: Exit = os._exit) -> None:
+                 exit: Exit = os._exit, notify: systemd.Notifier | None = None) -> None:
         self._conninfo = conninfo
+        self._notify = notify or systemd.Notifier()  # the daemon's (vmd.obs.tasks)
         self._metrics = metrics
         self.lease = lease_seconds
         self.margin = lease_seconds * MARGIN_FRACTION
@@ -124,7 +125,7 @@ class Leadership:
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Wait as a standby until the lease is ours (True) or `stop` is set (False)."""
-        systemd.notify("READY=1\nSTATUS=standby: waiting for the lease")
+        self._notify.ready("standby: waiting for the lease")
         shown: tuple[str, int] | None = None
         while not stop.is_set():
             sent = self._clock()
@@ -141,7 +142,7 @@ class Leadership:
                 return True
             if current is not None and shown != (current.holder, current.epoch):
                 shown = (current.holder, current.epoch)
-                systemd.status(f"standby: epoch {current.epoch} held by {current.holder}")
+                self._notify.status(f"standby: epoch {current.epoch} held by {current.holder}")
                 log.info("standby", leader=current.holder, epoch=current.epoch)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), POLL)
@@ -153,7 +154,7 @@ class Leadership:
         self._metrics.leader_epoch.set(held.epoch)
         if held.epoch > 1:
             self._metrics.takeovers.inc()
-        systemd.status(f"active: epoch {held.epoch}, restoring from the store")
+        self._notify.status(f"active: epoch {held.epoch}, restoring from the store")
         log.info("leadership acquired", epoch=held.epoch, holder=self.holder,
                  lease=self.lease)
 
@@ -202,7 +203,7 @@ class Leadership:
         epoch = self.held.epoch if self.held is not None else 0
         log.critical("stepping down: exiting for a restart as a standby", reason=why,
                      epoch=epoch, exit_code=int(ExitCode.FENCED))
-        systemd.status(f"standby: stepped down from epoch {epoch} ({why})")
+        self._notify.status(f"standby: stepped down from epoch {epoch} ({why})")
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()

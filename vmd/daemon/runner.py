@@ -231,7 +231,7 @@ class Daemon:
         if not isinstance(parse_target(ds.store), PostgresUrl):
             return None
         self.leadership = Leadership(str(ds.store), metrics=self.metrics,
-                                     lease_seconds=ds.lease)
+                                     lease_seconds=ds.lease, notify=self.tasks.notify)
         if not await self.leadership.acquire(stop or asyncio.Event()):
             raise StartupError("stopped as a standby", ExitCode.OK)
         self.tasks.start("lease")
