@@ -72,14 +72,16 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 
 
 def test_ready_status_stopping_arrive(receiver: Receiver) -> None:
-    assert systemd.ready("consuming")
-    assert systemd.status("draining: 3 requests\nin hand")
-    assert systemd.stopping()
-    assert systemd.watchdog()
+    notify = systemd.Notifier()
+    assert notify.ready("consuming")
+    assert notify.status("draining: 3 requests\nin hand")
+    assert notify.status("draining: 3 requests in hand") is False  # unchanged: not sent
+    assert notify.stopping("stopping: store closed")
+    assert systemd.notify("WATCHDOG=1")
     assert receiver.wait_for(4) == [
         "READY=1\nSTATUS=consuming",
         "STATUS=draining: 3 requests in hand",  # a newline would start a new assignment
-        "STOPPING=1",
+        "STOPPING=1\nSTATUS=stopping: store closed",
         "WATCHDOG=1",
     ]
 
@@ -89,7 +91,7 @@ def test_abstract_namespace_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     r = Receiver("\0" + name)
     try:
         monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
-        assert systemd.ready()
+        assert systemd.notify("READY=1")
         assert r.wait_for(1) == ["READY=1"]
     finally:
         r.close()
@@ -97,8 +99,8 @@ def test_abstract_namespace_socket(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_no_socket_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    assert systemd.ready() is False
-    assert systemd.watchdog() is False
+    assert systemd.Notifier().ready("consuming") is False
+    assert systemd.notify("WATCHDOG=1") is False
 
 
 @pytest.mark.parametrize("address", [
@@ -107,7 +109,7 @@ def test_no_socket_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
 ])
 def test_unusable_socket_is_not_fatal(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", address)
-    assert systemd.stopping() is False
+    assert systemd.Notifier().stopping("stopping") is False
 
 
 @pytest.mark.parametrize(
@@ -210,7 +212,7 @@ def test_a_reader_that_never_drains_does_not_block(monkeypatch: pytest.MonkeyPat
 
         def flood() -> None:
             for _ in range(5000):
-                results.append(systemd.status("x" * 1000))
+                results.append(systemd.notify("STATUS=" + "x" * 1000))
             done.set()
 
         threading.Thread(target=flood, daemon=True).start()

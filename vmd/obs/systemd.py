@@ -64,26 +64,6 @@ def notify(message: str, *, environ: Mapping[str, str] | None = None) -> bool:
     return True
 
 
-def ready(status: str | None = None) -> bool:
-    """Startup is complete: state loaded, broker connected, consuming (READY=1)."""
-    return notify("READY=1" + (f"\nSTATUS={_one_line(status)}" if status else ""))
-
-
-def status(text: str) -> bool:
-    """Free-form status shown by `systemctl status` (one line)."""
-    return notify(f"STATUS={_one_line(text)}")
-
-
-def stopping(status: str | None = None) -> bool:
-    """Shutdown has begun (STOPPING=1); see docs/shutdown.md for when to send it."""
-    return notify("STOPPING=1" + (f"\nSTATUS={_one_line(status)}" if status else ""))
-
-
-def watchdog() -> bool:
-    """One keep-alive ping (WATCHDOG=1)."""
-    return notify("WATCHDOG=1")
-
-
 # While the first connect waits for the broker, each report moves systemd's start timeout
 # (TimeoutStartSec=) to this long after the next attempt: enough for that attempt and the
 # rest of the start. A start that stops reporting (wedged) still times out.
