@@ -33,6 +33,7 @@ from vmd.bus import (
     Bus,
     BusSettings,
     Delivery,
+    ObservationReport,
     SyncRequest,
     TaskResult,
     decode_report,
@@ -65,15 +66,26 @@ class Received:
 
 @dataclass
 class DaemonSide:
-    """Sends orders to the node's task queue and collects everything on the reports queue."""
+    """Sends orders to the node's task queue and collects everything on the reports queue.
+
+    `messages` is every report as it came; `received` is what the daemon learns, in order:
+    the observations a result carries as an `ObservationReport` right before it (as the
+    daemon applies them), so a test of what the agent reports does not depend on which
+    message carried it."""
 
     bus: Bus
     node: NodeName = NODE
+    messages: list[Received] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, delivery: Delivery) -> None:
-        self.received.append(Received(time.time(), decode_report(delivery)))
+        at, report = time.time(), decode_report(delivery)
+        self.messages.append(Received(at, report))
+        if isinstance(report, TaskResult) and report.observations:
+            self.received.append(Received(at, ObservationReport(report.node, report.time,
+                                                                report.observations)))
+        self.received.append(Received(at, report))
         await delivery.ack()
         self.changed.set()
 

@@ -45,6 +45,10 @@ GONE = Observation(
     uuid=VmUuid("8a1a4e6c-0000-4000-8000-00000000bbbb"), node=NODE, state=None, change_time=1002.0
 )
 
+STOPPED = Observation(uuid=UUID, node=NODE, state="stopped", change_time=1009.0, vm={"a": 1})
+CARRYING = TaskResult(TASK.task_id, UUID, NODE, Action.STOP,
+                      TaskOutcome(OutcomeKind.SUCCESS, 0, "stopped"), 1010.0, (OBS, STOPPED))
+
 ORDERS = [
     pytest.param(TASK, id="task"),
     pytest.param(SyncRequest(node=NODE, reason="daemon takeover"), id="sync_request"),
@@ -79,6 +83,7 @@ REPORTS = [
         ),
         id="result-current-empty-message",
     ),
+    pytest.param(CARRYING, id="result-carrying-its-observations"),
     pytest.param(ObservationReport(node=NODE, time=1003.0, observations=(OBS, GONE)), id="obs"),
     pytest.param(Heartbeat(node=NODE, time=1004.0, interval=5.0, started=900.0), id="heartbeat"),
     pytest.param(FullSync(node=NODE, time=1005.0, vms=(OBS,), isos=("a.iso", "b.iso")), id="sync"),
@@ -94,6 +99,20 @@ def test_order_round_trip(order: Any) -> None:
 @pytest.mark.parametrize("report", REPORTS)
 def test_report_round_trip(report: Any) -> None:
     assert report_from_json(decode_object(encode(to_json(report)))) == report
+
+
+def test_a_result_without_observations_is_the_previous_versions_message() -> None:
+    """A rolling upgrade: the daemon reads the older agent's `result` (no `observations`),
+    and a result carrying none is sent exactly as that agent sent it (an older daemon reads
+    it too)."""
+    old = {"v": 1, "kind": "result", "task_id": "t", "uuid": UUID, "node": "node1",
+           "action": "start", "time": 1.0,
+           "outcome": {"kind": "success", "returncode": 0, "message": "", "state": None,
+                       "change_time": None, "definition": None}}
+    result = report_from_json(old)
+    assert isinstance(result, TaskResult)
+    assert result.observations == ()
+    assert to_json(result) == old
 
 
 def test_task_wire_shape() -> None:
@@ -200,6 +219,17 @@ def test_bad_orders(value: dict[str, Any], error: str) -> None:
             id="outcome-rc",
         ),
         pytest.param({"v": 1, "kind": "task"}, "unknown report kind 'task'", id="task-as-report"),
+        pytest.param(
+            to_json(CARRYING) | {"observations": [to_json(ObservationReport(
+                NODE, 1, (GONE,)))["observations"][0]]},
+            "'observations' must be of the result's VM",
+            id="result-carrying-another-vm",
+        ),
+        pytest.param(
+            to_json(CARRYING) | {"observations": {"uuid": UUID}},
+            "'observations' must be a list",
+            id="result-observations-not-a-list",
+        ),
     ],
 )
 def test_bad_reports(value: dict[str, Any], error: str) -> None:

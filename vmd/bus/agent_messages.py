@@ -9,6 +9,10 @@ Every body is a JSON object with `"v": 1` and a `"kind"`:
     daemon -> agent (queue vmd.agent.tasks.<node>):  task, sync_request
     agent -> daemon (queue vmd.agent.reports):       result, observations, heartbeat, sync, isos
 
+A result carries the observations of its VM the agent's watch made while the task ran (its
+own task's change), so a command costs one report, not a result and an observation. A
+daemon of this version reads the older agent's result without them too (docs/bus.md).
+
 A `task` that comes back on the reports queue was dead-lettered by the broker (its TTL, the
 time to its deadline, ran out before an agent took it, or an agent rejected it): it decodes as
 `TaskUndelivered` (see `vmd.bus.agent`). Times are POSIX seconds (float) of the sender's clock.
@@ -23,8 +27,8 @@ the receivers check every message's `user_id` (docs/security.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from vmd.bus.agent_fields import Fields, ProtocolError
 from vmd.model import (
     Action,
     JsonObject,
@@ -38,10 +42,7 @@ from vmd.model import (
 
 VERSION = 1
 
-
-class ProtocolError(ValueError):
-    """An agent-protocol message that does not match its schema."""
-
+__all__ = ["ProtocolError"]  # defined with the field checks, raised for every message here
 
 # -- the messages ---------------------------------------------------------------------------
 
@@ -74,7 +75,12 @@ class SyncRequest:
 
 @dataclass(frozen=True, slots=True)
 class TaskResult:
-    """A task's vmadm command(s) finished (agent -> daemon); `outcome` says how."""
+    """A task's vmadm command(s) finished (agent -> daemon); `outcome` says how.
+
+    `observations`: what the agent's watch saw of this VM while the task ran (its own
+    change, in the order seen), carried here instead of in an `ObservationReport`: the daemon
+    applies them, then the outcome, in one turn. Empty from an agent of the version before.
+    """
 
     task_id: TaskId
     uuid: VmUuid
@@ -82,6 +88,7 @@ class TaskResult:
     action: Action
     outcome: TaskOutcome
     time: float
+    observations: tuple[Observation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +149,28 @@ def _observation_json(obs: Observation) -> JsonObject:
     return {"uuid": obs.uuid, "state": obs.state, "change_time": obs.change_time, "vm": obs.vm}
 
 
+def _result_json(r: TaskResult) -> JsonObject:
+    """A result's fields but `v`, `kind` and `node` (the message's)."""
+    o = r.outcome
+    value: JsonObject = {
+        "task_id": r.task_id,
+        "uuid": r.uuid,
+        "action": r.action.value,
+        "outcome": {
+            "kind": o.kind.value,
+            "returncode": o.returncode,
+            "message": o.message,
+            "state": o.state,
+            "change_time": o.change_time,
+            "definition": o.definition,
+        },
+        "time": r.time,
+    }
+    if r.observations:  # absent otherwise: the result as the version before sent it
+        value["observations"] = [_observation_json(obs) for obs in r.observations]
+    return value
+
+
 def to_json(message: AgentOrder | AgentReport) -> JsonObject:
     """The JSON object of a message (TaskUndelivered is made by the broker, not sent)."""
     head: JsonObject = {"v": VERSION}
@@ -161,23 +190,7 @@ def to_json(message: AgentOrder | AgentReport) -> JsonObject:
         case SyncRequest():
             return head | {"kind": "sync_request", "node": message.node, "reason": message.reason}
         case TaskResult():
-            o = message.outcome
-            return head | {
-                "kind": "result",
-                "task_id": message.task_id,
-                "uuid": message.uuid,
-                "node": message.node,
-                "action": message.action.value,
-                "outcome": {
-                    "kind": o.kind.value,
-                    "returncode": o.returncode,
-                    "message": o.message,
-                    "state": o.state,
-                    "change_time": o.change_time,
-                    "definition": o.definition,
-                },
-                "time": message.time,
-            }
+            return head | {"kind": "result", "node": message.node} | _result_json(message)
         case ObservationReport():
             return head | {
                 "kind": "observations",
@@ -215,99 +228,13 @@ def to_json(message: AgentOrder | AgentReport) -> JsonObject:
 # -- decoding -------------------------------------------------------------------------------
 
 
-class _Fields:
-    """Typed access to one message's fields, with one-line errors naming kind and field."""
-
-    def __init__(self, value: JsonObject, kind: str) -> None:
-        self._value = value
-        self._kind = kind
-
-    def _bad(self, key: str, what: str) -> ProtocolError:
-        return ProtocolError(f"{self._kind} message: {key!r} must be {what}")
-
-    def text(self, key: str, *, empty: bool = False) -> str:
-        v = self._value.get(key)
-        if not isinstance(v, str) or not (v or empty):
-            raise self._bad(key, "a string" if empty else "a non-empty string")
-        return v
-
-    def opt_text(self, key: str) -> str | None:
-        v = self._value.get(key)
-        if v is not None and not isinstance(v, str):
-            raise self._bad(key, "a string or null")
-        return v
-
-    def number(self, key: str) -> float:
-        v = self._value.get(key)
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise self._bad(key, "a number")
-        return float(v)
-
-    def opt_number(self, key: str) -> float | None:
-        return None if self._value.get(key) is None else self.number(key)
-
-    def integer(self, key: str) -> int:
-        v = self._value.get(key)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self._bad(key, "an integer")
-        return v
-
-    def obj(self, key: str) -> JsonObject:
-        v = self._value.get(key)
-        if not isinstance(v, dict):
-            raise self._bad(key, "an object")
-        return v
-
-    def opt_obj(self, key: str) -> JsonObject | None:
-        v = self._value.get(key)
-        if v is not None and not isinstance(v, dict):
-            raise self._bad(key, "an object or null")
-        return v
-
-    def array(self, key: str) -> list[Any]:
-        v = self._value.get(key)
-        if not isinstance(v, list):
-            raise self._bad(key, "a list")
-        return v
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        items = self.array(key)
-        if not all(isinstance(i, str) for i in items):
-            raise self._bad(key, "a list of strings")
-        return tuple(items)
-
-    def action(self, key: str) -> Action:
-        v = self.text(key)
-        try:
-            return Action(v)
-        except ValueError:
-            raise self._bad(key, f"one of {', '.join(a.value for a in Action)}") from None
-
-    def observations(self, key: str, node: NodeName) -> tuple[Observation, ...]:
-        out = []
-        for item in self.array(key):
-            if not isinstance(item, dict):
-                raise self._bad(key, "a list of objects")
-            f = _Fields(item, f"{self._kind} {key}[]")
-            out.append(
-                Observation(
-                    uuid=VmUuid(f.text("uuid")),
-                    node=node,
-                    state=f.opt_text("state"),
-                    change_time=f.number("change_time"),
-                    vm=f.opt_obj("vm"),
-                )
-            )
-        return tuple(out)
-
-
-def _fields(value: JsonObject) -> tuple[str, _Fields]:
+def _fields(value: JsonObject) -> tuple[str, Fields]:
     kind = value.get("kind")
     if not isinstance(kind, str):
         raise ProtocolError("agent message without a 'kind'")
     if value.get("v") != VERSION:
         raise ProtocolError(f"{kind} message: unsupported version {value.get('v')!r}")
-    return kind, _Fields(value, kind)
+    return kind, Fields(value, kind)
 
 
 def task_from_json(value: JsonObject) -> AgentTask:
@@ -335,9 +262,9 @@ def order_from_json(value: JsonObject) -> AgentOrder:
     raise ProtocolError(f"unknown order kind {kind!r}")
 
 
-def _outcome(f: _Fields) -> TaskOutcome:
+def _outcome(f: Fields) -> TaskOutcome:
     raw = f.obj("outcome")
-    o = _Fields(raw, "result outcome")
+    o = Fields(raw, "result outcome")
     try:
         kind = OutcomeKind(o.text("kind"))
     except ValueError:
@@ -354,6 +281,22 @@ def _outcome(f: _Fields) -> TaskOutcome:
     )
 
 
+def _result(f: Fields, node: NodeName) -> TaskResult:
+    uuid = VmUuid(f.text("uuid"))
+    carried = f.observations("observations", node) if f.has("observations") else ()
+    if any(obs.uuid != uuid for obs in carried):
+        raise ProtocolError("result message: 'observations' must be of the result's VM")
+    return TaskResult(
+        task_id=TaskId(f.text("task_id")),
+        uuid=uuid,
+        node=node,
+        action=f.action("action"),
+        outcome=_outcome(f),
+        time=f.number("time"),
+        observations=carried,
+    )
+
+
 _REPORT_KINDS = frozenset({"result", "observations", "heartbeat", "sync", "isos"})
 
 
@@ -362,16 +305,9 @@ def report_from_json(value: JsonObject) -> AgentReport:
     kind, f = _fields(value)
     if kind not in _REPORT_KINDS:
         raise ProtocolError(f"unknown report kind {kind!r}")
-    if kind == "result":
-        return TaskResult(
-            task_id=TaskId(f.text("task_id")),
-            uuid=VmUuid(f.text("uuid")),
-            node=NodeName(f.text("node")),
-            action=f.action("action"),
-            outcome=_outcome(f),
-            time=f.number("time"),
-        )
     node = NodeName(f.text("node"))
+    if kind == "result":
+        return _result(f, node)
     if kind == "observations":
         return ObservationReport(
             node=node, time=f.number("time"), observations=f.observations("observations", node)

@@ -2,11 +2,15 @@
 
 Like the intake, the handler decides each report synchronously on arrival and records the
 decisions into the current turn; the delivery is acked once the turn is stored and
-published. What each report does (docs/bus.md §3, docs/fsm.md §3.6, §5):
+published. A result carries the observations of its VM the agent saw while the task ran
+(its own change): they are applied before the outcome, in the same turn, as an observation
+report followed by the result would be. A result from an agent of the version before carries
+none (its observations come alone): both are accepted, so agents upgrade after the daemon.
+What each report does (docs/bus.md §3, docs/fsm.md §3.6, §5):
 
 | report | decision |
 |---|---|
-| `TaskResult` | `complete_task` (a result for an ended or unknown task is dropped) |
+| `TaskResult` | `observe` what it carries, then `complete_task` (dropped: ended/unknown task) |
 | `ObservationReport` | `observe` each, cause `node` |
 | `FullSync` | `full_sync` (cause `sync`; changes counted as drift corrected), and the ISOs |
 | `Heartbeat` | the node is alive: `online` if it was unreachable (event, full sync asked) |
@@ -115,9 +119,13 @@ class Reports:
                 return "unknown_sender", "agent report from an unknown sender refused"
             return "wrong_node", "agent report for a node its sender does not serve refused"
         if isinstance(report, TaskResult):
-            task = self.world.tasks.get(report.task_id)
-            if task is not None and (task.node != report.node or task.vm_uuid != report.uuid):
-                return "wrong_task", "task result for another node's or VM's task refused"
+            return self._foreign_task(report)
+        return None
+
+    def _foreign_task(self, result: TaskResult) -> tuple[str, str] | None:
+        task = self.world.tasks.get(result.task_id)
+        if task is not None and (task.node != result.node or task.vm_uuid != result.uuid):
+            return "wrong_task", "task result for another node's or VM's task refused"
         return None
 
     def _refuse(self, delivery: Delivery, reason: str, what: str, **context: object) -> None:
@@ -126,7 +134,6 @@ class Reports:
 
     def apply(self, report: AgentReport, now: float, fx: Effects) -> None:
         """Decide one report (synchronous: the decision step), its effects into `fx`."""
-        core = self.core
         if isinstance(report, TaskUndelivered):
             self._undelivered(report, now, fx)
             return
@@ -139,12 +146,7 @@ class Reports:
             for obs in report.observations:
                 self._observed(observe(self.world, obs, now), now, fx)
         elif isinstance(report, TaskResult):
-            d = complete_task(self.world, report.task_id, report.outcome, now)
-            if d.dropped:
-                with log_context(task_id=report.task_id, vm=report.uuid, node=report.node):
-                    log.info("late or duplicate task result dropped")
-                return
-            core.effects(d, now, fx)
+            self._result(report, now, fx)
         elif isinstance(report, FullSync):
             self.nodes.set_isos(report.node, report.isos, fx)
             drift = 0
@@ -159,6 +161,18 @@ class Reports:
         else:
             assert isinstance(report, IsoList)
             self.nodes.set_isos(report.node, report.isos, fx)
+
+    def _result(self, result: TaskResult, now: float, fx: Effects) -> None:
+        """The observations the result carries (its task's own change), then its outcome:
+        in the order the agent saw them, as an observation report before it would be."""
+        for obs in result.observations:
+            self._observed(observe(self.world, obs, now), now, fx)
+        d = complete_task(self.world, result.task_id, result.outcome, now)
+        if d.dropped:
+            with log_context(task_id=result.task_id, vm=result.uuid, node=result.node):
+                log.info("late or duplicate task result dropped")
+            return
+        self.core.effects(d, now, fx)
 
     def _observed(self, d: Decision, now: float, fx: Effects) -> None:
         lag = self.metrics.reconcile_lag

@@ -7,6 +7,16 @@ with `observe`. Consecutive observations are merged into one `ObservationReport`
 publish waits for its confirms the next ones pile up and leave in the next batch, so a
 burst of changes costs few messages and the first change is never delayed by a timer.
 
+While a task of a VM runs, the observations of that VM are held (`hold`) and travel in
+the task's result (`take`), the change the task caused among them: a command costs the
+daemon one report (one consume, one store turn, one ack), not a result and an observation.
+Only the order of that VM's reports moves, and not across them: what is held was seen
+after everything of the VM already queued and goes out with a result posted after it. A
+change of the VM while its task runs is thus reported when the task ends (bounded by the
+task's deadline); the watch's observation of the change that comes only after the result
+went (the events stream behind vmadm's exit) goes on its own, and the daemon finds it
+already applied (docs/agent.md, "Reports").
+
 A publish that fails (`PublishFailed`: not connected, no confirm in time, the connection
 dropped) is retried, whole batch, after a back-off (0.2 s doubling to 5 s): a repeat is
 harmless (the daemon ends a task once and orders observations by the node's change time),
@@ -18,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 from vmd.bus import (
@@ -31,12 +41,14 @@ from vmd.bus import (
     PublishFailed,
     report_message,
 )
-from vmd.model import NodeName, Observation
+from vmd.model import NodeName, Observation, VmUuid
 from vmd.obs.logging import get_logger
 
 log = get_logger(__name__)
 
 _Item = Observation | tuple[AgentReport, "asyncio.Future[None]"]
+# A message to publish, the futures it resolves, how many observations it carries alone.
+_Message = tuple[Outgoing, list["asyncio.Future[None]"], int]
 
 
 class Reporter:
@@ -63,8 +75,10 @@ class Reporter:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._holds: Counter[VmUuid] = Counter()  # VM -> its tasks running
+        self._held: dict[VmUuid, list[Observation]] = {}
         self.sent = 0  # messages confirmed
-        self.observations = 0  # observations confirmed
+        self.observations = 0  # observations confirmed (alone, not those in results)
         self.failures = 0  # failed publish attempts
 
     @property
@@ -72,8 +86,39 @@ class Reporter:
         return len(self._items)
 
     def observe(self, observation: Observation) -> None:
+        held = self._held.get(observation.uuid)
+        if held is not None:
+            held.append(observation)
+            return
         self._items.append(observation)
         self._poke()
+
+    def hold(self, uuid: VmUuid) -> None:
+        """A task of `uuid` starts: its observations wait for the task's result."""
+        self._holds[uuid] += 1
+        self._held.setdefault(uuid, [])
+
+    def take(self, uuid: VmUuid) -> tuple[Observation, ...]:
+        """The task `hold` was called for ended: what was held, for its result (call it
+        right before posting the result, in the same loop step, so nothing comes between)."""
+        held = tuple(self._held.get(uuid, ()))
+        self._release(uuid)
+        return held
+
+    def unhold(self, uuid: VmUuid) -> None:
+        """The task ended without a result (a bug, a cancel): what was held goes alone."""
+        held = self._held.get(uuid, [])
+        self._release(uuid)
+        for observation in held:
+            self.observe(observation)
+
+    def _release(self, uuid: VmUuid) -> None:
+        self._holds[uuid] -= 1
+        if self._holds[uuid] > 0:
+            self._held[uuid] = []  # the next task of the VM holds what comes from now on
+        else:
+            del self._holds[uuid]
+            self._held.pop(uuid, None)
 
     def post(self, report: AgentReport) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -111,9 +156,9 @@ class Reporter:
             return False
         return True
 
-    def _batch(self) -> list[tuple[Outgoing, list[asyncio.Future[None]], int]]:
+    def _batch(self) -> list[_Message]:
         """Take what is queued: consecutive observations merged, in order."""
-        out: list[tuple[Outgoing, list[asyncio.Future[None]], int]] = []
+        out: list[_Message] = []
         observations: list[Observation] = []
 
         def flush_observations() -> None:
@@ -138,7 +183,7 @@ class Reporter:
     async def run(self) -> None:
         """Publish until cancelled (shutdown: `flush` first, cancel last)."""
         delay = self._retry_delay
-        batch: list[tuple[Outgoing, list[asyncio.Future[None]], int]] = []
+        batch: list[_Message] = []
         while True:
             if not batch:
                 if not self._items:

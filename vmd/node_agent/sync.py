@@ -10,7 +10,8 @@ Each full sync (re)starts the node watch with the listing as its baseline
 (`backend.watch(baseline=...)`): the watcher's first snapshot is diffed against exactly what
 the daemon was just told, so no change between the two is lost, and a watcher whose view
 drifted (a lost event) is replaced by one that starts from the truth. Every observation goes
-to the `Reporter`, which batches those of one loop turn into one `ObservationReport`.
+to the `Reporter`, which batches those of one loop turn into one `ObservationReport` (those
+of a VM whose task runs wait and travel in the task's result: vmd.node_agent.reporter).
 
 Heartbeats (`heartbeat_loop`) say that the node is served. Each one first lists the node's
 ISO directory, which doubles as a probe of the node: when the command cannot run (SSH down)

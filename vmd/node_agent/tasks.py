@@ -30,6 +30,8 @@ A launched job (`_run`): deadline checked again; for power tasks the start is jo
 `consumer_timeout`; if the ack cannot be sent the connection was lost, the journal entry is
 withdrawn and vmadm does not run: the broker delivers the task again); vmadm runs with the
 deadline; the outcome is journaled and reported (`TaskResult`), and the next job may start.
+The reporter holds the watch's observations of a running task's VM until its result, which
+carries them (`Reporter.hold`/`take`): the task's own change needs no report of its own.
 A `current` task (a read, not journaled) is acked after its result is reported instead: an
 agent killed while it runs leaves it unacked, so the broker gives it to the next agent.
 A job whose vmadm is killed (preempted by a forced stop, or at the end of a shutdown drain)
@@ -248,7 +250,12 @@ class TaskRunner:
             log.warning("task's ack failed (connection lost): not run (it comes again)")
             await self.journal.dropped(task.task_id)
             return
-        outcome = await self._execute(job)
+        self.reporter.hold(task.uuid)
+        try:
+            outcome = await self._execute(job)
+        except BaseException:
+            self.reporter.unhold(task.uuid)
+            raise
         log.debug("task done", outcome=outcome.kind.value, rc=outcome.returncode,
                   message=outcome.message)
         # vmadm is done: the VM's next task may start while this outcome is recorded and
@@ -261,7 +268,8 @@ class TaskRunner:
     async def _record(self, task: AgentTask, outcome: TaskOutcome,
                       durable: Awaitable[None] | None, unacked: Delivery | None = None) -> None:
         with log_context(task_id=task.task_id, vm=task.uuid, node=self.node):
-            report = asyncio.ensure_future(self._report(task, outcome))
+            # The result carries what was held until now (a watch event behind vmadm's exit).
+            report = asyncio.ensure_future(self._report(task, outcome, carry=True))
             if durable is not None:
                 try:
                     await durable
@@ -338,9 +346,11 @@ class TaskRunner:
                     log.error("cannot journal the outcome", error=str(exc))
             await self._report(task, outcome)
 
-    async def _report(self, task: AgentTask, outcome: TaskOutcome) -> None:
+    async def _report(self, task: AgentTask, outcome: TaskOutcome, *, carry: bool = False
+                      ) -> None:
+        held = self.reporter.take(task.uuid) if carry else ()
         await self.reporter.send(TaskResult(task.task_id, VmUuid(task.uuid), self.node,
-                                            task.action, outcome, self.clock()))
+                                            task.action, outcome, self.clock(), held))
 
     # -- shutdown --------------------------------------------------------------------------
 
