@@ -36,6 +36,7 @@ from typing import Any
 
 import aio_pika
 import pytest
+from support.postgres import drop_test_stores
 from support.proxy import TcpProxy
 from support.strays import kill_strays
 
@@ -106,6 +107,15 @@ def _no_stray_simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     (the `vmd-vmadm events` of agents killed on purpose: tests/support/strays.py)."""
     yield
     kill_strays(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_stores() -> Iterator[None]:
+    """With VMD_TEST_STORE=postgresql, drop the databases the test's daemons were given
+    (tests/support/postgres.py's `daemon_store`); set up first, so it runs after every
+    other fixture's teardown has stopped its daemons. A no-op on SQLite."""
+    yield
+    drop_test_stores()
 
 
 @pytest.fixture(scope="session")

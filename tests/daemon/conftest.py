@@ -17,6 +17,7 @@ from typing import Any
 import aio_pika
 import pytest
 from support.amqp import agent_user, auth_agents_toml
+from support.postgres import daemon_store
 
 from vmd import config
 from vmd.bus import BusClient, BusSettings
@@ -60,7 +61,7 @@ def _toml(value: Any) -> str:
 
 def daemon_toml(url: str, store: Path, *, log_level: str = "debug", **daemon: Any) -> str:
     values: dict[str, Any] = {
-        "store": str(store), "metrics": "127.0.0.1:0", "heartbeat_interval": 0.3,
+        "store": daemon_store(store), "metrics": "127.0.0.1:0", "heartbeat_interval": 0.3,
         "reconcile_interval": 600, "drain_timeout": 3, "prefetch": 64,
         "no_shutdown": ["internal.example.com"],
     }

@@ -28,6 +28,12 @@ from .harness import EventLog, FakeAgent, RawRequester, eventually, vm_uuid
 VMD = Path(sys.executable).parent / "vmd"
 
 
+def serving(message: str) -> bool:
+    """A READY=1 of a daemon that serves: on a PostgreSQL store (VMD_TEST_STORE=postgresql)
+    each daemon first sends READY=1 as a standby (STATUS=standby: ...), docs/ha.md."""
+    return message.startswith("READY=1") and "STATUS=standby" not in message
+
+
 class Notify:
     """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
 
@@ -84,10 +90,10 @@ class Proc:
     async def ready(self, count: int = 1, timeout: float = 30.0) -> str:
         assert self.notify is not None
         await eventually(
-            lambda: sum(m.startswith("READY=1") for m in self.notify.messages) >= count
+            lambda: sum(serving(m) for m in self.notify.messages) >= count
             or self.proc.poll() is not None, timeout, "READY=1")
         assert self.proc.poll() is None, self.stderr()
-        return [m for m in self.notify.messages if m.startswith("READY=1")][-1]
+        return [m for m in self.notify.messages if serving(m)][-1]
 
     async def wait(self, timeout: float = 30.0) -> int:
         return await asyncio.to_thread(self.proc.wait, timeout)
@@ -148,7 +154,7 @@ async def test_broker_unreachable_is_one_line_and_exit_1(tmp_path: Path, notify:
     lines = p.proc.stderr.read().decode().strip().splitlines()
     p.kill()
     assert len(lines) == 1 and "vmd daemon:" in lines[0] and "after 5 attempts" in lines[0], lines
-    assert not any(m.startswith("READY=1") for m in notify.messages)
+    assert not any(serving(m) for m in notify.messages)
 
 
 async def test_sigterm_drains_and_the_next_instance_answers_the_rest(

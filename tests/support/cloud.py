@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from support.amqp import agent_user, auth_agents_toml
+from support.postgres import daemon_store
 from vmd.client import Client
 
 ALICE_OWNER = "8a1a4e6c-0000-4000-8000-000000000001"
@@ -109,7 +110,7 @@ class Cloud:
 url = "{self.broker_url}"
 
 [daemon]
-store = "{self.store}"
+store = "{daemon_store(self.store)}"
 shard = 0
 no_shutdown = ["internal.example.com"]
 heartbeat_interval = 0.5

@@ -32,6 +32,7 @@ from typing import Any
 
 from support.amqp import agent_user, auth_agents_toml
 from support.fakebus import FakeBus
+from support.postgres import daemon_store
 from vmd import config
 from vmd.bus import AgentTask, Delivery, FullSync, Heartbeat, ObservationReport, TaskResult
 from vmd.daemon.auth import AgentUsers, Principals
@@ -96,7 +97,7 @@ def vm_uuid(n: int) -> VmUuid:
 def settings_toml(store: Path, **daemon: Any) -> str:
     """The settings of tests/daemon/conftest.py's daemons, with no broker to reach."""
     values: dict[str, Any] = {
-        "store": str(store), "metrics": "127.0.0.1:0", "heartbeat_interval": 10.0,
+        "store": daemon_store(store), "metrics": "127.0.0.1:0", "heartbeat_interval": 10.0,
         "reconcile_interval": 600, "drain_timeout": 3, "prefetch": 64,
         "no_shutdown": ["internal.example.com"],
     }
