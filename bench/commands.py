@@ -18,17 +18,25 @@ It prints commands/s, p50/p99 of the 201 and of the final answer, the raw round 
 the ratio vmd/raw, the CPU seconds each process used, and the targets. `--compare-quorum`
 runs (a) once more on a quorum queue (single active consumer, `x-delivery-limit`) and
 prints both side by side: what moving `vmd.commands` to one would cost the broker
-(docs/reliability.md, "The delivery limit").
+(docs/reliability.md, "The delivery limit"). `--store postgresql` puts the daemon's store
+on a fresh PostgreSQL database (127.0.0.1:5432, created and dropped by the run) instead of
+its SQLite file; `--compare-store` runs (b) on SQLite and on PostgreSQL in turn
+(`--rounds` times each, alternating, so both see the same machine) and prints both side by
+side (docs/performance.md, "The command path on PostgreSQL against SQLite"). On
+PostgreSQL the CPU of the server process serving the daemon's store connection counts as
+`postgres` (the store's work is there, not in the daemon).
 
     .venv/bin/python bench/commands.py            # full run (about a minute)
     .venv/bin/python bench/commands.py --quick    # smoke test (seconds)
     .venv/bin/python bench/commands.py --raw-only --compare-quorum   # classic vs quorum
+    .venv/bin/python bench/commands.py --compare-store               # SQLite vs PostgreSQL
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -328,9 +336,12 @@ async def wait_fleet(client: BusClient, expected: int, timeout: float) -> float:
     raise RuntimeError(f"the daemon lists {seen} VMs, expected {expected}, after {timeout:g}s")
 
 
-def run_vmd(args: argparse.Namespace) -> tuple[float, list[VmdResult]]:
+def run_vmd(args: argparse.Namespace, store: str = "sqlite") -> tuple[float, list[VmdResult]]:
     vms = fleet(args.nodes, args.vms)
-    with common.workdir(args.keep) as base, common.cluster(base, uvloop=args.uvloop) as cloud:
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(common.workdir(args.keep))
+        url = stack.enter_context(common.pg_database()) if store == "postgresql" else None
+        cloud = stack.enter_context(common.cluster(base, uvloop=args.uvloop, store_url=url))
         cloud.daemon_extra = f"prefetch = {args.window}"
         daemon = cloud.start_daemon()
         ready_s = daemon.wait_ready(60)
@@ -342,6 +353,8 @@ def run_vmd(args: argparse.Namespace) -> tuple[float, list[VmdResult]]:
                 "client": os.getpid()}
         if (broker := common.broker_pid()) is not None:
             pids["broker"] = broker
+        for k, pid in enumerate(common.pg_backend_pids(url) if url else []):
+            pids["postgres" if k == 0 else f"postgres{k + 1}"] = pid
 
         async def drive() -> list[VmdResult]:
             settings = BusSettings(common.amqp_url("admin"), connection_name="bench-client")
@@ -461,6 +474,26 @@ def _compare(classic: RawResult, classic_cpu: dict[str, float], quorum: RawResul
           f"{rows[1][2] / rows[0][2]:.2f}x, CPU per round trip {rows[1][4] / rows[0][4]:.2f}x")
 
 
+def _compare_stores(raw: RawResult, runs: list[tuple[str, list[VmdResult]]]) -> None:
+    """(b) on each store, round by round: the same figures side by side."""
+    rows: list[list[Any]] = []
+    for label, results in runs:
+        for r, what in zip(results[:2], ("peak", "half peak"), strict=True):
+            f, g = r.first.summary(), r.final.summary()
+            commands = max(1, r.commands)
+            rows.append([label, what, r.rate, r.rate / raw.rate,
+                         sum(r.cpu.values()) / commands * 1e3,
+                         r.cpu.get("daemon", 0.0) / commands * 1e3,
+                         sum(v for k, v in r.cpu.items() if k.startswith("postgres"))
+                         / commands * 1e3,
+                         f["p50_ms"], f["p99_ms"], g["p50_ms"], g["p99_ms"]])
+    print("\n(b') the command path with the daemon's store on SQLite and on PostgreSQL "
+          "(alternating)")
+    common.print_table(["store", "run", "commands/s", "vmd/raw", "CPU ms/cmd",
+                        "daemon ms/cmd", "postgres ms/cmd", "201 p50 ms", "201 p99 ms",
+                        "final p50 ms", "final p99 ms"], rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small and short (smoke test)")
@@ -481,6 +514,14 @@ def main() -> int:
     parser.add_argument("--compare-quorum", action="store_true",
                         help="run (a) again on a quorum queue (SAC, x-delivery-limit) and "
                         "print what moving vmd.commands to one would cost")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the daemon's store: its SQLite file, or a fresh PostgreSQL "
+                        "database on 127.0.0.1:5432 (created and dropped by the run)")
+    parser.add_argument("--compare-store", action="store_true",
+                        help="run (b) on SQLite and on PostgreSQL, alternating, --rounds "
+                        "times each, and print both side by side")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of each store with --compare-store")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--queue-type", default="classic", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -493,14 +534,24 @@ def main() -> int:
         args.window = min(args.window, 64)
     common.fresh_vhost()
     common.print_machine("bench/commands.py" + (" --quick" if args.quick else "")
-                         + (" --uvloop" if args.uvloop else ""))
+                         + (" --uvloop" if args.uvloop else "")
+                         + (" --compare-store" if args.compare_store
+                            else f" --store {args.store}" if args.store != "sqlite" else ""))
     raw, raw_cpu = run_raw(args.window, args.warmup, args.seconds, args.uvloop)
     vmd = None
-    if not args.raw_only:
+    stores = (["sqlite", "postgresql"] * args.rounds if args.compare_store
+              else [args.store])
+    runs: list[tuple[str, list[VmdResult]]] = []
+    for k, store in enumerate([] if args.raw_only else stores):
         common.fresh_vhost()
-        ready_s, vmd = run_vmd(args)
-        print(f"(daemon ready {ready_s:.2f}s after spawn, empty store)")
+        ready_s, results = run_vmd(args, store)
+        label = f"{store} #{k // 2 + 1}" if args.compare_store else store
+        runs.append((label, results))
+        print(f"(daemon ready {ready_s:.2f}s after spawn, empty {label} store)", flush=True)
+        vmd = vmd or results
     report(args, raw, raw_cpu, vmd)
+    if args.compare_store:
+        _compare_stores(raw, runs)
     if args.compare_quorum:
         common.fresh_vhost()
         quorum, quorum_cpu = run_raw(args.window, args.warmup, args.seconds, args.uvloop,

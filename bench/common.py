@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -167,8 +168,13 @@ class Notify:
             self.messages.append((time.perf_counter(), data.decode(errors="replace")))
 
     def ready_at(self) -> float | None:
+        """When the process became ready to serve. A daemon on a PostgreSQL store first
+        sends READY=1 as a standby (STATUS=standby: ...), then READY=1 again once it holds
+        the lease and restored the store: that second one is what the benchmarks wait for."""
         for at, text in list(self.messages):
-            if "READY=1" in text.splitlines():
+            lines = text.splitlines()
+            if "READY=1" in lines and not any(line.startswith("STATUS=standby")
+                                              for line in lines):
                 return at
         return None
 
@@ -229,6 +235,10 @@ class Cluster:
     # making it (e.g. a monkeypatch), A/B against the same run.
     launcher: str | None = os.environ.get("VMD_BENCH_LAUNCHER")
 
+    # The daemon's `[daemon] store` when not the SQLite file `store`: a PostgreSQL URL
+    # (`pg_database()`), for the benchmarks' `--store postgresql`.
+    store_url: str | None = None
+
     @property
     def store(self) -> Path:
         return self.base / "vmd.sqlite3"
@@ -241,7 +251,7 @@ class Cluster:
 url = "{amqp_url(self.daemon_user)}"
 
 [daemon]
-store = "{self.store}"
+store = "{self.store_url or self.store}"
 shard = 0
 metrics = "127.0.0.1:0"
 heartbeat_interval = 5
@@ -338,6 +348,38 @@ format = "json"
             if proc.popen.poll() is not None:
                 raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n"
                                    f"{proc.tail()}")
+
+
+# The PostgreSQL of the development and CI machines (trust auth), for `--store postgresql`.
+PG_SERVER = os.environ.get("VMD_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+@contextlib.contextmanager
+def pg_database(prefix: str = "vmd_bench") -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database with a random name; dropped afterwards
+    (with any connection a daemon left open), as tests/support/postgres.py does."""
+    import psycopg  # only the PostgreSQL runs need the driver loaded
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{PG_SERVER}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_backend_pids(url: str) -> list[int]:
+    """The server processes serving connections to `url`'s database (the daemon's store):
+    on PostgreSQL the store's work is in them, not in the daemon, and a CPU figure must
+    count it."""
+    import psycopg
+
+    database = url.rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        rows = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s "
+                             "AND pid <> pg_backend_pid()", (database,)).fetchall()
+    return [int(pid) for (pid,) in rows]
 
 
 @contextlib.contextmanager

@@ -16,12 +16,20 @@ on it (vhost `vmd-bench`, re-created first; no agents). It prints:
 
     .venv/bin/python bench/fleet.py            # N = 100,000
     .venv/bin/python bench/fleet.py --quick    # N = 10,000
+    .venv/bin/python bench/fleet.py --store postgresql   # the store on PostgreSQL
+
+`--store postgresql`: the fleet is generated into a fresh PostgreSQL database on
+127.0.0.1:5432 (created and dropped by the run; the generator writes through `Store.open`
+of its URL, so nothing is cached) and the daemon's `[daemon] store` is that URL; the CPU
+of the server process serving the daemon's restore counts as `postgres` next to the
+daemon's (docs/ha.md, "Headroom of one active daemon").
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -58,6 +66,19 @@ def shift_times(path: Path, delta: float) -> None:
         db.execute("UPDATE nodes SET last_heartbeat = last_heartbeat + ?1", (delta,))
         db.execute("UPDATE idempotency SET created = created + ?1", (delta,))
     db.close()
+
+
+def shift_times_pg(url: str, delta: float) -> None:
+    """`shift_times` on a PostgreSQL store."""
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        db.execute("UPDATE vms SET status_change = status_change + %(d)s, "
+                   "observed_at = observed_at + %(d)s", {"d": delta})
+        db.execute("UPDATE tasks SET created = created + %(d)s, deadline = deadline + %(d)s, "
+                   "ended = ended + %(d)s", {"d": delta})
+        db.execute("UPDATE nodes SET last_heartbeat = last_heartbeat + %(d)s", {"d": delta})
+        db.execute("UPDATE idempotency SET created = created + %(d)s", {"d": delta})
 
 
 def store_file(cache: Path, n: int) -> Path:
@@ -108,6 +129,16 @@ async def list_all(repeat: int) -> list[tuple[float, float, int, int]]:
     return out
 
 
+def pg_size(url: str) -> int:
+    """Bytes the PostgreSQL database of `url` takes on disk."""
+    import psycopg
+
+    with psycopg.connect(url) as db:
+        row = db.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def hwm_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -125,21 +156,38 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the daemon: its start-up, then the list requests")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the daemon's store: a SQLite file, or a fresh PostgreSQL "
+                        "database (module docstring)")
     args = parser.parse_args()
     if args.quick:
         args.n, args.repeat = 10_000, 2
-    common.print_machine("bench/fleet.py" + (" --quick" if args.quick else ""))
-    source = store_file(args.cache, args.n)
+    common.print_machine("bench/fleet.py" + (" --quick" if args.quick else "")
+                         + (f" --store {args.store}" if args.store != "sqlite" else ""))
     common.fresh_vhost()
-    with common.workdir(args.keep) as base, common.cluster(base) as cloud:
-        shutil.copyfile(source, cloud.store)
-        shift_times(cloud.store, time.time() - restore.NOW)
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(common.workdir(args.keep))
+        url = stack.enter_context(common.pg_database()) if args.store == "postgresql" else None
+        cloud = stack.enter_context(common.cluster(base, store_url=url))
+        if url is None:
+            source = store_file(args.cache, args.n)
+            size = f"{source.stat().st_size / 2**20:.0f} MiB"
+            shutil.copyfile(source, cloud.store)
+            shift_times(cloud.store, time.time() - restore.NOW)
+        else:
+            took = restore.generate(url, args.n)
+            shift_times_pg(url, time.time() - restore.NOW)
+            size = f"{pg_size(url) / 2**20:.0f} MiB"
+            print(f"generated the fleet in PostgreSQL in {took:.1f} s")
         daemon = cloud.start_daemon()
         profiles = []
         if args.profile:
             profiler = common.Profiler(daemon.pid, base / "start.txt")
         ready = daemon.wait_ready(120)
         cpu_ready = common.proc_cpu_seconds(daemon.pid)
+        # The server process of the daemon's store connection, started with the daemon.
+        pg_cpu = sum(common.proc_cpu_seconds(pid) for pid in common.pg_backend_pids(url)
+                     ) if url else None
         rss_ready = common.proc_rss_bytes(daemon.pid)
         if args.profile:
             profiles.append(("daemon start-up", profiler.stop()))
@@ -153,11 +201,11 @@ def main() -> int:
         cloud.assert_alive()
         rss_after = common.proc_rss_bytes(daemon.pid)
         hwm = hwm_bytes(daemon.pid)
-    print(f"fleet: {args.n:,} VMs on {restore.NODES} nodes, store "
-          f"{source.stat().st_size / 2**20:.0f} MiB")
+    print(f"fleet: {args.n:,} VMs on {restore.NODES} nodes, {args.store} store {size}")
     common.print_table(["measure", "value"], [
         ["cold start to READY=1 (s)", ready],
         ["daemon CPU until ready (s)", cpu_ready],
+        *([["postgres CPU until ready (s)", pg_cpu]] if pg_cpu is not None else []),
         ["RSS when ready (MiB)", rss_ready / 2**20],
         ["RSS after the lists (MiB)", rss_after / 2**20],
         ["peak RSS, VmHWM (MiB)", hwm / 2**20],

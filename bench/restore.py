@@ -99,8 +99,9 @@ def _definition(rng: random.Random, i: int) -> dict[str, Any]:
     }
 
 
-def generate(path: Path, n: int, seed: int = 1) -> float:
-    """Write a store with `n` VMs; return seconds taken."""
+def generate(path: Path | str, n: int, seed: int = 1) -> float:
+    """Write a store with `n` VMs (a SQLite path or a PostgreSQL URL); return seconds
+    taken."""
     rng = random.Random(seed)
     started = time.perf_counter()
     nodes = [NodeName(f"cn{k:03d}.example.com") for k in range(NODES)]
