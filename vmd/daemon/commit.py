@@ -147,9 +147,11 @@ class Pipeline:
         encoded now, then the settlements."""
         turn = self.turn
         turn.add(fx)
-        for answer in fx.answers:
-            self._book(answer, turn)
-        turn.settles += fx.settles
+        if fx.answers is not None:
+            for answer in fx.answers:
+                self._book(answer, turn)
+        if fx.settles is not None:
+            turn.settles += fx.settles
         self._wake.set()
 
     def settle(self, delivery: Delivery, how: Settle = Settle.ACK) -> None:

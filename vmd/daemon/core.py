@@ -112,15 +112,13 @@ class Core:
         if d.new_vm is not None:
             self._vm_counts.add(_NOTCREATED)
         if d.vm is not None:
-            fx.vms.append(d.vm)
+            fx.put_vm(d.vm)
         if d.changes:
-            events = fx.events
-            history = fx.history
             status_changed = self.metrics.status_changed
             move = self._vm_counts.move
             for c in d.changes:
-                events.append(Event(status_routing_key(c), status_event(c)))
-                history.append((c, now))  # the power history, same transaction
+                fx.event(Event(status_routing_key(c), status_event(c)))
+                fx.put_history(c, now)  # the power history, same transaction
                 self.transitional.changed(c, now)
                 move(c.previous.value, c.status.value)
                 status_changed(c.cause.value)
@@ -140,20 +138,20 @@ class Core:
         return fx
 
     def _task_created(self, task: Task, fx: Effects) -> None:
-        fx.tasks.append(self.streams.row(task))  # with its first stream subscriber, if any
+        fx.put_task(self.streams.row(task))  # with its first stream subscriber, if any
         params = dict(task.params)  # a copy: the order is encoded again when published
         vm = self.world.vms.get(task.vm_uuid)
         hostname = vm.hostname if vm is not None else str(params.get("hostname", task.vm_uuid))
-        fx.orders.append(agent_task(task, hostname, params))
+        fx.order(agent_task(task, hostname, params))
         self.deadlines.push(task)
         self.metrics.tasks_in_flight.inc()
         self._count_task(task.principal, 1)
 
     def _task_ended(self, task: Task, fx: Effects, now: float) -> None:
-        fx.tasks.append(task)
+        fx.put_task(task)
         vm = self.world.vms.get(task.vm_uuid)
         hostname = vm.hostname if vm is not None else str(task.params.get("hostname", ""))
-        fx.events.append(Event(task_routing_key(task), task_event(task, hostname)))
+        fx.event(Event(task_routing_key(task), task_event(task, hostname)))
         ended = task.ended if task.ended is not None else now
         self.metrics.task_ended(task.action.value, task.state.value, ended - task.created)
         self.metrics.tasks_in_flight.dec()
@@ -162,7 +160,7 @@ class Core:
         if subscribers:
             final = task_reply(task)
             for sub in subscribers:
-                fx.answers.append(Answer(sub.reply_to, sub.correlation_id, final))
+                fx.answer(Answer(sub.reply_to, sub.correlation_id, final))
                 self.records.add_final(sub.user, sub.message_id, final, fx)
         self._ended.append((ended, task.task_id))
         if len(self._ended) > self._keep_ended:

@@ -16,8 +16,8 @@ until something is added (`bool(fx)` is False then) and is used once.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from vmd.bus import AgentOrder, AgentTask, Delivery, Event, Outgoing, encode, to_json
@@ -75,30 +75,84 @@ def agent_task(task: Task, hostname: str, params: dict[str, Any]) -> AgentTask:
     return order
 
 
-@dataclass(slots=True)
 class Effects:
     """What one step decided, in the order the pipeline carries it out (vmd.daemon.commit):
-    rows in one store write, then events, orders and replies, then the settlements."""
+    rows in one store write, then events, orders and replies, then the settlements.
 
-    vms: list[Vm] = field(default_factory=list)
-    history: list[tuple[StatusChange, float]] = field(default_factory=list)  # (change, at)
-    tasks: list[Task] = field(default_factory=list)
-    nodes: list[Node] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    orders: list[AgentOrder] = field(default_factory=list)
-    # Idempotency records to store, and keys to delete (evicted past a principal's cap).
-    records: list[IdempotencyRecord] = field(default_factory=list)
-    evicted: list[IdempotencyKey] = field(default_factory=list)
-    answers: list[Answer] = field(default_factory=list)
-    settles: list[tuple[Delivery, Settle]] = field(default_factory=list)
+    Each list is made when its first item is added (None until then): one `Effects` is made
+    per request, and ten empty lists each time, all tracked by the garbage collector, made
+    the collector run ten times as often as before (a full collection every few thousand
+    requests). Read the lists (None: nothing of that kind); add through the methods."""
+
+    __slots__ = ("answers", "events", "evicted", "history", "nodes", "orders", "records",
+                 "settles", "tasks", "vms")
+
+    def __init__(self) -> None:
+        self.vms: list[Vm] | None = None
+        self.history: list[tuple[StatusChange, float]] | None = None  # (change, vmd's clock)
+        self.tasks: list[Task] | None = None
+        self.nodes: list[Node] | None = None
+        self.events: list[Event] | None = None
+        self.orders: list[AgentOrder] | None = None
+        # Idempotency records to store, and keys to delete (evicted past a principal's cap).
+        self.records: list[IdempotencyRecord] | None = None
+        self.evicted: list[IdempotencyKey] | None = None
+        self.answers: list[Answer] | None = None
+        self.settles: list[tuple[Delivery, Settle]] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.vms or self.history or self.tasks or self.nodes or self.events
-                    or self.orders or self.records or self.evicted or self.answers
-                    or self.settles)
+        return (self.vms is not None or self.history is not None or self.tasks is not None
+                or self.nodes is not None or self.events is not None
+                or self.orders is not None or self.records is not None
+                or self.evicted is not None or self.answers is not None
+                or self.settles is not None)
+
+    def put_vm(self, vm: Vm) -> None:
+        if self.vms is None:
+            self.vms = []
+        self.vms.append(vm)
+
+    def put_history(self, change: StatusChange, now: float) -> None:
+        if self.history is None:
+            self.history = []
+        self.history.append((change, now))
+
+    def put_task(self, task: Task) -> None:
+        if self.tasks is None:
+            self.tasks = []
+        self.tasks.append(task)
+
+    def put_nodes(self, nodes: Iterable[Node]) -> None:
+        if self.nodes is None:
+            self.nodes = []
+        self.nodes += nodes
+
+    def event(self, event: Event) -> None:
+        if self.events is None:
+            self.events = []
+        self.events.append(event)
+
+    def order(self, order: AgentOrder) -> None:
+        if self.orders is None:
+            self.orders = []
+        self.orders.append(order)
+
+    def record(self, record: IdempotencyRecord) -> None:
+        if self.records is None:
+            self.records = []
+        self.records.append(record)
+
+    def evict(self, key: IdempotencyKey) -> None:
+        if self.evicted is None:
+            self.evicted = []
+        self.evicted.append(key)
 
     def answer(self, answer: Answer) -> None:
+        if self.answers is None:
+            self.answers = []
         self.answers.append(answer)
 
     def settle(self, delivery: Delivery, how: Settle = Settle.ACK) -> None:
+        if self.settles is None:
+            self.settles = []
         self.settles.append((delivery, how))

@@ -61,7 +61,7 @@ class Records:
             return
         record = IdempotencyRecord(user, message_id, (record.replies[0], final), record.created)
         self.hot[user, message_id] = record
-        fx.records.append(record)
+        fx.record(record)
 
     def remember(self, record: IdempotencyRecord, fx: Effects) -> None:
         """A request answered for the first time (or a record read back from the store and
@@ -70,7 +70,7 @@ class Records:
         key = (record.user, record.message_id)
         known = key in self.hot or self.cold.pop(key, None) is not None
         self.hot[key] = record
-        fx.records.append(record)
+        fx.record(record)
         if not known:
             self._admit(key, fx)
 
@@ -85,7 +85,7 @@ class Records:
             old = (user, oldest)
             if self.hot.pop(old, None) is None:
                 self.cold.pop(old, None)
-            fx.evicted.append(old)
+            fx.evict(old)
             self._evicted()
 
     def _unlink(self, key: IdempotencyKey) -> None:

@@ -127,8 +127,7 @@ class Intake:
         finally:
             # Also when the step raised (`UNENCODABLE`, vmd.daemon.poison): what it booked
             # before goes with the turn, as the 500 the guard then books for it.
-            if fx:
-                self.pipeline.submit(fx)
+            self.pipeline.submit(fx)
 
     async def _step(self, delivery: Delivery, fx: Effects) -> None:
         started = time.perf_counter()
@@ -344,7 +343,7 @@ class Intake:
             return
         streams = self.core.streams
         if streams.subscribe(task, sub):
-            fx.tasks.append(streams.row(task))
+            fx.put_task(streams.row(task))
 
     def _hold(self, delivery: Delivery, reply_to: str | None, started: float,
               fx: Effects) -> None:

@@ -31,9 +31,12 @@ __all__ = ["Nodes", "node_effects", "node_routing_key", "run_node_monitor"]
 
 def node_effects(d: NodeDecision, fx: Effects) -> Effects:
     """What a node decision makes the pipeline do: rows, events, sync requests."""
-    fx.nodes += d.stored
-    fx.events += [Event(node_routing_key(c.node), c.event()) for c in d.changes]
-    fx.orders += [SyncRequest(node=node, reason=reason) for node, reason in d.syncs]
+    if d.stored:
+        fx.put_nodes(d.stored)
+    for c in d.changes:
+        fx.event(Event(node_routing_key(c.node), c.event()))
+    for node, reason in d.syncs:
+        fx.order(SyncRequest(node=node, reason=reason))
     return fx
 
 
@@ -86,7 +89,9 @@ class Nodes:
 
     def request_sync(self, node: NodeName, reason: str) -> None:
         """Ask the node's agent for a full sync (sent with the current turn)."""
-        self.pipeline.submit(Effects(orders=[SyncRequest(node=node, reason=reason)]))
+        fx = Effects()
+        fx.order(SyncRequest(node=node, reason=reason))
+        self.pipeline.submit(fx)
 
     def online(self) -> list[NodeName]:
         return self.health.online()

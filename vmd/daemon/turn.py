@@ -45,20 +45,17 @@ class Turn:
         settlements are booked by `Pipeline.submit`, which encodes the replies). Rows are
         encoded now (`Batch.put_*` raises `RowError` for a value the store cannot hold)."""
         batch = self.batch
-        for vm in fx.vms:
-            batch.put_vm(vm)
-        for change, at in fx.history:
-            batch.put_history(change, at)  # the power history, same transaction
-        for task in fx.tasks:
-            batch.put_task(task)
-        for node in fx.nodes:
-            batch.put_node(node)
-        self.events += fx.events
-        self.orders += fx.orders
-        for record in fx.records:
-            batch.put_idempotency(record)
-        for user, message_id in fx.evicted:
-            batch.delete_idempotency(user, message_id)
+        _put_state(batch, fx)
+        if fx.events is not None:
+            self.events += fx.events
+        if fx.orders is not None:
+            self.orders += fx.orders
+        if fx.records is not None:
+            for record in fx.records:
+                batch.put_idempotency(record)
+        if fx.evicted is not None:
+            for user, message_id in fx.evicted:
+                batch.delete_idempotency(user, message_id)
 
     def book(self, answer: Answer) -> EncodeError | None:
         """Book a reply to send, encoded now (`encode`); one to read from the store after
@@ -105,3 +102,19 @@ class Turn:
                 message=reply_message(reply_to, delivery.correlation_id, INTERNAL_ERROR)))
         if not any(d is delivery for d, _ in self.settles):
             self.settles.append((delivery, Settle.ACK))
+
+
+def _put_state(batch: Batch, fx: Effects) -> None:
+    """The VM, history, task and node rows of `fx`, encoded into `batch` now."""
+    if fx.vms is not None:
+        for vm in fx.vms:
+            batch.put_vm(vm)
+    if fx.history is not None:
+        for change, at in fx.history:
+            batch.put_history(change, at)  # the power history, same transaction
+    if fx.tasks is not None:
+        for task in fx.tasks:
+            batch.put_task(task)
+    if fx.nodes is not None:
+        for node in fx.nodes:
+            batch.put_node(node)
