@@ -179,6 +179,11 @@ class Leadership:
                 self.step_down("the lease was taken or expired in the store")
             self.deadline = sent + self.lease - self.margin
 
+    def active(self, status: str) -> str:
+        """The `STATUS=` line of the active daemon (a standby's says `standby: ...`)."""
+        epoch = self.held.epoch if self.held is not None else 0
+        return f"active (epoch {epoch}): {status}"
+
     def leading(self) -> float:
         """1.0 while the lease is ours and its local deadline ahead (`vmd_leader`)."""
         return 1.0 if self.held is not None and self._clock() < self.deadline else 0.0

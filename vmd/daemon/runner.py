@@ -219,6 +219,8 @@ class Daemon:
                          "watchdog", "loop-lag")
         self.running = True
         status = f"{len(self.world.vms)} VMs, {len(self.nodes.online())} nodes online"
+        if self.leadership is not None:
+            status = self.leadership.active(status)
         self.tasks.notify.ready(status)
         log.info("ready", vms=len(self.world.vms), nodes=len(nodes),
                  nodes_online=len(self.nodes.online()), pending_tasks=len(fleet.tasks),
