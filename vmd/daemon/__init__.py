@@ -17,6 +17,7 @@ Module map (docs/daemon.md explains the design):
 | `reports.py` | agent reports: results, observations, full syncs, heartbeats, ISO lists |
 | `core.py` | a `Decision`'s effects (`Core.effects`), pending tasks, ended tasks |
 | `idempotency.py` | idempotency records in memory: hot, cold, bounded per principal |
+| `ended.py` | ended tasks kept in memory for a while (bounded), then left to the store |
 | `effects.py` | what one step returns: `Effects` (rows, events, orders, answers, settlements) |
 | `commit.py` | the commit pipeline: `submit`, one store write per turn, then publish and acks |
 | `turn.py` | what one turn holds: the effects submitted since the previous turn |

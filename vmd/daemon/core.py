@@ -13,19 +13,20 @@ are applied in the order they arrived: the "one owner per VM" of docs/architectu
 `Core` also holds what the decision step reads besides the `World`, each part in its own
 module: the idempotency records of answered requests (vmd.daemon.idempotency), the task
 deadlines (vmd.daemon.deadlines), stream mode's subscribers (vmd.daemon.streams), the VMs
-in transition (vmd.daemon.transitions); and the ended tasks kept in memory. Nodes are
-vmd.daemon.nodes. `pending_tasks` counts the tasks each principal created that are still
-pending (vmd.daemon.intake answers 429 past `[daemon] max_pending_tasks`).
+in transition (vmd.daemon.transitions) and the ended tasks kept in memory
+(vmd.daemon.ended). Nodes are vmd.daemon.nodes. `pending_tasks` counts the tasks each
+principal created that are still pending (vmd.daemon.intake answers 429 past `[daemon]
+max_pending_tasks`).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 
 from vmd.bus import Event
 from vmd.daemon.commit import Answer, Effects, Pipeline, agent_task
 from vmd.daemon.deadlines import Deadlines
+from vmd.daemon.ended import EndedTasks
 from vmd.daemon.idempotency import DEFAULT_MAX_RECORDS, Records
 from vmd.daemon.options import Options
 from vmd.daemon.streams import Streams
@@ -42,7 +43,7 @@ from vmd.fsm import (
     task_reply,
     task_routing_key,
 )
-from vmd.model import Task, TaskId, VmStatus
+from vmd.model import Task, VmStatus
 from vmd.obs.logging import get_logger
 from vmd.obs.metrics import DaemonMetrics
 from vmd.store import IdempotencyKey, IdempotencyRecord
@@ -78,9 +79,8 @@ class Core:
         # Pending tasks per principal (the user whose request created them).
         self.pending_tasks: dict[str, int] = {}
         self.deadlines = Deadlines()
-        self._keep_ended = options.keep_ended
-        self._keep_ended_seconds = options.keep_ended_seconds
-        self._ended: deque[tuple[float, TaskId]] = deque()
+        self.ended = EndedTasks(world.tasks, keep=options.keep_ended,
+                                keep_seconds=options.keep_ended_seconds)
         self._vm_counts = metrics.vm_status
         # Set by the runner when shutting down: intake answers 503 and holds deliveries.
         self.draining = False
@@ -162,9 +162,7 @@ class Core:
             for sub in subscribers:
                 fx.answer(Answer(sub.reply_to, sub.correlation_id, final))
                 self.records.add_final(sub.user, sub.message_id, final, fx)
-        self._ended.append((ended, task.task_id))
-        if len(self._ended) > self._keep_ended:
-            self.world.tasks.forget((self._ended.popleft()[1],))
+        self.ended.ended(task.task_id, ended)
         # Debug, not info: one line per task is per-message logging on the hot path
         # (docs/performance.md); outcomes are counted in metrics and published as events.
         log.debug("task ended", task_id=task.task_id, vm=task.vm_uuid, hostname=hostname,
@@ -215,10 +213,4 @@ class Core:
 
     def forget_ended(self, now: float) -> int:
         """Drop ended tasks older than `keep_ended_seconds` from memory (the store has them)."""
-        cutoff = now - self._keep_ended_seconds
-        ids = []
-        ended = self._ended
-        while ended and ended[0][0] < cutoff:
-            ids.append(ended.popleft()[1])
-        self.world.tasks.forget(ids)
-        return len(ids)
+        return self.ended.forget_old(now)
