@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from support.store import put
 
 from vmd.model import VmStatus
 from vmd.store import Batch, RowError, Store
@@ -20,7 +21,7 @@ from .factories import NOW, bare_vm, full_node, full_vm, pending_task, record
 
 def test_last_change_of_a_key_wins(store: Store) -> None:
     kept, dropped = full_vm(1), full_vm(2)
-    store.put_vm(dropped)
+    put(store, dropped)
     batch = Batch()
     batch.delete_vm(kept.uuid)
     batch.put_vm(kept)  # put after delete: a put
@@ -51,7 +52,7 @@ def test_batch_holds_a_snapshot_taken_when_added(store: Store) -> None:
 
 def test_failing_batch_writes_nothing_and_store_stays_usable(store: Store) -> None:
     before = full_vm(1)
-    store.put_vm(before)
+    put(store, before)
     changed = full_vm(1)
     changed.seq += 1
     bad = pending_task(2)
@@ -68,7 +69,7 @@ def test_failing_batch_writes_nothing_and_store_stays_usable(store: Store) -> No
     fleet = store.load_fleet(NOW)
     assert fleet.vms == {before.uuid: before}
     assert (fleet.nodes, fleet.tasks, fleet.idempotency) == ({}, {}, {})
-    store.put_vm(changed)
+    put(store, changed)
     assert store.get_vm(changed.uuid) == changed
 
 

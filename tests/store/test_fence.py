@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from support.store import put
 
 from vmd.store import Batch, Fenced, Store
 from vmd.store.dialect import Connection
@@ -76,8 +77,8 @@ def test_a_failing_fence_leaves_the_connection_usable(
 
     with Store.open(target, fence=broken) as store:
         with pytest.raises(Exception, match="no_such_table"):
-            store.put_vm(full_vm(1))
+            put(store, full_vm(1))
         store.fence = None
-        store.put_vm(full_vm(2))
+        put(store, full_vm(2))
     conn = raw()
     assert conn.execute("SELECT uuid FROM vms").fetchall() == [(full_vm(2).uuid,)]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from support.store import put
+
 from vmd.fsm import StatusChange
 from vmd.fsm.history import HistoryEntry
 from vmd.model import Cause, TaskId, Vm, VmStatus
@@ -114,6 +116,6 @@ def test_task_principal_round_trips_and_old_tasks_migrate(
         assert restored is not None and restored.principal is None
         new = pending_task(2)
         new.principal = "alice"
-        store.put_task(new)
+        put(store, new)
         assert store.load_fleet(NOW).tasks[new.task_id].principal == "alice"
         assert store.read_history(full_vm().uuid, 10) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from support.store import put
+
 from vmd.store import RETENTION, Batch, Purged, Store
 
 from .conftest import Target
@@ -37,8 +39,8 @@ def test_purge_removes_only_ended_tasks_older_than_retention(store: Store) -> No
 def test_purge_removes_idempotency_keys_older_than_retention(store: Store) -> None:
     old = record("old", created=NOW - RETENTION - 0.001)
     young = record("young", created=NOW - RETENTION + 1)
-    store.put_idempotency(old)
-    store.put_idempotency(young)
+    put(store, old)
+    put(store, young)
 
     # Expired keys are not answered even before a purge has run.
     assert store.get_idempotency("alice", "old", NOW) is None
@@ -51,7 +53,7 @@ def test_purge_removes_idempotency_keys_older_than_retention(store: Store) -> No
 
 def test_retention_is_configurable(target: Target) -> None:
     with Store.open(target, retention=10.0) as store:
-        store.put_task(ended_task(1, ended=NOW - 11))
-        store.put_idempotency(record("m", created=NOW - 11))
+        put(store, ended_task(1, ended=NOW - 11))
+        put(store, record("m", created=NOW - 11))
         assert store.get_idempotency("alice", "m", NOW - 2) == record("m", created=NOW - 11)
         assert store.purge(NOW) == Purged(tasks=1, idempotency=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from support.store import put
 
 from vmd.model import Node, NodeName, NodeStatus, Task, TaskId, Vm, VmStatus
 from vmd.store import Batch, IdempotencyRecord, Store
@@ -28,7 +29,7 @@ from .factories import (
     [pytest.param(full_vm(), id="every-field"), pytest.param(bare_vm(), id="defaults")],
 )
 def test_vm_round_trip(store: Store, vm: Vm) -> None:
-    store.put_vm(vm)
+    put(store, vm)
     assert store.get_vm(vm.uuid) == vm
     assert store.load_fleet(NOW).vms == {vm.uuid: vm}
 
@@ -41,15 +42,15 @@ def test_vm_round_trip(store: Store, vm: Vm) -> None:
     ],
 )
 def test_node_round_trip(store: Store, node: Node) -> None:
-    store.put_node(node)
+    put(store, node)
     assert store.get_node(node.name) == node
     assert store.load_fleet(NOW).nodes == {node.name: node}
 
 
 def test_task_round_trip(store: Store) -> None:
     pending, ended = pending_task(), ended_task()
-    store.put_task(pending)
-    store.put_task(ended)
+    put(store, pending)
+    put(store, ended)
     assert store.get_task(pending.task_id) == pending
     assert store.get_task(ended.task_id) == ended
     # Only pending tasks are restored; an ended one is fetched when asked for.
@@ -58,7 +59,7 @@ def test_task_round_trip(store: Store) -> None:
 
 def test_idempotency_round_trip(store: Store) -> None:
     rec = record()
-    store.put_idempotency(rec)
+    put(store, rec)
     assert store.get_idempotency(rec.user, rec.message_id, NOW) == rec
     assert store.load_fleet(NOW).idempotency == {(rec.user, rec.message_id): rec}
     assert store.get_idempotency(rec.user, "other", NOW) is None
@@ -73,19 +74,19 @@ def test_unknown_keys_are_none(store: Store) -> None:
 
 def test_upsert_replaces_and_delete_removes(store: Store) -> None:
     vm = full_vm()
-    store.put_vm(vm)
+    put(store, vm)
     vm.status, vm.seq, vm.pending_definition, vm.task_id = VmStatus.RUNNING, 4712, None, None
-    store.put_vm(vm)
+    put(store, vm)
     assert store.get_vm(vm.uuid) == vm
     node, task, rec = full_node(), pending_task(), record()
-    store.put_node(node)
-    store.put_task(task)
-    store.put_idempotency(rec)
+    put(store, node, task, rec)
 
-    store.delete_vm(vm.uuid)
-    store.delete_node(node.name)
-    store.delete_task(task.task_id)
-    store.delete_idempotency(rec.user, rec.message_id)
+    batch = Batch()
+    batch.delete_vm(vm.uuid)
+    batch.delete_node(node.name)
+    batch.delete_task(task.task_id)
+    batch.delete_idempotency(rec.user, rec.message_id)
+    store.write(batch)
 
     fleet = store.load_fleet(NOW)
     assert (fleet.vms, fleet.nodes, fleet.tasks, fleet.idempotency) == ({}, {}, {}, {})
@@ -118,7 +119,7 @@ def test_everything_is_back_after_reopen(target: Target) -> None:
 
 def test_restore_shares_repeated_strings_and_enum_members(store: Store) -> None:
     node = full_node("cn01.example.com")
-    store.put_node(node)
+    put(store, node)
     batch = Batch()
     for i in range(1, 5):
         vm = bare_vm(i)
@@ -143,7 +144,7 @@ def test_restore_shares_repeated_strings_and_enum_members(store: Store) -> None:
 
 
 def test_restore_reads_node_status_as_enum(store: Store) -> None:
-    store.put_node(Node(NodeName("cn03"), NodeStatus.MAINTENANCE, None, frozenset()))
+    put(store, Node(NodeName("cn03"), NodeStatus.MAINTENANCE, None, frozenset()))
     node = store.load_fleet(NOW).nodes[NodeName("cn03")]
     assert node.status is NodeStatus.MAINTENANCE
     assert node.last_heartbeat is None

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from support.postgres import fresh_database, store_url
+from support.store import put
 
 from vmd.store import SCHEMA_VERSION, Store, StoreError
 from vmd.store.dialect import Connection
@@ -97,7 +98,7 @@ def _columns(conn: Connection, table: str) -> list[str]:
 def test_reopen_is_idempotent(target: Target) -> None:
     vm = full_vm()
     with Store.open(target) as store:
-        store.put_vm(vm)
+        put(store, vm)
     schema = _schema(target)
     for _ in range(2):
         with Store.open(target) as store:

@@ -174,46 +174,6 @@ class Store:
                 conn.executemany(history.TRIM_SQL,
                                  history.trim_keys(batch.history, self.history_keep))
 
-    def put_vm(self, vm: Vm) -> None:
-        batch = Batch()
-        batch.put_vm(vm)
-        self.write(batch)
-
-    def delete_vm(self, uuid: VmUuid) -> None:
-        batch = Batch()
-        batch.delete_vm(uuid)
-        self.write(batch)
-
-    def put_node(self, node: Node) -> None:
-        batch = Batch()
-        batch.put_node(node)
-        self.write(batch)
-
-    def delete_node(self, name: NodeName) -> None:
-        batch = Batch()
-        batch.delete_node(name)
-        self.write(batch)
-
-    def put_task(self, task: Task) -> None:
-        batch = Batch()
-        batch.put_task(task)
-        self.write(batch)
-
-    def delete_task(self, task_id: TaskId) -> None:
-        batch = Batch()
-        batch.delete_task(task_id)
-        self.write(batch)
-
-    def put_idempotency(self, record: IdempotencyRecord) -> None:
-        batch = Batch()
-        batch.put_idempotency(record)
-        self.write(batch)
-
-    def delete_idempotency(self, user: str, message_id: str) -> None:
-        batch = Batch()
-        batch.delete_idempotency(user, message_id)
-        self.write(batch)
-
     def count_redelivery(self, digest: bytes, now: float) -> int:
         """One more redelivery of the delivery with this digest (vmd.daemon.poison); durable
         when this returns. Returns how often it has been seen redelivered (1 the first time).
