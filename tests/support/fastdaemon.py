@@ -41,9 +41,9 @@ from vmd.daemon.core import Core
 from vmd.daemon.intake import Intake
 from vmd.daemon.nodes import Nodes
 from vmd.daemon.options import Options, bus_settings
+from vmd.daemon.outbox import still_due
 from vmd.daemon.poison import Guard
 from vmd.daemon.reports import Reports
-from vmd.daemon.runner import _due
 from vmd.fsm import FsmSettings, TaskBook, VmIndex, World, task_id_factory
 from vmd.model import (
     JsonObject,
@@ -224,7 +224,7 @@ class FastDaemon:
         fleet.idempotency.clear()
         self.nodes.restore(now)
         self.expired_at_start = core.expire_due(now)
-        pipeline.replay(outbox, due=lambda order: _due(order, world, now))
+        pipeline.replay(outbox, due=lambda order: still_due(order, world, now))
         self._tasks = [asyncio.create_task(pipeline.run_writer()),
                        asyncio.create_task(pipeline.run_publisher()),
                        asyncio.create_task(self.intake.lister.run())]

@@ -24,6 +24,7 @@ from types import MappingProxyType
 
 from vmd.bus import (
     AgentOrder,
+    AgentTask,
     Event,
     Outgoing,
     decode_object,
@@ -33,6 +34,7 @@ from vmd.bus import (
 )
 from vmd.daemon.options import Clock
 from vmd.daemon.turn import Turn
+from vmd.fsm import World
 from vmd.model import Reply
 from vmd.store import EVENT, ORDER, REPLY, OutboxMessage
 
@@ -84,6 +86,21 @@ def store_outbox(turn: Turn, last_id: int, clock: Clock) -> int:
     if n > first:
         turn.outbox = (first + 1, n)
     return n
+
+
+def still_due(order: AgentOrder, world: World, now: float) -> bool:
+    """Whether a stored order goes out again at start-up (the `due` of `replay_turn`), in the
+    world just restored and after the start-up expiries ran.
+
+    A task's order is left out when its task ended (its result was stored before the crash)
+    or is past its deadline (the expiry path ends it and answers for it): sending it again
+    would run a command nobody waits for. Any other order (a `SyncRequest`) always goes:
+    asking an agent for a full sync twice is harmless.
+    """
+    if not isinstance(order, AgentTask):
+        return True
+    task = world.tasks.get(order.task_id)
+    return task is not None and not task.done and task.deadline > now
 
 
 def replay_turn(rows: Sequence[OutboxMessage], due: Callable[[AgentOrder], bool]) -> Turn:

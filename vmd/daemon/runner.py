@@ -44,8 +44,6 @@ from vmd.bus import (
     COMMANDS_QUEUE,
     DAEMON,
     REPORTS_QUEUE,
-    AgentOrder,
-    AgentTask,
     Bus,
     BusFailed,
     ConnectFailed,
@@ -62,6 +60,7 @@ from vmd.daemon.intake import Intake
 from vmd.daemon.leadership import Leadership, bus_link
 from vmd.daemon.nodes import Nodes, run_node_monitor
 from vmd.daemon.options import Options, bus_settings
+from vmd.daemon.outbox import still_due
 from vmd.daemon.poison import Guard
 from vmd.daemon.reconcile import run_housekeeping, run_reconcile
 from vmd.daemon.reports import Reports
@@ -188,7 +187,7 @@ class Daemon:
         # What the previous process stored but maybe never published goes out first: after
         # the expiries above were decided (an order of a task they ended is left out), ahead
         # of every turn (the writer starts after this) and before consuming (below).
-        replayed = self.pipeline.replay(outbox, due=lambda order: _due(order, self.world, now))
+        replayed = self.pipeline.replay(outbox, due=lambda order: still_due(order, self.world, now))
         if outbox:
             log.info("publishing the outbox left by the previous process", stored=len(outbox),
                      to_send=replayed)
@@ -348,14 +347,6 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.executor, self.store.close)
         await asyncio.to_thread(self.executor.shutdown, True)
-
-
-def _due(order: AgentOrder, world: World, now: float) -> bool:
-    """A stored order is sent again unless its task ended or its deadline passed."""
-    if not isinstance(order, AgentTask):
-        return True
-    task = world.tasks.get(order.task_id)
-    return task is not None and not task.done and task.deadline > now
 
 
 async def _within(aw: Awaitable[None], timeout: float, hurry: asyncio.Event) -> bool:
