@@ -34,6 +34,7 @@ from vmd.bus import (
     BusSettings,
     Delivery,
     ObservationReport,
+    ResultBatch,
     SyncRequest,
     TaskResult,
     decode_report,
@@ -69,9 +70,9 @@ class DaemonSide:
     """Sends orders to the node's task queue and collects everything on the reports queue.
 
     `messages` is every report as it came; `received` is what the daemon learns, in order:
-    the observations a result carries as an `ObservationReport` right before it (as the
-    daemon applies them), so a test of what the agent reports does not depend on which
-    message carried it."""
+    a `ResultBatch` as its results, and the observations a result carries as an
+    `ObservationReport` right before it (as the daemon applies them), so a test of what the
+    agent reports does not depend on which message carried it."""
 
     bus: Bus
     node: NodeName = NODE
@@ -82,10 +83,12 @@ class DaemonSide:
     async def handle(self, delivery: Delivery) -> None:
         at, report = time.time(), decode_report(delivery)
         self.messages.append(Received(at, report))
-        if isinstance(report, TaskResult) and report.observations:
-            self.received.append(Received(at, ObservationReport(report.node, report.time,
-                                                                report.observations)))
-        self.received.append(Received(at, report))
+        results = report.results if isinstance(report, ResultBatch) else (report,)
+        for r in results:
+            if isinstance(r, TaskResult) and r.observations:
+                self.received.append(Received(at, ObservationReport(r.node, r.time,
+                                                                    r.observations)))
+            self.received.append(Received(at, r))
         await delivery.ack()
         self.changed.set()
 

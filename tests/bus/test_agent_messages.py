@@ -13,6 +13,7 @@ from vmd.bus import (
     IsoList,
     ObservationReport,
     ProtocolError,
+    ResultBatch,
     SyncRequest,
     TaskResult,
 )
@@ -48,6 +49,8 @@ GONE = Observation(
 STOPPED = Observation(uuid=UUID, node=NODE, state="stopped", change_time=1009.0, vm={"a": 1})
 CARRYING = TaskResult(TASK.task_id, UUID, NODE, Action.STOP,
                       TaskOutcome(OutcomeKind.SUCCESS, 0, "stopped"), 1010.0, (OBS, STOPPED))
+CURRENT = TaskResult(TaskId("0-b"), UUID, NODE, Action.CURRENT,
+                     TaskOutcome(OutcomeKind.SUCCESS, 0, "", state="running"), 1010.5)
 
 ORDERS = [
     pytest.param(TASK, id="task"),
@@ -84,6 +87,7 @@ REPORTS = [
         id="result-current-empty-message",
     ),
     pytest.param(CARRYING, id="result-carrying-its-observations"),
+    pytest.param(ResultBatch(node=NODE, time=1011.0, results=(CARRYING, CURRENT)), id="results"),
     pytest.param(ObservationReport(node=NODE, time=1003.0, observations=(OBS, GONE)), id="obs"),
     pytest.param(Heartbeat(node=NODE, time=1004.0, interval=5.0, started=900.0), id="heartbeat"),
     pytest.param(FullSync(node=NODE, time=1005.0, vms=(OBS,), isos=("a.iso", "b.iso")), id="sync"),
@@ -229,6 +233,17 @@ def test_bad_orders(value: dict[str, Any], error: str) -> None:
             to_json(CARRYING) | {"observations": {"uuid": UUID}},
             "'observations' must be a list",
             id="result-observations-not-a-list",
+        ),
+        pytest.param(
+            {"v": 1, "kind": "results", "node": "n", "time": 1, "results": []},
+            "'results' must be a non-empty list of objects",
+            id="results-empty",
+        ),
+        pytest.param(
+            to_json(ResultBatch(NODE, 1, (CARRYING,))) | {"results": [to_json(CURRENT) | {
+                "time": "x"}]},
+            "results results\\[\\] message: 'time' must be a number",
+            id="results-item",
         ),
     ],
 )

@@ -7,11 +7,13 @@ place that says what each message holds, shared by both sides. docs/bus.md has t
 Every body is a JSON object with `"v": 1` and a `"kind"`:
 
     daemon -> agent (queue vmd.agent.tasks.<node>):  task, sync_request
-    agent -> daemon (queue vmd.agent.reports):       result, observations, heartbeat, sync, isos
+    agent -> daemon (queue vmd.agent.reports):       result, results, observations, heartbeat,
+                                                     sync, isos
 
 A result carries the observations of its VM the agent's watch made while the task ran (its
-own task's change), so a command costs one report, not a result and an observation. A
-daemon of this version reads the older agent's result without them too (docs/bus.md).
+own task's change), so a command costs one report, not a result and an observation; several
+results waiting together travel as one `results` message. Both are additions a daemon of this
+version accepts beside the older agent's plain `result` (docs/bus.md, rolling upgrades).
 
 A `task` that comes back on the reports queue was dead-lettered by the broker (its TTL, the
 time to its deadline, ran out before an agent took it, or an agent rejected it): it decodes as
@@ -92,6 +94,15 @@ class TaskResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ResultBatch:
+    """Task results of one node that waited together, in order (agent -> daemon)."""
+
+    node: NodeName
+    time: float
+    results: tuple[TaskResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ObservationReport:
     """VM state changes seen on a node, in the order seen (agent -> daemon)."""
 
@@ -139,7 +150,8 @@ class TaskUndelivered:
 
 
 AgentOrder = AgentTask | SyncRequest
-AgentReport = TaskResult | ObservationReport | Heartbeat | FullSync | IsoList | TaskUndelivered
+AgentReport = (TaskResult | ResultBatch | ObservationReport | Heartbeat | FullSync | IsoList
+               | TaskUndelivered)
 
 
 # -- encoding -------------------------------------------------------------------------------
@@ -191,6 +203,13 @@ def to_json(message: AgentOrder | AgentReport) -> JsonObject:
             return head | {"kind": "sync_request", "node": message.node, "reason": message.reason}
         case TaskResult():
             return head | {"kind": "result", "node": message.node} | _result_json(message)
+        case ResultBatch():
+            return head | {
+                "kind": "results",
+                "node": message.node,
+                "time": message.time,
+                "results": [_result_json(r) for r in message.results],
+            }
         case ObservationReport():
             return head | {
                 "kind": "observations",
@@ -297,7 +316,14 @@ def _result(f: Fields, node: NodeName) -> TaskResult:
     )
 
 
-_REPORT_KINDS = frozenset({"result", "observations", "heartbeat", "sync", "isos"})
+def _results(f: Fields, node: NodeName) -> tuple[TaskResult, ...]:
+    items = f.array("results")
+    if not items or not all(isinstance(i, dict) for i in items):
+        raise ProtocolError("results message: 'results' must be a non-empty list of objects")
+    return tuple(_result(Fields(i, "results results[]"), node) for i in items)
+
+
+_REPORT_KINDS = frozenset({"result", "results", "observations", "heartbeat", "sync", "isos"})
 
 
 def report_from_json(value: JsonObject) -> AgentReport:
@@ -308,6 +334,8 @@ def report_from_json(value: JsonObject) -> AgentReport:
     node = NodeName(f.text("node"))
     if kind == "result":
         return _result(f, node)
+    if kind == "results":
+        return ResultBatch(node=node, time=f.number("time"), results=_results(f, node))
     if kind == "observations":
         return ObservationReport(
             node=node, time=f.number("time"), observations=f.observations("observations", node)

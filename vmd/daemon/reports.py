@@ -11,6 +11,7 @@ What each report does (docs/bus.md §3, docs/fsm.md §3.6, §5):
 | report | decision |
 |---|---|
 | `TaskResult` | `observe` what it carries, then `complete_task` (dropped: ended/unknown task) |
+| `ResultBatch` | each result as a `TaskResult`, all in one turn |
 | `ObservationReport` | `observe` each, cause `node` |
 | `FullSync` | `full_sync` (cause `sync`; changes counted as drift corrected), and the ISOs |
 | `Heartbeat` | the node is alive: `online` if it was unreachable (event, full sync asked) |
@@ -22,7 +23,8 @@ A `TaskUndelivered` with another reason (`rejected`, `maxlen`) is logged; its de
 Trust (docs/security.md): the broker validates every `user_id`, and this handler checks it is
 the sender it expects before anything is decided. A report is applied only when its sender
 is configured in `[auth.agents]` for the report's node; a result only when it comes from the
-node its task was sent to and names the task's VM; a dead-lettered task only when its
+node its task was sent to and names the task's VM (in a `ResultBatch` such a result is
+refused alone, the others applied); a dead-lettered task only when its
 `user_id` is the daemon's own (the broker keeps the original publisher's on the
 dead-lettered copy, while the `x-death` headers anyone may set). Anything else is dropped:
 acked (a repeat would be refused again), counted in `vmd_agent_messages_refused_total`, and
@@ -46,6 +48,7 @@ from vmd.bus import (
     ObservationReport,
     ProtocolError,
     PublishFailed,
+    ResultBatch,
     TaskResult,
     TaskUndelivered,
     decode_report,
@@ -99,6 +102,8 @@ class Reports:
         if refused is not None:
             self._refuse(delivery, *refused, node=_node_of(report))
             return
+        if isinstance(report, ResultBatch):
+            report = self._admitted(report, sender)
         fx = Effects()
         try:
             self.apply(report, self.clock(), fx)
@@ -121,6 +126,19 @@ class Reports:
         if isinstance(report, TaskResult):
             return self._foreign_task(report)
         return None
+
+    def _admitted(self, batch: ResultBatch, sender: str | None) -> ResultBatch:
+        """The batch without the results `refusal` refuses (each counted and logged)."""
+        kept = []
+        for result in batch.results:
+            refused = self._foreign_task(result)
+            if refused is None:
+                kept.append(result)
+            else:
+                self.refusals.refuse(sender, *refused, kind="results", node=batch.node,
+                                     task_id=result.task_id)
+        return batch if len(kept) == len(batch.results) else ResultBatch(
+            batch.node, batch.time, tuple(kept))
 
     def _foreign_task(self, result: TaskResult) -> tuple[str, str] | None:
         task = self.world.tasks.get(result.task_id)
@@ -147,6 +165,9 @@ class Reports:
                 self._observed(observe(self.world, obs, now), now, fx)
         elif isinstance(report, TaskResult):
             self._result(report, now, fx)
+        elif isinstance(report, ResultBatch):
+            for result in report.results:
+                self._result(result, now, fx)
         elif isinstance(report, FullSync):
             self.nodes.set_isos(report.node, report.isos, fx)
             drift = 0

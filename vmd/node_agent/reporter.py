@@ -2,10 +2,11 @@
 
 One publisher coroutine (`run`) owns the order: task results, full syncs and ISO lists are
 queued with `post` (the future resolves once the broker confirmed it) and node observations
-with `observe`. Consecutive observations are merged into one `ObservationReport` (at most
-`max_batch` each): those made in the same loop turn always travel together, and while a
-publish waits for its confirms the next ones pile up and leave in the next batch, so a
-burst of changes costs few messages and the first change is never delayed by a timer.
+with `observe`. Consecutive observations are merged into one `ObservationReport`, and
+consecutive task results into one `ResultBatch` (at most `max_batch` each): those made in
+the same loop turn always travel together, and while a publish waits for its confirms the
+next ones pile up and leave in the next batch, so a burst costs few messages and the first
+report is never delayed by a timer.
 
 While a task of a VM runs, the observations of that VM are held (`hold`) and travel in
 the task's result (`take`), the change the task caused among them: a command costs the
@@ -39,6 +40,8 @@ from vmd.bus import (
     ObservationReport,
     Outgoing,
     PublishFailed,
+    ResultBatch,
+    TaskResult,
     report_message,
 )
 from vmd.model import NodeName, Observation, VmUuid
@@ -157,28 +160,48 @@ class Reporter:
         return True
 
     def _batch(self) -> list[_Message]:
-        """Take what is queued: consecutive observations merged, in order."""
+        """Take what is queued: consecutive observations merged, consecutive results
+        merged, in order."""
         out: list[_Message] = []
         observations: list[Observation] = []
+        results: list[tuple[TaskResult, asyncio.Future[None]]] = []
 
-        def flush_observations() -> None:
+        def flush() -> None:
             if observations:
                 report = ObservationReport(self.node, self._clock(), tuple(observations))
                 out.append((report_message(report, user_id=self._user), [], len(observations)))
                 observations.clear()
+            if results:
+                out.append(self._results_message(results))
+                results.clear()
 
         while self._items:
             item = self._items.popleft()
             if isinstance(item, Observation):
+                if results:
+                    flush()
                 observations.append(item)
-                if len(observations) >= self._max_batch:
-                    flush_observations()
+            elif isinstance(item[0], TaskResult):
+                if observations:
+                    flush()
+                results.append((item[0], item[1]))
             else:
-                flush_observations()
-                report, future = item
-                out.append((report_message(report, user_id=self._user), [future], 0))
-        flush_observations()
+                flush()
+                out.append((report_message(item[0], user_id=self._user), [item[1]], 0))
+            if len(observations) >= self._max_batch or len(results) >= self._max_batch:
+                flush()
+        flush()
         return out
+
+    def _results_message(self, results: list[tuple[TaskResult, asyncio.Future[None]]]
+                         ) -> _Message:
+        """One result as the `result` it is (what an older daemon reads too), more as one
+        `ResultBatch`."""
+        futures = [future for _, future in results]
+        if len(results) == 1:
+            return report_message(results[0][0], user_id=self._user), futures, 0
+        batch = ResultBatch(self.node, self._clock(), tuple(r for r, _ in results))
+        return report_message(batch, user_id=self._user), futures, 0
 
     async def run(self) -> None:
         """Publish until cancelled (shutdown: `flush` first, cancel last)."""
