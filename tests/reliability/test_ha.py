@@ -213,6 +213,7 @@ async def _setup(ctx: Ctx) -> None:
     ctx.extra["_watch"] = watch
     ctx.extra["takeover_s"] = []
     ctx.extra["first_answer_s"] = []
+    ctx.extra["_node_events"] = len(ctx.recorder.node_events)  # the boot's
 
 
 async def _finish(ctx: Ctx) -> None:
@@ -223,6 +224,9 @@ async def _finish(ctx: Ctx) -> None:
     ctx.extra["both_leaders"] = len(watch.both)
     cloud: HaCloud = ctx.cloud  # type: ignore[assignment]
     ctx.extra["exits"] = list(cloud.exits)
+    # Node health resumes from the store at a takeover: no node.<node>.status event (a
+    # node gone unreachable and back) during the run.
+    ctx.extra["node_events"] = len(ctx.recorder.node_events) - ctx.extra.pop("_node_events")
 
 
 # -- (a) SIGKILL of the active daemon mid-load ----------------------------------------------
@@ -264,6 +268,7 @@ async def test_sigkill_of_the_active_daemon_under_load(rel_env: Env, pg_url: str
     figures.extra.pop("_last", None)
     figures.assert_ok()
     assert figures.extra["both_leaders"] == 0
+    assert figures.extra["node_events"] == 0
     assert figures.calls.power_tasks > 0, "the load ran no power task"
     # Each kill is one SIGKILL exit (-9) and nothing else (no step-down, no crash).
     assert [code for _, code in figures.extra["exits"]] == [-signal.SIGKILL] * scale.repeats
@@ -317,6 +322,7 @@ async def test_sigstop_of_the_active_daemon_then_sigcont(rel_env: Env, pg_url: s
     report(figures)
     figures.assert_ok()
     assert figures.extra["both_leaders"] == 0
+    assert figures.extra["node_events"] == 0
     assert [code for _, code in figures.extra["exits"]] == [3] * scale.repeats
     # The resumed process wrote, published and acked nothing after it lost the lease: no
     # action ran twice (calls), no answer differs from the first, no event broke its chain
@@ -370,6 +376,7 @@ async def test_postgres_restart_under_load(rel_env: Env, pg_url: str) -> None:
     report(figures)
     figures.assert_ok()
     assert figures.extra["both_leaders"] == 0
+    assert figures.extra["node_events"] == 0
     # docs/ha.md: the active daemon's next write fails, it exits 1 (a store it lost) or 3
     # (a lease it could not renew) and comes back as a standby; nothing else exits.
     assert all(code in (1, 3) for _, code in figures.extra["exits"]), figures.extra["exits"]

@@ -60,7 +60,7 @@ class _Qmark:
 def _fence(conn: psycopg.Connection, held: Lease) -> None:
     # As the store runs it: first statement of a write transaction.
     with conn.transaction():
-        lease.check(_Qmark(conn), held)
+        lease.check(_Qmark(conn), held, 5.0)
         conn.execute("SELECT 1")
 
 
@@ -145,7 +145,7 @@ async def test_a_takeover_waits_for_a_write_past_its_fence(connect: Connect) -> 
     with psycopg.connect(a.info.dsn) as writer:
         tx = writer.transaction()
         tx.__enter__()
-        lease.check(_Qmark(writer), old)
+        lease.check(_Qmark(writer), old, 30.0)
         cur_b = await b.execute("SELECT pg_backend_pid()")
         row = await cur_b.fetchone()
         assert row is not None
@@ -173,3 +173,22 @@ async def test_fenced_without_a_row(connect: Connect) -> None:
     a = await connect()
     with psycopg.connect(a.info.dsn) as sync, pytest.raises(Fenced, match="no lease row"):
         _fence(sync, Lease(holder="daemon-a", epoch=1))
+
+
+async def test_a_leader_frozen_inside_a_write_does_not_hold_up_the_takeover(
+    connect: Connect,
+) -> None:
+    # SIGSTOP between two statements of a write: its transaction sits idle holding the
+    # fence's share lock. The server ends it after the fence's idle timeout, the write is
+    # rolled back, and the takeover that waited on the lock goes through.
+    a, b = await connect(), await connect()
+    old = await lease.acquire(a, "daemon-a", 10.0)
+    assert old is not None
+    await _expire(b)
+    with psycopg.connect(a.info.dsn) as frozen:
+        frozen.execute("BEGIN")
+        lease.check(_Qmark(frozen), old, 0.3)
+        new = await asyncio.wait_for(lease.acquire(b, "daemon-b", 10.0), 10.0)
+        assert new is not None and new.epoch == 2
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            frozen.execute("SELECT 1")

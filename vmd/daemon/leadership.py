@@ -67,6 +67,10 @@ MARGIN_FRACTION = 0.1
 RENEWALS = 5
 # How often a standby looks at the row.
 POLL = 1.0
+# A write transaction of the leader idle this long (a fraction of the lease) is ended by
+# the server (vmd.store.lease.FENCE_SQL): a leader frozen inside one cannot hold up the
+# takeover longer than this. A live daemon sends a turn's statements back to back.
+IDLE_FRACTION = 0.25
 
 Exit = Callable[[int], NoReturn]
 
@@ -199,7 +203,7 @@ class Leadership:
         self.check()
         assert self.held is not None
         try:
-            lease.check(conn, self.held)
+            lease.check(conn, self.held, self.lease * IDLE_FRACTION)
         except Fenced as exc:
             self.step_down(str(exc))
 

@@ -63,7 +63,13 @@ UPDATE {TABLE} SET expires = '-infinity'
 WHERE name = %(name)s AND holder = %(holder)s AND epoch = %(epoch)s"""
 
 # `?`: run through the store's own connection (vmd.store.dialect), inside its transaction.
-FENCE_SQL = f"SELECT holder, epoch FROM {TABLE} WHERE name = ? FOR SHARE"
+# The same statement bounds how long this transaction may sit idle holding the share lock
+# (`idle_in_transaction_session_timeout`, for this transaction only): a leader frozen in
+# the middle of a write (SIGSTOP between two statements) would otherwise block the
+# takeover's UPDATE for as long as it is frozen. Past the bound the server ends the
+# session, the write is rolled back whole, and the lock is gone.
+FENCE_SQL = (f"SELECT holder, epoch, set_config('idle_in_transaction_session_timeout', ?, "
+             f"true) FROM {TABLE} WHERE name = ? FOR SHARE")
 
 HOLDER_SQL = f"""
 SELECT holder, epoch, expires > now(), extract(epoch FROM expires - now())
@@ -99,13 +105,15 @@ class Lease:
         return {"name": self.name, "holder": self.holder, "epoch": self.epoch}
 
 
-def check(conn: FenceConn, lease: Lease) -> None:
+def check(conn: FenceConn, lease: Lease, idle_timeout: float) -> None:
     """The fence: raise `Fenced` unless `lease` still holds the row; run it first in a
-    write transaction (the share lock it takes lasts until that transaction ends)."""
-    row = conn.execute(FENCE_SQL, (lease.name,)).fetchone()
+    write transaction (the share lock it takes lasts until that transaction ends, or
+    until it sits idle for `idle_timeout` seconds: the server then ends the session)."""
+    millis = str(max(1, round(idle_timeout * 1000)))
+    row = conn.execute(FENCE_SQL, (millis, lease.name)).fetchone()
     if row is None:
         raise Fenced(f"leadership {lease.name!r}: no lease row (epoch {lease.epoch} is not ours)")
-    holder, epoch = row
+    holder, epoch, _ = row
     if holder != lease.holder or int(epoch) != lease.epoch:
         raise Fenced(f"leadership {lease.name!r} is held by {holder} at epoch {epoch}; "
                      f"ours was epoch {lease.epoch}")
