@@ -29,7 +29,26 @@ from .harness import ALICE_OWNER, BOB_OWNER, EventLog, FakeAgent, RawRequester, 
 
 
 class ManualClock:
-    """A wall clock the test moves forward (`advance`); starts at the real time."""
+    """The wall clock plus an offset the test moves forward (`advance`, `advance_to`).
+
+    It keeps moving with real time on purpose: the in-process daemon's loops (the deadline
+    timer, the node monitor, housekeeping) and its turns read it while heartbeats, results
+    and requests arrive over the real broker in real time, and a frozen clock would make
+    every age between two of them zero (a node seen now and a minute ago look the same) and
+    every "wait until then" a wait for the test. The price: real time moves it between two
+    lines of a test, and a loaded machine can stall a few seconds anywhere.
+
+    The rule the tests here follow: put the clock relative to the time under test (a task's
+    deadline, a node's last sighting) with `advance_to`, not by a sum of `advance`s counted
+    from the test's start, and stay at least `MARGIN` seconds of real time away from any
+    edge a running loop could cross early ("not yet" checks); an edge to cross is put well
+    past (`edge + 1`), which real time only widens. The exact edges are tested in
+    tests/daemon/fast on a frozen `FakeClock`, without the broker.
+    """
+
+    # Real seconds a "not yet" check stays clear of its edge: far above any stall seen on
+    # a loaded CI machine (a few seconds), cheap because the test jumps the clock anyway.
+    MARGIN = 60.0
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -39,6 +58,12 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+
+    def advance_to(self, when: float) -> None:
+        """Jump to `when` (POSIX seconds; later than now), from where real time goes on."""
+        now = self()
+        assert when >= now, f"the clock only goes forward ({when} < {now})"
+        self.offset += when - now
 
 
 def daemon_options(**kw: Any) -> Options:

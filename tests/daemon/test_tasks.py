@@ -23,7 +23,7 @@ async def test_deadline_revokes_and_the_vm_goes_back(
     clock = ManualClock()
     daemon = await start_daemon(options=daemon_options(clock=clock), heartbeat_interval=1000)
     # The node's liveness follows the interval its heartbeats announce (3 x it), on the
-    # daemon's clock: with the fake agent's 0.1 s, the 331 s the clock jumps would make the
+    # daemon's clock: with the fake agent's 0.1 s, the ~330 s the clock jumps would make the
     # node unreachable, and an unreachable node is not re-synced. Its first heartbeat (sent
     # before the seed's sync, on the same ordered queue) announces 1000 s.
     agent = await make_agent("node1", heartbeat=1000.0)
@@ -40,13 +40,15 @@ async def test_deadline_revokes_and_the_vm_goes_back(
     task = await agent.next_task()
     web02 = daemon.world.vms.by_hostname["web02.example.com"]
     assert web02.status is VmStatus.STARTING
-    clock.advance(300.0)
-    # Not yet: what the deadline timer decides at this time, decided here (nothing is due,
-    # so it does not matter whether the timer looked too). 30 s short of the deadline: this
-    # clock moves with the wall clock too (the exact edge is tests/daemon/fast's).
+    # Not yet: the clock jumps to a minute short of the task's own deadline (however long
+    # the steps above took), and what the deadline timer decides at this time is decided
+    # here (nothing is due, so it does not matter whether the timer looked too). The clock
+    # moves with real time (ManualClock): a minute leaves any stall of a loaded machine far
+    # from the edge; the exact edge is tests/daemon/fast/test_deadlines.py's.
+    clock.advance_to(task.deadline - ManualClock.MARGIN)
     assert daemon.core.expire_due(clock()) == 0
     assert web02.status is VmStatus.STARTING and len(replies) == 1
-    clock.advance(31.0)
+    clock.advance_to(task.deadline + 1.0)  # past it: the running timer revokes the task
     await asyncio.wait_for(streaming, 10)
     assert replies[1] == Reply(410, {"status": "REVOKED", "task_id": task.task_id, "result": {
         "message": "Task deadline exceeded", "detail": "Task deadline exceeded"}})
