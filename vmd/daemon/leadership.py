@@ -139,7 +139,7 @@ class Leadership:
                     held = await lease.acquire(conn, self.holder, self.lease)
                     current = None if held else await lease.holding(conn)
             except lease.ERRORS as exc:
-                await self._drop(f"standby: cannot reach the store: {exc}")
+                await self._drop(f"standby: cannot reach the store: {_reason(exc)}")
                 held, current = None, None
             if held is not None:
                 self._won(held, sent)
@@ -177,7 +177,7 @@ class Leadership:
                 async with asyncio.timeout(max(0.0, self.deadline - self._clock())):
                     ours = await lease.renew(conn, held, self.lease)
             except lease.ERRORS as exc:
-                await self._drop(f"lease renewal failed: {exc}")
+                await self._drop(f"lease renewal failed: {_reason(exc)}")
                 continue  # retried until the deadline; `check` above steps down past it
             if not ours:
                 self.step_down("the lease was taken or expired in the store")
@@ -244,3 +244,9 @@ class Leadership:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for the log (a timeout has no message of its own)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else f"{type(exc).__name__} (no answer in time)"

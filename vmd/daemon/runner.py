@@ -233,8 +233,11 @@ class Daemon:
             return None
         self.leadership = Leadership(str(ds.store), metrics=self.metrics,
                                      lease_seconds=ds.lease, notify=self.tasks.notify)
+        # A standby has sent READY=1: systemd's watchdog runs for it too.
+        self.tasks.start("standby-watchdog")
         if not await self.leadership.acquire(stop or asyncio.Event()):
             raise StartupError("stopped as a standby", ExitCode.OK)
+        await self.tasks.stop("standby-watchdog")  # "watchdog" takes over once consuming
         self.tasks.start("lease")
         return self.leadership.fence
 
@@ -252,6 +255,7 @@ class Daemon:
         declare, options = self.tasks.declare, self.options
         # On a PostgreSQL store, once the lease is ours: its renewal (vmd.daemon.leadership).
         declare("lease", self._hold_lease)
+        declare("standby-watchdog", systemd.watchdog_loop)
         # Before the first connect: the pipeline's two stages and the big-list builder.
         declare("store-writer", lambda: self.pipeline.run_writer())
         declare("publisher", lambda: self.pipeline.run_publisher())
