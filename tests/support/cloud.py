@@ -98,6 +98,10 @@ class Cloud:
     def node(self, name: str) -> SimNode:
         return next(n for n in self.nodes if n.name == name)
 
+    # `[daemon] store` when not the SQLite file `store` (nor VMD_TEST_STORE's database):
+    # a PostgreSQL URL (tests/e2e/test_postgres_store.py).
+    store_url: str | None = None
+
     @property
     def store(self) -> Path:
         return self.base / "vmd.sqlite3"
@@ -110,7 +114,7 @@ class Cloud:
 url = "{self.broker_url}"
 
 [daemon]
-store = "{daemon_store(self.store)}"
+store = "{self.store_url or daemon_store(self.store)}"
 shard = 0
 no_shutdown = ["internal.example.com"]
 heartbeat_interval = 0.5
