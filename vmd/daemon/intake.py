@@ -95,6 +95,18 @@ RECORDED = frozenset({Kind.ACTION, Kind.CURRENT_GET, Kind.CURRENT_PUT, Kind.DEFI
 DEFAULT_MAX_PENDING = 100
 
 
+class _Asked:
+    """One request while it is decided: where its answer goes and what it is counted as."""
+
+    __slots__ = ("delivery", "kind", "reply_to", "started")
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.reply_to = delivery.reply_to or None
+        self.started = time.perf_counter()  # for the request metrics
+        self.kind = "other"  # the metrics kind, once the path is routed
+
+
 class Intake:
     """The `vmd.commands` handler."""
 
@@ -123,21 +135,20 @@ class Intake:
             return  # its connection is gone: the broker delivers it again, answer that one
         fx = Effects()
         try:
-            await self._step(delivery, fx)
+            await self._step(_Asked(delivery), fx)
         finally:
             # Also when the step raised (`UNENCODABLE`, vmd.daemon.poison): what it booked
             # before goes with the turn, as the 500 the guard then books for it.
             self.pipeline.submit(fx)
 
-    async def _step(self, delivery: Delivery, fx: Effects) -> None:
-        started = time.perf_counter()
-        reply_to = delivery.reply_to or None
-        parsed = await self._accept(delivery, reply_to, started, fx)
+    async def _step(self, a: _Asked, fx: Effects) -> None:
+        delivery, reply_to = a.delivery, a.reply_to
+        parsed = await self._accept(a, fx)
         if parsed is None:
             return
         routed = route(parsed.method, parsed.path)
-        kind = request_kind(routed)
-        principal = self._principal(delivery, reply_to, kind, started, fx)
+        a.kind = kind = request_kind(routed)
+        principal = self._principal(a, fx)
         if principal is None:
             return
         user = principal.name
@@ -147,19 +158,18 @@ class Intake:
         record_key = memo_key = None
         if changes and message_id is not None:
             record_key = (user, message_id)
-            if await self._repeat(delivery, record_key, reply_to, stream, kind, started, fx):
+            if await self._repeat(a, record_key, stream, fx):
                 return
         elif changes and reply_to is not None and delivery.correlation_id:
             memo_key = key_of(user, delivery.correlation_id, delivery.body)
-            if delivery.redelivered and self._from_memo(delivery, memo_key, reply_to, kind,
-                                                        started, fx):
+            if delivery.redelivered and self._from_memo(a, memo_key, fx):
                 return
-        if self._forgotten_task(routed, delivery, reply_to, kind, started, principal, fx):
+        if self._forgotten_task(a, routed, principal, fx):
             return
         if kind == "list" and self.lister.takes(principal):
             # Too big for one step: built in slices, answered when done (vmd.daemon.listing).
-            self.lister.submit(principal, parsed.data, delivery, lambda reply: self._listed(
-                delivery, reply_to, reply, kind, started))
+            self.lister.submit(principal, parsed.data, delivery,
+                               lambda reply: self._listed(a, reply))
             return
         now = self.clock()
         busy = (not principal.admin
@@ -167,7 +177,7 @@ class Intake:
         d = decide(self.world, principal, parsed, now, routed, busy=busy,
                    join=self.core.streams.has_room if stream else None)
         if d.read is not None:
-            self._read_history(d.read, delivery, reply_to, kind, started, fx)
+            self._read_history(a, d.read, fx)
             return
         reply = d.reply
         assert reply is not None
@@ -177,13 +187,12 @@ class Intake:
                                                   message_id), fx)
         self.core.effects(d, now, fx)
         self._keep(reply, now, record_key, memo_key, fx)
-        self._done(delivery, reply_to, reply, kind, started, fx)
+        self._done(a, reply, fx)
 
-    def _listed(self, delivery: Delivery, reply_to: str | None, reply: Reply, kind: str,
-                started: float) -> None:
+    def _listed(self, a: _Asked, reply: Reply) -> None:
         """A big list is built (vmd.daemon.listing): its answer, a step of its own."""
         fx = Effects()
-        self._done(delivery, reply_to, reply, kind, started, fx)
+        self._done(a, reply, fx)
         self.pipeline.submit(fx)
 
     def _keep(self, reply: Reply, now: float, record_key: tuple[str, str] | None,
@@ -196,61 +205,58 @@ class Intake:
         elif memo_key is not None:
             self._memo.put(memo_key, reply)
 
-    def _read_history(self, read: HistoryQuery, delivery: Delivery, reply_to: str | None,
-                      kind: str, started: float, fx: Effects) -> None:
+    def _read_history(self, a: _Asked, read: HistoryQuery, fx: Effects) -> None:
         """The power history: answered from the store after this turn's write."""
-        if reply_to is not None:
-            fx.answer(history_answer(read, reply_to, delivery, kind, started))
-        fx.settle(delivery)
+        if a.reply_to is not None:
+            fx.answer(history_answer(read, a.reply_to, a.delivery, a.kind, a.started))
+        fx.settle(a.delivery)
 
-    def _principal(self, delivery: Delivery, reply_to: str | None, kind: str,
-                   started: float, fx: Effects) -> Principal | None:
+    def _principal(self, a: _Asked, fx: Effects) -> Principal | None:
         """Who asks (protocol.md §3): the principal of the message's broker-validated
         `user_id`, or None once it has been answered 403 (none given, or unknown)."""
-        user = delivery.user_id
+        user = a.delivery.user_id
         if not user:
-            self._done(delivery, reply_to, NOT_PROVIDED, kind, started, fx)
+            self._done(a, NOT_PROVIDED, fx)
             return None
         principal = self.principals.get(user)
         if principal is None:
-            self._done(delivery, reply_to, DENIED, kind, started, fx)
+            self._done(a, DENIED, fx)
         return principal
 
-    def _from_memo(self, delivery: Delivery, key: MemoKey, reply_to: str, kind: str,
-                   started: float, fx: Effects) -> bool:
+    def _from_memo(self, a: _Asked, key: MemoKey, fx: Effects) -> bool:
         """A redelivered request without message_id: answered with what it was answered
         before this connection was cut (True), or False when the memo does not know it."""
         answer = self._memo.get(key)
         if answer is None:
             return False
         self.metrics.idempotent_replays.inc()
-        self._done(delivery, reply_to, answer, kind, started, fx)
+        self._done(a, answer, fx)
         return True
 
-    def _forgotten_task(self, routed: Route | Reply, delivery: Delivery, reply_to: str | None,
-                        kind: str, started: float, principal: Principal, fx: Effects) -> bool:
+    def _forgotten_task(self, a: _Asked, routed: Route | Reply, principal: Principal,
+                        fx: Effects) -> bool:
         """`GET /task/<id>/status` of a task memory no longer holds (ended and forgotten):
         answered from the store after this turn's write (True), else False."""
         if (type(routed) is not Route or routed.kind is not Kind.TASK
                 or self.world.tasks.get(routed.task_id) is not None
                 or not is_task_id(routed.task_id)):
             return False
-        if reply_to is not None:
+        if a.reply_to is not None:
             fx.answer(Answer(
-                reply_to, delivery.correlation_id, None, delivery, kind, started,
+                a.reply_to, a.delivery.correlation_id, None, a.delivery, a.kind, a.started,
                 lookup=TaskId(routed.task_id), principal=principal))
-        fx.settle(delivery)
+        fx.settle(a.delivery)
         return True
 
-    async def _accept(self, delivery: Delivery, reply_to: str | None,
-                      started: float, fx: Effects) -> Request | None:
+    async def _accept(self, a: _Asked, fx: Effects) -> Request | None:
         """The checks before a request is read (module docstring): the request, or None
         when it has been dealt with (dead-lettered, held, answered 400)."""
+        delivery, reply_to = a.delivery, a.reply_to
         if reply_to is not None and not reply_to_allowed(reply_to, delivery.user_id):
             await self._dead_letter(delivery, REPLY_TO_NOT_ALLOWED)
             return None
         if self.core.draining:
-            self._hold(delivery, reply_to, started, fx)
+            self._hold(a, fx)
             return None
         parsed = parse_request(delivery.body)
         if type(parsed) is not str and len(delivery.message_id or "") > MAX_MESSAGE_ID:
@@ -262,8 +268,7 @@ class Intake:
         if reply_to is None:
             await self._dead_letter(delivery, reason)
         else:
-            self._done(delivery, reply_to, Reply(400, {"detail": reason}), "other", started,
-                       fx)
+            self._done(a, Reply(400, {"detail": reason}), fx)  # kind "other": not routed
         return None
 
     def _stream_to(self, d: Decision, routed: Route | Reply, sub: Subscriber,
@@ -276,19 +281,19 @@ class Intake:
             assert d.reply is not None
             self._subscribe(self.world.tasks.get(str(d.reply.body["task_id"])), sub, fx)
 
-    async def _repeat(self, delivery: Delivery, key: tuple[str, str], reply_to: str | None,
-                      stream: bool, kind: str, started: float, fx: Effects) -> bool:
+    async def _repeat(self, a: _Asked, key: tuple[str, str], stream: bool,
+                      fx: Effects) -> bool:
         """Answer a repeat of a recorded request from its record; False if it is new."""
         record = self.core.idempotency.get(key)
         if record is None and key in self.core.cold:
             # A repeat after the record cooled (minutes later, rare): its answers are in
             # the store. The only await before a decision; none changes a VM.
             record = await self._recall(key)
-            if delivery.stale:
+            if a.delivery.stale:
                 return True  # redelivered: that one is answered
         if record is None:
             return False
-        self._replay(delivery, record, reply_to, stream, kind, started, fx)
+        self._replay(a, record, stream, fx)
         return True
 
     async def _recall(self, key: tuple[str, str]) -> IdempotencyRecord | None:
@@ -301,26 +306,28 @@ class Intake:
             self.core.forget_key(key)
         return record
 
-    def _done(self, delivery: Delivery, reply_to: str | None, reply: Reply, kind: str,
-              started: float, fx: Effects) -> None:
-        if reply_to is not None:
-            fx.answer(Answer(reply_to, delivery.correlation_id, reply, delivery, kind, started))
+    def _done(self, a: _Asked, reply: Reply, fx: Effects) -> None:
+        delivery = a.delivery
+        if a.reply_to is not None:
+            fx.answer(Answer(a.reply_to, delivery.correlation_id, reply, delivery, a.kind,
+                             a.started))
         else:
-            self.metrics.request(kind, reply.code, time.perf_counter() - started)
+            self.metrics.request(a.kind, reply.code, time.perf_counter() - a.started)
         fx.settle(delivery)
         if self.debug:
             with log_context(correlation_id=delivery.correlation_id):
-                log.debug("request", kind=kind, code=reply.code, user=delivery.user_id,
+                log.debug("request", kind=a.kind, code=reply.code, user=delivery.user_id,
                           message_id=delivery.message_id)
 
-    def _replay(self, delivery: Delivery, record: IdempotencyRecord, reply_to: str | None,
-                stream: bool, kind: str, started: float, fx: Effects) -> None:
+    def _replay(self, a: _Asked, record: IdempotencyRecord, stream: bool,
+                fx: Effects) -> None:
         """A repeat of an answered request: its first answer again, nothing executed."""
         self.metrics.idempotent_replays.inc()
-        self._done(delivery, reply_to, record.replies[0], kind, started, fx)
+        self._done(a, record.replies[0], fx)
+        reply_to = a.reply_to
         if not stream or reply_to is None:
             return
-        cid = delivery.correlation_id
+        cid = a.delivery.correlation_id
         if len(record.replies) > 1:
             fx.answer(Answer(reply_to, cid, record.replies[1]))
             return
@@ -345,13 +352,12 @@ class Intake:
         if streams.subscribe(task, sub):
             fx.put_task(streams.row(task))
 
-    def _hold(self, delivery: Delivery, reply_to: str | None, started: float,
-              fx: Effects) -> None:
+    def _hold(self, a: _Asked, fx: Effects) -> None:
         """Shutting down: 503 now, and back to the queue once consuming has stopped."""
-        if reply_to is not None:
-            fx.answer(Answer(
-                reply_to, delivery.correlation_id, UNAVAILABLE, delivery, "other", started))
-        fx.settle(delivery, Settle.HOLD)
+        if a.reply_to is not None:
+            fx.answer(Answer(a.reply_to, a.delivery.correlation_id, UNAVAILABLE, a.delivery,
+                             "other", a.started))
+        fx.settle(a.delivery, Settle.HOLD)
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         failed = await delivery.dead_letter_or_requeue(reason)
