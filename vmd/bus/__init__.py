@@ -37,7 +37,7 @@ from vmd.bus.codec import (
     fragment,
 )
 from vmd.bus.consumer import Consumer
-from vmd.bus.delivery import Delivery
+from vmd.bus.delivery import Delivery, TagLedger, ack_all
 from vmd.bus.errors import (
     BusClosed,
     BusError,
@@ -116,10 +116,12 @@ __all__ = [
     "RetryHook",
     "RpcTimeout",
     "SyncRequest",
+    "TagLedger",
     "TaskResult",
     "TaskUndelivered",
     "Topology",
     "Unroutable",
+    "ack_all",
     "agent_topology",
     "boot_attempts",
     "decode",

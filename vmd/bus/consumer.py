@@ -35,7 +35,7 @@ import aiormq.abc
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from vmd.bus.delivery import DeadLetterer, Delivery, Fence
+from vmd.bus.delivery import DeadLetterer, Delivery, Fence, TagLedger
 from vmd.bus.errors import BusError
 from vmd.bus.link import CLOSE_ERRORS, Session, describe
 
@@ -97,8 +97,10 @@ class Consumer:
             return
         channel = await session.open_channel(prefetch=self.prefetch)
         underlay = await channel.get_underlay_channel()
+        # One channel per consumer and connection, so its ledger sees every tag of it
+        # (vmd.bus.delivery.ack_all: which of them one multiple ack may cover).
         ok = await underlay.basic_consume(
-            self.queue, partial(self._on_message, session), no_ack=False
+            self.queue, partial(self._on_message, session, TagLedger()), no_ack=False
         )
         if ok.consumer_tag is None:
             raise RuntimeError("broker returned no consumer tag")
@@ -110,7 +112,8 @@ class Consumer:
         self._in_hand = {d for d in self._in_hand if not d.stale}
         self._changed.set()
 
-    async def _on_message(self, session: Session, message: aiormq.abc.DeliveredMessage) -> None:
+    async def _on_message(self, session: Session, ledger: TagLedger,
+                          message: aiormq.abc.DeliveredMessage) -> None:
         delivery = Delivery(
             message,
             queue=self.queue,
@@ -118,6 +121,7 @@ class Consumer:
             on_settled=self._settled,
             dead_letterer=self._dead_letterer,
             fence=self._fence,
+            ledger=ledger,
         )
         if self._stopping:
             # Arrived after stop() drained the buffer (sent before our basic.cancel).

@@ -59,6 +59,7 @@ from vmd.bus import (
     Outgoing,
     PublishFailed,
     Unroutable,
+    ack_all,
     node_tasks,
     order_message,
 )
@@ -299,14 +300,21 @@ class Pipeline:
                     answer.kind, answer.reply.code, time.perf_counter() - answer.started
                 )
         self.answered += len(sent)
+        # The turn's acks at once: one multiple ack per channel where vmd.bus may (nothing
+        # lower of that channel unsettled: held, being dead-lettered, not yet handled).
+        plain: list[Delivery] = []
         acks = []
         for delivery, how in turn.settles:
             if how is Settle.ACK:
                 reason = turn.failed.get(delivery)
-                acks.append(delivery.ack() if reason is None
-                            else self._dead_letter(delivery, reason))
+                if reason is None:
+                    plain.append(delivery)
+                else:
+                    acks.append(self._dead_letter(delivery, reason))
             else:
                 self.held.append(delivery)
+        if plain:
+            acks.append(ack_all(plain))
         if acks:
             await asyncio.gather(*acks)
         for waiter in turn.waiters:
