@@ -6,14 +6,16 @@ import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from support.store import put
 
-from vmd.model import VmStatus
+from vmd.model import VmStatus, VmUuid
 from vmd.store import Batch, RowError, Store
 from vmd.store.batch import Changes
+from vmd.store.rows import MAX_KEY_BYTES
 
 from .conftest import integrity_error
 from .factories import NOW, bare_vm, full_node, full_vm, pending_task, record
@@ -157,3 +159,43 @@ def test_a_value_neither_backend_can_hold_fails_when_added(store: Store, alias: 
     batch.put_vm(full_vm(2))
     store.write(batch)
     assert set(store.load_fleet(NOW).vms) == {full_vm(2).uuid}
+
+
+@pytest.mark.parametrize(
+    ("uuid", "stored"),
+    [
+        pytest.param("u" * MAX_KEY_BYTES, True, id="at-the-bound"),
+        pytest.param("u" * (MAX_KEY_BYTES + 1), False, id="one-byte-over"),
+        pytest.param("\u00e9" * (MAX_KEY_BYTES // 2 + 1), False, id="utf8-bytes-over"),
+        pytest.param("u" * 4000, False, id="4000-bytes"),
+    ],
+)
+def test_a_key_longer_than_the_bound_fails_when_added(store: Store, uuid: str,
+                                                     stored: bool) -> None:
+    # PostgreSQL's btree refuses an index entry over 2704 bytes and would fail the whole
+    # turn's write (SQLite stores any length); a VM's uuid is what an agent reported. At the
+    # bound the row is stored and read back on both backends; over it the record is
+    # refused when added, and the rest of the batch is written.
+    vm = full_vm()
+    vm.uuid = VmUuid(uuid)
+    batch = Batch()
+    if stored:
+        batch.put_vm(vm)
+    else:
+        with pytest.raises(RowError, match="over the store's 1024"):
+            batch.put_vm(vm)
+    batch.put_vm(full_vm(2))
+    store.write(batch)
+    expected = {full_vm(2).uuid, vm.uuid} if stored else {full_vm(2).uuid}
+    assert set(store.load_fleet(NOW).vms) == expected
+
+
+def test_an_idempotency_key_over_the_bound_fails_when_added(store: Store) -> None:
+    batch = Batch()
+    # The key is (user, message_id): their bytes together count.
+    with pytest.raises(RowError, match="a key of 1025 bytes"):
+        batch.put_idempotency(replace(record(), user="u" * 600, message_id="m" * 425))
+    longest = replace(record(), user="u" * 255, message_id="m" * 255)  # AMQP's longest
+    batch.put_idempotency(longest)
+    store.write(batch)
+    assert set(store.load_fleet(NOW).idempotency) == {("u" * 255, "m" * 255)}

@@ -28,6 +28,7 @@ from vmd.store.rows import (
     Row,
     Table,
     checked,
+    checked_key,
     idempotency_row,
     node_row,
     task_row,
@@ -49,6 +50,7 @@ class Changes:
 
     def put(self, key: Key, row: Row) -> None:
         checked(row)  # raises RowError before the batch changes
+        checked_key(key)
         self.deletes.discard(key)
         self.puts[key] = row
 
@@ -107,7 +109,9 @@ class Batch:
 
     def put_history(self, c: StatusChange, recorded: float) -> None:
         """An applied status change, for its VM's power history (`recorded`: vmd's clock)."""
-        self.history.append(history_row(c, recorded))
+        row = history_row(c, recorded)
+        checked_key((row[0],))  # the history's key is (vm_uuid, seq)
+        self.history.append(row)
 
     def delete_outbox(self, first: int, last: int) -> None:
         """Outbox messages `first..last` (inclusive) were confirmed by the broker."""

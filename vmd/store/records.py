@@ -34,7 +34,8 @@ class Fenced(Exception):
 
 class RowError(ValueError):
     """A record the store cannot hold: a string that is not UTF-8 (a lone surrogate) or
-    holds a NUL, an integer beyond 64 bits, a NaN, a value JSON cannot encode. A bug where
+    holds a NUL, an integer beyond 64 bits, a NaN, a value JSON cannot encode, a primary
+    key over `rows.MAX_KEY_BYTES` (a VM uuid an agent made up, say). A bug where
     the value was made; raised when the record is added to a `Batch`, so it fails the
     request that made it (the daemon answers that one 500) and never the write of a whole
     turn.

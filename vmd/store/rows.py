@@ -173,6 +173,26 @@ def checked(row: Row) -> Row:
     return row
 
 
+# The largest primary key (the UTF-8 bytes of its strings together) a record may have.
+# PostgreSQL's btree refuses an index entry over 2704 bytes ("index row size exceeds btree
+# version 4 maximum"), failing the whole turn's write, where SQLite stores any length: a
+# VM uuid is whatever an agent's report says (36 characters from vmadm; a buggy or hostile
+# agent may send kilobytes), so the bound is checked when the record is added, on both
+# backends. 1024 leaves room for the entry's header and is far over every real key (a
+# uuid, a node name, a task id, an AMQP user and message_id of at most 255 bytes each).
+MAX_KEY_BYTES = 1024
+
+
+def checked_key(key: tuple[str, ...]) -> None:
+    """`RowError` if the primary key `key` is longer than `MAX_KEY_BYTES` (a cheap sum of
+    lengths first: a character is at most 4 bytes in UTF-8)."""
+    if sum(len(part) for part in key) * 4 <= MAX_KEY_BYTES:
+        return
+    size = sum(len(part.encode(errors="surrogatepass")) for part in key)
+    if size > MAX_KEY_BYTES:
+        raise RowError(f"a key of {size} bytes is over the store's {MAX_KEY_BYTES}")
+
+
 def _dumps_opt(value: object | None) -> str | None:
     return None if value is None else dumps(value)
 
