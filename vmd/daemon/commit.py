@@ -159,10 +159,6 @@ class Pipeline:
         self.turn.settles.append((delivery, how))
         self._wake.set()
 
-    def answer(self, answer: Answer) -> None:
-        self._book(answer, self.turn)
-        self._wake.set()
-
     def _book(self, answer: Answer, turn: Turn) -> None:
         code = answer.reply.code if answer.reply is not None else None
         error = turn.book(answer)

@@ -50,7 +50,7 @@ class Answer:
     # Or: a read that makes the reply from the store, run after the write (the power
     # history, vmd.daemon.history).
     read: Callable[[Store], Reply] | None = None
-    # The reply as published, encoded when the reply is known (`Pipeline.answer`, or after
+    # The reply as published, encoded when the reply is known (`Pipeline.submit`, or after
     # the write for a lookup): an answer that cannot be encoded fails its own request only.
     message: Outgoing | None = None
 
