@@ -161,7 +161,8 @@ async def test_sigterm_drains_and_the_next_instance_answers_the_rest(
     spawn: Callable[..., Proc], notify: Notify, raw: Callable[..., Any],
 ) -> None:
     first = spawn(notify)
-    assert (await first.ready()).endswith("STATUS=0 VMs, 0 nodes online")
+    # STATUS=0 VMs, ... (on PostgreSQL STATUS=active (epoch N): 0 VMs, ...)
+    assert (await first.ready()).endswith("0 VMs, 0 nodes online")
     requester: RawRequester = await raw("admin")
     cids = [await requester.send({"method": "GET", "path": "/vm/status"}, message_id=f"m{i}")
             for i in range(10)]
@@ -216,7 +217,7 @@ async def test_sigkill_mid_task_then_restart(
     first.proc.kill()
     first.proc.wait(10)
     second = spawn(notify, start_deadline=8)
-    assert (await second.ready(count=2)).endswith("STATUS=5 VMs, 1 nodes online")
+    assert (await second.ready(count=2)).endswith("5 VMs, 1 nodes online")
     web02 = tasks["web02.example.com"]
     await agent.result(web02)
     await asyncio.wait_for(asyncio.gather(*streams), 30)
