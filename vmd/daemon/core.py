@@ -5,10 +5,10 @@ function on the event loop, which updates the in-memory `World` at once. The cal
 turns the `Decision` into effects with `Core.effects` (rows to store, events to publish,
 tasks to send, final replies of stream mode; deadlines armed and metrics counted on the
 way) and submits them to the commit pipeline (`Pipeline.submit`, vmd.daemon.commit)
-*before its next await* (`Core.record` does both). Because deciding and submitting happen
-in one synchronous step, no other input can see a VM half-changed, and inputs about one VM
-are applied in the order they arrived: the "one owner per VM" of docs/architecture.md rule
-2 without a lock or a per-VM queue.
+*before its next await*. Because deciding and submitting happen in one synchronous step,
+no other input can see a VM half-changed, and inputs about one VM are applied in the order
+they arrived: the "one owner per VM" of docs/architecture.md rule 2 without a lock or a
+per-VM queue.
 
 `Core` also holds what the decision step reads besides the `World`, each part in its own
 module: the idempotency records of answered requests (vmd.daemon.idempotency), the task
@@ -53,7 +53,7 @@ log = get_logger(__name__)
 _NOTCREATED = VmStatus.NOTCREATED.value
 
 class Core:
-    """The in-memory state around the `World`, and `record()`, the step every input ends in."""
+    """The in-memory state around the `World`, and `effects()`, what every decision makes."""
 
     def __init__(
         self,
@@ -101,10 +101,6 @@ class Core:
             self._count_task(task.principal, 1)
 
     # -- the decision step's bookkeeping ----------------------------------------------------
-
-    def record(self, d: Decision, now: float) -> None:
-        """Submit everything `d` implies to the pipeline (call before any await)."""
-        self.pipeline.submit(self.effects(d, now, Effects()))
 
     def effects(self, d: Decision, now: float, fx: Effects) -> Effects:
         """Add everything `d` implies to `fx` (rows, events, orders, the final replies of
