@@ -7,10 +7,11 @@ in tests/daemon/fast/test_outbox.py."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from support.postgres import daemon_store
 
 from vmd.bus import AgentTask, SyncRequest
 from vmd.bus.agent import order_message
@@ -23,12 +24,10 @@ from .harness import EventLog, FakeAgent, eventually, vm_uuid
 
 
 def _outbox(path: Path) -> list[tuple[str, str]]:
-    # A second connection: WAL lets it read while the daemon writes.
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute("SELECT kind, routing_key FROM outbox ORDER BY id").fetchall()
-    finally:
-        conn.close()
+    # A second store on the daemon's (WAL lets it read while the daemon writes; with
+    # VMD_TEST_STORE=postgresql the daemon's database: support.postgres.daemon_store).
+    with Store.open(daemon_store(path)) as store:
+        return [(message.kind, message.routing_key) for message in store.load_outbox()]
 
 
 async def test_outbox_left_in_the_store_is_published_at_start(
@@ -53,7 +52,7 @@ async def test_outbox_left_in_the_store_is_published_at_start(
 
     event = Event("node.node9.status", {"node": "node9", "status": "online"}).outgoing()
     sync = order_message(SyncRequest(node=node, reason="test"))
-    with Store.open(tmp_path / "vmd.sqlite3") as store:
+    with Store.open(daemon_store(tmp_path / "vmd.sqlite3")) as store:
         batch = Batch()
         batch.put_node(Node(node, NodeStatus.ONLINE))
         batch.put_task(pending)

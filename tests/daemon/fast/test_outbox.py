@@ -8,24 +8,23 @@ what the test sees."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from support.fastdaemon import FastDaemon
+from support.postgres import daemon_store
 
 from vmd.bus import Delivery
 from vmd.model import Action, Reply, VmStatus
-from vmd.store import EVENT, ORDER, REPLY
+from vmd.store import EVENT, ORDER, REPLY, Store
 
 START = "/vm/web02.example.com/status/start"
 
 
 def _outbox(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return [kind for (kind,) in conn.execute("SELECT kind FROM outbox ORDER BY id")]
-    finally:
-        conn.close()
+    # Through a second store of its own on the daemon's (SQLite file or, with
+    # VMD_TEST_STORE=postgresql, its database: support.postgres.daemon_store).
+    with Store.open(daemon_store(path)) as store:
+        return [message.kind for message in store.load_outbox()]
 
 
 async def _crash_after_the_write(fast: FastDaemon, *requests: Delivery) -> None:
