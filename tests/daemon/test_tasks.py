@@ -13,7 +13,7 @@ from vmd.bus import BusClient
 from vmd.model import Action, Reply, Request, VmStatus
 
 from .conftest import Cloud, ManualClock, StartDaemon, daemon_options, seed
-from .harness import EventLog, FakeAgent, vm_uuid
+from .harness import EventLog, FakeAgent, eventually, vm_uuid
 
 
 async def test_deadline_revokes_and_the_vm_goes_back(
@@ -38,6 +38,8 @@ async def test_deadline_revokes_and_the_vm_goes_back(
 
     streaming = asyncio.create_task(stream())
     task = await agent.next_task()
+    # The 202 went out with the order, but to another consumer: it may arrive after it.
+    await eventually(lambda: replies, what="the stream's 202")
     web02 = daemon.world.vms.by_hostname["web02.example.com"]
     assert web02.status is VmStatus.STARTING
     # Not yet: the clock jumps to a minute short of the task's own deadline (however long
