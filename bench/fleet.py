@@ -20,7 +20,8 @@ on it (vhost `vmd-bench`, re-created first; no agents). It prints:
 
 `--store postgresql`: the fleet is generated into a fresh PostgreSQL database on
 127.0.0.1:5432 (created and dropped by the run; the generator writes through `Store.open`
-of its URL, so nothing is cached) and the daemon's `[daemon] store` is that URL; the CPU
+of its URL, so nothing is cached) and the daemon's `[daemon] store` is that URL (its ready
+is the second `READY=1`, the active one's, after the standby's); the CPU
 of the server process serving the daemon's restore counts as `postgres` next to the
 daemon's (docs/ha.md, "Headroom of one active daemon").
 """
