@@ -28,7 +28,7 @@ from support.proxy import TcpProxy
 from vmd.api.service import bus_settings_for
 from vmd.bus import BusSettings, boot_attempts
 from vmd.config import ApiSettings
-from vmd.obs.systemd import START_MARGIN
+from vmd.obs.systemd import START_MARGIN, Notifier
 
 VMD = str(Path(sys.executable).parent / "vmd")
 pytestmark = pytest.mark.slow
@@ -258,11 +258,11 @@ def test_boot_attempts(configured: int | None, environ: dict[str, str],
 def test_the_gateway_takes_its_attempts_from_api(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     settings = ApiSettings(broker_url="amqp://u:p@127.0.0.1/v", connect_attempts=7)
-    assert bus_settings_for(settings).connect_attempts == 7
+    assert bus_settings_for(settings, Notifier()).connect_attempts == 7
     unset = ApiSettings(broker_url="amqp://u:p@127.0.0.1/v")
-    assert bus_settings_for(unset).connect_attempts == 5
+    assert bus_settings_for(unset, Notifier()).connect_attempts == 5
     monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/notify")
-    assert bus_settings_for(unset).connect_attempts is None
+    assert bus_settings_for(unset, Notifier()).connect_attempts is None
 
 
 def test_the_units_agree_with_the_wait() -> None:

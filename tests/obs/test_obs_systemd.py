@@ -86,6 +86,19 @@ def test_ready_status_stopping_arrive(receiver: Receiver) -> None:
     ]
 
 
+def test_waiting_for_the_broker_goes_through_the_notifier(receiver: Receiver) -> None:
+    # STATUS= is one value at systemd: once the retries showed theirs, the text shown before
+    # them is sent again, not skipped as unchanged. Each retry renews the start timeout.
+    notify = systemd.Notifier()
+    assert notify.status("standby")
+    assert notify.waiting_for_broker(2, "connection refused\nby peer", 1.5)
+    assert notify.waiting_for_broker(2, "connection refused\nby peer", 1.5)
+    assert notify.status("standby")
+    waiting = ("STATUS=waiting for the broker (attempt 2, last error: connection refused by peer)"
+               f"\nEXTEND_TIMEOUT_USEC={int((1.5 + systemd.START_MARGIN) * 1e6)}")
+    assert receiver.wait_for(4) == ["STATUS=standby", waiting, waiting, "STATUS=standby"]
+
+
 def test_abstract_namespace_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"vmd-test-{uuid.uuid4().hex}"
     r = Receiver("\0" + name)

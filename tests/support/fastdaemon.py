@@ -55,6 +55,7 @@ from vmd.model import (
     VmUuid,
 )
 from vmd.obs.metrics import DaemonMetrics
+from vmd.obs.systemd import Notifier
 from vmd.store import Store
 
 ALICE_OWNER = "8a1a4e6c-0000-4000-8000-000000000001"
@@ -202,7 +203,8 @@ class FastDaemon:
         )
         fleet.vms.clear()
         self.metrics = metrics = DaemonMetrics()
-        self.bus = bus = FakeBus(bus_settings(settings, options))
+        # Never connects: no retry to report, and no Notifier of a process to report it to.
+        self.bus = bus = FakeBus(bus_settings(settings, options, Notifier()))
         self.pipeline = pipeline = Pipeline(
             store=store, bus=bus, executor=InlineExecutor(),  # type: ignore[arg-type]
             metrics=metrics, clock=clock, retry_delay=0.0)

@@ -65,11 +65,13 @@ class StartError(Exception):
         self.exit_code = exit_code
 
 
-def bus_settings_for(settings: ApiSettings) -> BusSettings:
+def bus_settings_for(settings: ApiSettings, notify: systemd.Notifier) -> BusSettings:
+    """The gateway's bus link; the first connect's retries are reported through `notify`,
+    the process's one Notifier."""
     return BusSettings.for_service(
         settings.broker_url, settings.connect_attempts,
         connection_name=f"vmd-api@{socket.gethostname()}:{os.getpid()}",
-        on_connect_retry=systemd.waiting_for_broker)
+        on_connect_retry=notify.waiting_for_broker)
 
 
 async def check_impersonation(bus: BusSettings, principals: frozenset[str]) -> str | None:
@@ -124,11 +126,11 @@ class ApiService:
     ) -> None:
         self.settings = settings
         self.check = check_impersonation
-        self.bus = bus if bus is not None else bus_settings_for(settings)
+        self.tasks = Supervisor("vmd api", {BusFailed: ExitCode.FAILED})
+        self.bus = bus if bus is not None else bus_settings_for(settings, self.tasks.notify)
         self.metrics = metrics if metrics is not None else ApiMetrics()
         self.metrics_address = serve_metrics_on
         self.client = BusClient(self.bus)
-        self.tasks = Supervisor("vmd api", {BusFailed: ExitCode.FAILED})
         self.tasks.declare("watchdog", systemd.watchdog_loop)
         self.tasks.declare("loop-lag", lambda: monitor_loop_lag(
             observe=self.metrics.loop_lag.observe))

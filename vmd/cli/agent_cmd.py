@@ -44,11 +44,12 @@ def run(config: Path) -> int:
     agent_settings = settings.agent
     configure_logging(settings.log.level, settings.log.format)
     tune_gc()
+    notify = systemd.Notifier()  # the process's one: the bus's first connect and the agent
     try:
         bus_settings = BusSettings.for_service(
             settings.broker.url, settings.broker.connect_attempts,
             connection_name=f"vmd-agent:{agent_settings.node}",
-            on_connect_retry=systemd.waiting_for_broker,
+            on_connect_retry=notify.waiting_for_broker,
             retry_delay=0.25,
             retry_delay_max=5.0,
             reconnect_spread=RECONNECT_SPREAD,
@@ -62,7 +63,7 @@ def run(config: Path) -> int:
     except MetricsServeError as exc:
         return _fail(f"{config}: [agent] {exc}", ExitCode.CONFIG)
     log.info("metrics served", url=server.url)
-    agent = Agent(agent_settings, bus_settings, opened=opened, metrics=metrics)
+    agent = Agent(agent_settings, bus_settings, opened=opened, metrics=metrics, notify=notify)
     try:
         return run_until_signalled(
             lambda stop, hurry: _main(agent, Shutdown(requested=stop, hurry=hurry)))

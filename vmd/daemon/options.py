@@ -53,13 +53,14 @@ class Options:
     publish_timeout: float = 10.0
 
 
-def bus_settings(settings: Settings, options: Options) -> BusSettings:
-    """The bus link of the daemon, from `[broker]` and `[daemon]`."""
+def bus_settings(settings: Settings, options: Options, notify: systemd.Notifier) -> BusSettings:
+    """The bus link of the daemon, from `[broker]` and `[daemon]`; the first connect's
+    retries are reported through `notify`, the process's one Notifier."""
     assert settings.broker is not None and settings.daemon is not None
     return BusSettings.for_service(
         settings.broker.url, settings.broker.connect_attempts,
         connection_name=options.connection_name,
-        on_connect_retry=systemd.waiting_for_broker,
+        on_connect_retry=notify.waiting_for_broker,
         override_attempts=options.connect_attempts,
         retry_delay_max=options.retry_delay_max,
         publish_timeout=options.publish_timeout,

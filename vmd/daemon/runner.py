@@ -155,7 +155,8 @@ class Daemon:
         topology = DAEMON
         for name in sorted(nodes):
             topology = topology + node_tasks(name)
-        link, checked = bus_link(bus_settings(self.settings, options), self.leadership)
+        link, checked = bus_link(bus_settings(self.settings, options, self.tasks.notify),
+                                 self.leadership)
         self.bus = Bus(link, topology=topology, fence=checked)
         self.pipeline = Pipeline(store=self.store, bus=self.bus, executor=self.executor,
                                  metrics=metrics, clock=self.clock,

@@ -92,6 +92,7 @@ class Agent:
         metrics: AgentMetrics | None = None,
         clock: Callable[[], float] = time.time,
         housekeeping_interval: float = 0.2,
+        notify: systemd.Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.node = NodeName(settings.node)
@@ -104,7 +105,8 @@ class Agent:
         self.backend = Metered(self.opened.backend, self.metrics)
         self.journal = Journal(journal_path(settings.state_dir, settings.node), clock=clock)
         self.bus = Bus(bus_settings, topology=agent_topology(self.node))
-        self.tasks = Supervisor("vmd agent", KNOWN_ERRORS)
+        # `notify`: the process's Notifier, when its bus settings report retries through it.
+        self.tasks = Supervisor("vmd agent", KNOWN_ERRORS, notify=notify)
         self.reporter = Reporter(self.bus, self.node, clock=clock)
         # The syncer and the task runner see their fatal errors (a rejected host key, a bug)
         # inside short-lived tasks of their own: they report them as crashes.

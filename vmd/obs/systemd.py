@@ -1,9 +1,9 @@
 """The systemd notify protocol, by hand, and a watchdog fed from the event loop.
 
 Every lifecycle message of `vmd daemon`, `vmd agent` and `vmd api` goes out through here:
-`Notifier` (READY, STATUS, STOPPING, one per process, held by its `vmd.obs.tasks.Supervisor`),
-`watchdog_loop` (WATCHDOG, a task each process declares) and `waiting_for_broker` (STATUS
-and EXTEND_TIMEOUT_USEC while the first connect retries).
+`Notifier` (READY, STATUS, STOPPING, and STATUS with EXTEND_TIMEOUT_USEC while the first
+connect retries; one per process, held by its `vmd.obs.tasks.Supervisor`) and
+`watchdog_loop` (WATCHDOG, a task each process declares).
 
 Why hand-written: the protocol is one datagram to `$NOTIFY_SOCKET` (systemd's own MIT-0
 example and gunicorn do the same); the PyPI packages add nothing.
@@ -70,25 +70,19 @@ def notify(message: str, *, environ: Mapping[str, str] | None = None) -> bool:
 START_MARGIN = 90.0
 
 
-def waiting_for_broker(attempt: int, error: str, delay: float) -> bool:
-    """The first connect failed `attempt` times, the next try in `delay` s (a `RetryHook`).
-
-    `systemctl status` shows `waiting for the broker (attempt N, last error ...)`, and
-    EXTEND_TIMEOUT_USEC keeps the unit in "activating" rather than failed for as long as
-    the attempts go on (systemd.service(5), sd_notify(3)).
-    """
-    text = _one_line(f"waiting for the broker (attempt {attempt}, last error: {error})")
-    return notify(f"STATUS={text}\nEXTEND_TIMEOUT_USEC={int((delay + START_MARGIN) * 1e6)}")
-
-
 class Notifier:
     """What one process tells systemd about its lifecycle, sent from this one place.
 
     `vmd daemon`, `vmd agent` and `vmd api` each hold one (their `Supervisor`'s `notify`):
     `ready` once consuming, `status` for `systemctl status` (sent only when the text
     changes, so a periodic caller costs nothing), `stopping` once the state is safe
-    (docs/shutdown.md). The watchdog is the `watchdog_loop` task each process declares, and
-    the first connect's retries report through `waiting_for_broker`.
+    (docs/shutdown.md), `waiting_for_broker` while the first connect retries (the process
+    gives it to its `BusSettings` as `on_connect_retry`). The watchdog is the
+    `watchdog_loop` task each process declares.
+
+    One object per process because STATUS= is one value at systemd: `last` is what
+    `systemctl status` shows now, whichever method sent it, so `status` never skips a text
+    because an older one looked the same.
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -109,6 +103,19 @@ class Notifier:
     def stopping(self, status: str) -> bool:
         self.last = _one_line(status)
         return notify(f"STOPPING=1\nSTATUS={self.last}", environ=self.environ)
+
+    def waiting_for_broker(self, attempt: int, error: str, delay: float) -> bool:
+        """The first connect failed `attempt` times, the next try in `delay` s (a
+        `vmd.bus.RetryHook`).
+
+        `systemctl status` shows `waiting for the broker (attempt N, last error ...)`, and
+        EXTEND_TIMEOUT_USEC keeps the unit in "activating" rather than failed for as long as
+        the attempts go on (systemd.service(5), sd_notify(3)). Sent every attempt (the
+        extension must be renewed even when the error text repeats).
+        """
+        self.last = _one_line(f"waiting for the broker (attempt {attempt}, last error: {error})")
+        extend = int((delay + START_MARGIN) * 1e6)
+        return notify(f"STATUS={self.last}\nEXTEND_TIMEOUT_USEC={extend}", environ=self.environ)
 
 
 def _one_line(text: str) -> str:
