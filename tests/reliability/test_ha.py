@@ -282,6 +282,7 @@ async def freeze_leader(ctx: Ctx, i: int) -> None:
     cloud: HaCloud = ctx.cloud  # type: ignore[assignment]
     old = await cloud.leader()
     proc = cloud.procs[old]
+    ctx.extra.setdefault("exits_before", list(cloud.exits))
     stopped_at = time.monotonic()
     os.kill(proc.pid, signal.SIGSTOP)
     try:
@@ -295,14 +296,19 @@ async def freeze_leader(ctx: Ctx, i: int) -> None:
     finally:
         log_size = len(cloud.log(old))
         os.kill(proc.pid, signal.SIGCONT)
-    # Resumed, it sees its deadline passed at its first check and exits 3 (step-down);
-    # systemd (the supervisor) starts it again as a standby.
+    # Resumed, it sees its deadline passed at its first check and exits 3 (step-down), or,
+    # frozen in the middle of a write, finds that the taker ended its store session and
+    # exits 1 on that error; systemd (the supervisor) starts it again as a standby.
     end = time.monotonic() + 15
-    while not any(n == old and c == 3 for n, c in cloud.exits):
+    while not any(n == old for n, _ in cloud.exits[len(ctx.extra["exits_before"]):]):
         assert time.monotonic() < end, f"{old} did not step down: {cloud.exits}"
         await asyncio.sleep(0.05)
+    code = cloud.exits[-1][1]
     after = cloud.log(old)[log_size:]
-    assert '"stepping down' in after, after[-2000:]
+    assert code in (1, 3), (code, after[-2000:])
+    assert ('"stepping down' in after) if code == 3 else ("administrator command" in after), \
+        after[-2000:]
+    ctx.extra["exits_before"] = list(cloud.exits)
     await cloud.leader()
     if i == ctx.extra.get("_last", -1):
         await _finish(ctx)
@@ -323,7 +329,9 @@ async def test_sigstop_of_the_active_daemon_then_sigcont(rel_env: Env, pg_url: s
     figures.assert_ok()
     assert figures.extra["both_leaders"] == 0
     assert figures.extra["node_events"] == 0
-    assert [code for _, code in figures.extra["exits"]] == [3] * scale.repeats
+    figures.extra.pop("exits_before", None)
+    codes = [code for _, code in figures.extra["exits"]]
+    assert len(codes) == scale.repeats and set(codes) <= {1, 3}, codes
     # The resumed process wrote, published and acked nothing after it lost the lease: no
     # action ran twice (calls), no answer differs from the first, no event broke its chain
     # (assert_ok above), and it exited 3 at its first check.

@@ -135,38 +135,61 @@ async def test_racing_standbys_one_wins(connect: Connect) -> None:
     assert len(winners) == 1 and winners[0].epoch == 2
 
 
-async def test_a_takeover_waits_for_a_write_past_its_fence(connect: Connect) -> None:
-    # The share lock of the fence: a write that passed it commits before the new epoch
-    # exists, so the new leader restores it; the old leader's next write is fenced.
+async def _until_expired(conn: psycopg.AsyncConnection) -> None:
+    # The row's expiry passing in database time (a read: it takes no lock).
+    for _ in range(500):
+        cur = await conn.execute(f"SELECT bool_and(expires <= now()) FROM {lease.TABLE}")
+        if (await cur.fetchone()) == (True,):
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail("the lease never expired")
+
+
+async def _waits_on_a_lock(watcher: psycopg.AsyncConnection, pid: int) -> None:
+    for _ in range(500):
+        cur = await watcher.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,))
+        if (await cur.fetchone()) == ("Lock",):
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"backend {pid} never waited on a lock")
+
+
+async def test_a_takeover_ends_a_write_left_open_by_the_old_leader(connect: Connect) -> None:
+    # The old leader passed its fence (share lock), wrote, and froze before its COMMIT; its
+    # lease expired. The taker ends that session instead of waiting on the lock for as long
+    # as the old one stays frozen: the open write rolls back and never happened.
     a, b, watcher = await connect(), await connect(), await connect()
-    old = await lease.acquire(a, "daemon-a", 10.0)
+    old = await lease.acquire(a, "daemon-a", 1.0)
     assert old is not None
-    await _expire(watcher)
-    with psycopg.connect(a.info.dsn) as writer:
-        tx = writer.transaction()
-        tx.__enter__()
-        lease.check(_Qmark(writer), old, 30.0)
-        cur_b = await b.execute("SELECT pg_backend_pid()")
-        row = await cur_b.fetchone()
-        assert row is not None
-        pid_b = row[0]
-        taking = asyncio.ensure_future(lease.acquire(b, "daemon-b", 10.0))
-        # Positive observation: the taker's backend waits on the fence's row lock.
-        for _ in range(500):
-            cur_w = await watcher.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid_b,))
-            state = await cur_w.fetchone()
-            if state is not None and state[0] == "Lock":
-                break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("the takeover did not wait for the fenced write")
-        assert not taking.done()
-        tx.__exit__(None, None, None)  # commit the old leader's write
-        new = await taking
+    with psycopg.connect(a.info.dsn) as frozen:
+        lease.check(_Qmark(frozen), old, 600.0)  # no idle timeout to rescue it
+        frozen.execute(f"INSERT INTO {lease.TABLE} VALUES ('other', 'x', 1, now())")
+        await _until_expired(watcher)
+        new = await asyncio.wait_for(lease.acquire(b, "daemon-b", 10.0), 10.0)
         assert new is not None and new.epoch == 2
-        with pytest.raises(Fenced):
-            _fence(writer, old)
+        with pytest.raises(psycopg.OperationalError):
+            frozen.execute("COMMIT")
+    cur = await watcher.execute(f"SELECT count(*) FROM {lease.TABLE} WHERE name = 'other'")
+    assert await cur.fetchone() == (0,)
+
+
+async def test_a_live_leaders_write_is_waited_for_not_ended(connect: Connect) -> None:
+    # A standby polling while the leader writes waits for that write's share lock (a few
+    # ms in real life), then finds the lease live; the write is never ended.
+    a, b, watcher = await connect(), await connect(), await connect()
+    held = await lease.acquire(a, "daemon-a", 10.0)
+    assert held is not None
+    with psycopg.connect(a.info.dsn) as writer:
+        lease.check(_Qmark(writer), held, 600.0)
+        cur = await b.execute("SELECT pg_backend_pid()")
+        row = await cur.fetchone()
+        assert row is not None
+        polling = asyncio.ensure_future(lease.acquire(b, "daemon-b", 10.0))
+        await _waits_on_a_lock(watcher, row[0])  # past its TERMINATE step
+        writer.execute("SELECT 1")  # still alive
+        writer.execute("COMMIT")
+        assert await polling is None
 
 
 async def test_fenced_without_a_row(connect: Connect) -> None:
@@ -175,20 +198,15 @@ async def test_fenced_without_a_row(connect: Connect) -> None:
         _fence(sync, Lease(holder="daemon-a", epoch=1))
 
 
-async def test_a_leader_frozen_inside_a_write_does_not_hold_up_the_takeover(
-    connect: Connect,
-) -> None:
-    # SIGSTOP between two statements of a write: its transaction sits idle holding the
-    # fence's share lock. The server ends it after the fence's idle timeout, the write is
-    # rolled back, and the takeover that waited on the lock goes through.
-    a, b = await connect(), await connect()
-    old = await lease.acquire(a, "daemon-a", 10.0)
-    assert old is not None
-    await _expire(b)
+async def test_an_idle_write_transaction_is_ended_by_the_server(connect: Connect) -> None:
+    # The fence's own bound: a transaction left idle after it (a leader frozen between two
+    # statements outside a pipeline) is ended by the server after `idle_timeout`.
+    a = await connect()
+    held = await lease.acquire(a, "daemon-a", 10.0)
+    assert held is not None
     with psycopg.connect(a.info.dsn) as frozen:
         frozen.execute("BEGIN")
-        lease.check(_Qmark(frozen), old, 0.3)
-        new = await asyncio.wait_for(lease.acquire(b, "daemon-b", 10.0), 10.0)
-        assert new is not None and new.epoch == 2
+        lease.check(_Qmark(frozen), held, 0.2)
+        await asyncio.sleep(0.6)  # idle past the bound (the server's timer, not ours)
         with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
             frozen.execute("SELECT 1")

@@ -79,17 +79,17 @@ def bus_link(link: BusSettings, leadership: Leadership | None
              ) -> tuple[BusSettings, Callable[[], None] | None]:
     """The active daemon's broker link and the bus's fence (None: SQLite, no leadership).
 
-    The fence, `Leadership.check`, runs before every publish and ack. The heartbeat is the
-    lease length, not the default 30 s.
+    The fence, `Leadership.check`, runs before every publish and ack. The heartbeat is
+    half the lease (5 s by default), not the default 30 s.
 
     A frozen leader (SIGSTOP, a paused VM) keeps its broker connection, and with it every
-    delivery it had prefetched, until the broker misses its heartbeats: about one heartbeat
-    timeout (two intervals of half of it), at most one and a half. Tied to the lease, the
-    requests it held go back to the queue, to the new leader, about when the new leader
-    starts consuming, instead of 30-45 s later (docs/ha.md, "Figures")."""
+    delivery it had prefetched, until the broker gives up on its heartbeats: two to three
+    heartbeat timeouts (measured: 25 s at a 10 s heartbeat, docs/ha.md "Figures"). At half
+    the lease the requests it held go back to the queue, to the new leader, 10-15 s after
+    the freeze, about when the new leader starts consuming, instead of 60-90 s later."""
     if leadership is None:
         return link, None
-    return (dataclasses.replace(link, heartbeat=max(2, round(leadership.lease))),
+    return (dataclasses.replace(link, heartbeat=max(2, round(leadership.lease / 2))),
             leadership.check)
 
 

@@ -12,9 +12,10 @@ daemon's clock: the holders' clocks may disagree, the database's is the one they
 - `release`: a clean stop lets the next one take over at once instead of after the lease.
 - `check` (the fence): the first statement of every write transaction of the leader,
   `SELECT ... FOR SHARE` on the row. A share lock conflicts with the `UPDATE` of a taker,
-  so a takeover waits for the writes already past their fence, and a write that starts
-  after the takeover sees the new holder and epoch and raises `Fenced`: the old leader
-  cannot write once it has lost the row, whatever its own clock says.
+  so a write already past its fence either commits before the takeover or, left open
+  past the expiry (its leader frozen mid-write), is ended by the taker and rolled back;
+  a write that starts after the takeover sees the new holder and epoch and raises
+  `Fenced`: the old leader cannot write once it has lost the row, whatever its clock says.
 
 Why a row and not `pg_advisory_lock`: docs/ha.md, "Lease row or advisory lock".
 """
@@ -51,6 +52,22 @@ ON CONFLICT (name) DO UPDATE
     SET holder = EXCLUDED.holder, epoch = l.epoch + 1, expires = EXCLUDED.expires
     WHERE l.expires <= now()
 RETURNING epoch"""
+
+# Before a takeover: end the sessions whose transaction began while the expired lease was
+# still valid and that still hold a lock on the lease table. That is the previous holder
+# frozen or cut off in the middle of a write: its fence's share lock would block the
+# takeover for as long as it stays frozen (its backend waits for the client, "active" in
+# the middle of a pipeline, where no idle timeout applies). Ended, its transaction rolls
+# back whole: the write never happened. A new leader's transactions start after it took
+# the row, so after this expiry, and are never ended here; after a `release`
+# (`-infinity`) nothing is.
+TERMINATE_SQL = f"""
+SELECT count(pg_terminate_backend(a.pid))
+FROM pg_stat_activity a JOIN {TABLE} l ON l.name = %(name)s
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+  AND l.expires <= now() AND a.xact_start < l.expires
+  AND EXISTS (SELECT 1 FROM pg_locks k
+              WHERE k.pid = a.pid AND k.granted AND k.relation = '{TABLE}'::regclass)"""
 
 RENEW_SQL = f"""
 UPDATE {TABLE} SET expires = now() + make_interval(secs => %(lease)s)
@@ -160,7 +177,9 @@ async def create(conn: AsyncConn) -> None:
 async def acquire(conn: AsyncConn, holder: str, lease: float,
                   name: str = LEADERSHIP) -> Lease | None:
     """Take leadership `name` for `lease` seconds if it is free; None while another holds
-    it. Each success has a new epoch, one more than the last one given."""
+    it. Each success has a new epoch, one more than the last one given. An expired
+    holder's transactions still open are ended first (`TERMINATE_SQL`)."""
+    await conn.execute(TERMINATE_SQL, {"name": name})
     cur = await conn.execute(ACQUIRE_SQL, {"name": name, "holder": holder, "lease": lease})
     row = await cur.fetchone()
     return None if row is None else Lease(holder=holder, epoch=int(row[0]), name=name)
