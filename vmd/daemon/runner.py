@@ -72,7 +72,7 @@ from vmd.obs.metrics import DaemonMetrics
 from vmd.obs.metrics_http import MetricsServeError, MetricsServer, serve_metrics
 from vmd.obs.systemd import ExitCode
 from vmd.obs.tasks import Supervisor
-from vmd.store import Fence, Store, StoreError
+from vmd.store import Fence, Store, StoreError, StoreUnavailable
 from vmd.store.target import PostgresUrl, parse_target
 
 log = get_logger(__name__)
@@ -109,7 +109,8 @@ class Daemon:
         self.clock = self.options.clock
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmd-store")
         self.metrics = DaemonMetrics()
-        self.tasks = Supervisor("vmd daemon", {BusFailed: ExitCode.FAILED})
+        self.tasks = Supervisor(
+            "vmd daemon", {BusFailed: ExitCode.FAILED, StoreUnavailable: ExitCode.FAILED})
         self._reports: Consumer | None = None  # the reports consumer, once registered
         self._declare_tasks()
         self.metrics_server: MetricsServer | None = None

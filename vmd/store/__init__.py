@@ -17,6 +17,7 @@ from vmd.store.records import (
     Purged,
     RowError,
     StoreError,
+    StoreUnavailable,
 )
 from vmd.store.schema import SCHEMA_VERSION
 from vmd.store.store import Fence, Store
@@ -38,4 +39,5 @@ __all__ = [
     "RowError",
     "Store",
     "StoreError",
+    "StoreUnavailable",
 ]

@@ -56,6 +56,9 @@ class Connection:
     integrity_error: ClassVar[type[Exception]]
     # The driver's base exception (a failed open or migration is a `StoreError`).
     error: ClassVar[type[Exception]]
+    # The driver's exceptions for a connection the server dropped or cannot serve (a
+    # running store raises `StoreUnavailable` for them); none on SQLite.
+    lost: ClassVar[tuple[type[Exception], ...]] = ()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         raise NotImplementedError

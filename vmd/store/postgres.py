@@ -79,6 +79,8 @@ class PgConnection(Connection):
     row_id = "ctid"
     integrity_error = psycopg.errors.IntegrityError
     error = psycopg.Error
+    # A restart, a terminated session (57P01), a network failure: the connection is gone.
+    lost = (psycopg.OperationalError,)
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn

@@ -23,6 +23,19 @@ class StoreError(Exception):
     """
 
 
+class StoreUnavailable(Exception):
+    """The database went away under a running store: PostgreSQL restarted, the session was
+    ended (a takeover ends a frozen leader's), or the network to it failed.
+
+    Not the operator's configuration (that is `StoreError`, exit 2, not restarted): a
+    restart may cure it, so the daemon exits 1 with this one line and systemd starts it
+    again (as a standby first, on PostgreSQL: docs/ha.md). The store does not reconnect by
+    itself: what the daemon holds in memory may no longer match the database (another
+    daemon may have taken over meanwhile), and a restart rebuilds it from the store.
+    SQLite raises it never: its file does not go away under an open connection.
+    """
+
+
 class Fenced(Exception):
     """A write refused because this process no longer holds the right to write.
 

@@ -30,7 +30,14 @@ from vmd.model import Node, NodeName, Task, TaskId, Vm, VmUuid
 from vmd.store import history, outbox
 from vmd.store.batch import Batch
 from vmd.store.dialect import Connection, open_sqlite
-from vmd.store.records import RETENTION, Fleet, IdempotencyRecord, Purged, StoreError
+from vmd.store.records import (
+    RETENTION,
+    Fleet,
+    IdempotencyRecord,
+    Purged,
+    StoreError,
+    StoreUnavailable,
+)
 from vmd.store.restore import load_fleet
 from vmd.store.rows import (
     IDEMPOTENCY,
@@ -293,5 +300,9 @@ class Store:
             raise RuntimeError(f"{self.path}: Store used by two threads at once")
         try:
             yield
+        except self._conn.lost as exc:
+            # One line for the operator, exit 1 and a restart (StoreUnavailable's docstring).
+            first = next((t for t in str(exc).splitlines() if t.strip()), type(exc).__name__)
+            raise StoreUnavailable(f"{self.path}: store connection lost: {first.strip()}") from None
         finally:
             self._busy.release()
