@@ -2,17 +2,76 @@
 
 Split from `vmd.bus.agent_messages` (which says what each message holds) so that the
 schemas stay readable: this is only how a decoded JSON object is checked field by field.
+
+The checks also refuse what the daemon could not keep (`RefusedValue`, docs/bus.md §3 "Field
+limits"): a report is decided in memory first and stored after, so a VM whose row the store
+refuses (vmd.store's `RowError`: a NUL, a key over `MAX_KEY_BYTES`) would stay in the
+daemon's world unstored, and every later full sync of its node, which names or misses it,
+would fail again on its row. Refused here, such a report changes nothing. What is checked is
+what becomes a column or a key: a VM uuid is RFC 4122 text (vmadm's own uuids, the
+simulator's; vmadm refuses any other shape), an identifier at most `MAX_NAME` bytes without
+NUL, and the strings of a VM object the daemon copies into its record (`VM_TEXT`). The rest
+of a VM object is stored as JSON, which escapes a NUL, and is not looked into.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from vmd.model import Action, JsonObject, NodeName, Observation, VmUuid
 
+# The UTF-8 bytes an identifier (task id, node, state, hostname, ...) may have: every real
+# one is far shorter, and it stays well under the store's MAX_KEY_BYTES (1024) for a key.
+MAX_NAME = 255
+# An owner_uuid is in its VM's event routing keys, `vm.<owner_uuid>.<uuid>.status_change`,
+# which AMQP bounds to 255 bytes: 128 leaves room for the rest.
+MAX_OWNER = 128
+# The strings of a node's VM object that `vmd.fsm.observe.vm_from_object` copies into the
+# VM record (columns of the store), and their bounds; `ostype` is read from two sections.
+VM_TEXT = {"hostname": MAX_NAME, "alias": MAX_NAME, "owner_uuid": MAX_OWNER,
+           "brand": MAX_NAME}
+VM_OSTYPE_SECTIONS = ("internal_metadata", "tags")
+# RFC 4122 text: 8-4-4-4-12 hex digits (either case, as the RFC reads them).
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
 
 class ProtocolError(ValueError):
     """An agent-protocol message that does not match its schema."""
+
+
+class RefusedValue(ProtocolError):
+    """A well-formed message with a value the daemon could not keep (a NUL, a string over
+    its bound, a VM uuid that is not one): refused like a report its sender may not send
+    (counted, logged, acked), not dead-lettered as a bug (vmd.daemon.reports)."""
+
+
+def _limited(where: str, key: str, value: str, limit: int) -> str:
+    """`value` if it has no NUL and at most `limit` UTF-8 bytes, else `RefusedValue`."""
+    if "\x00" in value:
+        raise RefusedValue(f"{where}: {key!r} holds a NUL character")
+    # A character is 1 to 4 bytes: only a string between limit/4 and limit characters long
+    # needs the encode.
+    if len(value) > limit or (len(value) * 4 > limit
+                              and len(value.encode(errors="surrogatepass")) > limit):
+        raise RefusedValue(f"{where}: {key!r} is over {limit} bytes")
+    return value
+
+
+def checked_vm_object(where: str, obj: JsonObject) -> JsonObject:
+    """A node's VM object whose strings the daemon keeps (`VM_TEXT`, `ostype`) are within
+    their bounds, else `RefusedValue`. A value of another type is ignored by the daemon (it
+    takes its default), so it is not refused here."""
+    for key, limit in VM_TEXT.items():
+        value = obj.get(key)
+        if isinstance(value, str):
+            _limited(where, key, value, limit)
+    for section in VM_OSTYPE_SECTIONS:
+        part = obj.get(section)
+        value = part.get("ostype") if isinstance(part, dict) else None
+        if isinstance(value, str):
+            _limited(where, f"{section}.ostype", value, MAX_NAME)
+    return obj
 
 
 class Fields:
@@ -25,17 +84,33 @@ class Fields:
     def _bad(self, key: str, what: str) -> ProtocolError:
         return ProtocolError(f"{self._kind} message: {key!r} must be {what}")
 
-    def text(self, key: str, *, empty: bool = False) -> str:
+    def text(self, key: str, *, empty: bool = False, limit: int | None = MAX_NAME) -> str:
+        """A string; one with a NUL or over `limit` bytes is refused (`limit` None: free
+        text, stored as JSON, such as a vmadm message)."""
         v = self._value.get(key)
         if not isinstance(v, str) or not (v or empty):
             raise self._bad(key, "a string" if empty else "a non-empty string")
-        return v
+        return v if limit is None else _limited(f"{self._kind} message", key, v, limit)
 
     def opt_text(self, key: str) -> str | None:
         v = self._value.get(key)
         if v is not None and not isinstance(v, str):
             raise self._bad(key, "a string or null")
-        return v
+        return v if v is None else _limited(f"{self._kind} message", key, v, MAX_NAME)
+
+    def vm_uuid(self, key: str) -> VmUuid:
+        """A VM uuid: RFC 4122 text, the only shape vmadm takes (and at 36 bytes a key the
+        store always holds)."""
+        v = self.text(key)
+        if _UUID.fullmatch(v) is None:
+            raise RefusedValue(f"{self._kind} message: {key!r} is not a uuid "
+                               f"(8-4-4-4-12 hex digits)")
+        return VmUuid(v)
+
+    def vm_object(self, key: str) -> JsonObject | None:
+        """A node's VM object (or null), its kept strings checked (`checked_vm_object`)."""
+        v = self.opt_obj(key)
+        return v if v is None else checked_vm_object(f"{self._kind} message {key!r}", v)
 
     def number(self, key: str) -> float:
         v = self._value.get(key)
@@ -77,6 +152,8 @@ class Fields:
         items = self.array(key)
         if not all(isinstance(i, str) for i in items):
             raise self._bad(key, "a list of strings")
+        for item in items:
+            _limited(f"{self._kind} message", f"{key}[]", item, MAX_NAME)
         return tuple(items)
 
     def action(self, key: str) -> Action:
@@ -94,11 +171,11 @@ class Fields:
             f = Fields(item, f"{self._kind} {key}[]")
             out.append(
                 Observation(
-                    uuid=VmUuid(f.text("uuid")),
+                    uuid=f.vm_uuid("uuid"),
                     node=node,
                     state=f.opt_text("state"),
                     change_time=f.number("change_time"),
-                    vm=f.opt_obj("vm"),
+                    vm=f.vm_object("vm"),
                 )
             )
         return tuple(out)

@@ -21,16 +21,18 @@ time to its deadline, ran out before an agent took it, or an agent rejected it):
 
 Decoding raises `ProtocolError` with a one-line reason (a malformed internal message is a
 bug to look at, not to retry): the daemon dead-letters such a report to `vmd.dead` with that
-reason; an agent rejects such an order (its task queue dead-letters it to the daemon, which
-puts it in `vmd.dead`: an agent may not publish there). Decoding says nothing about trust:
-the receivers check every message's `user_id` (docs/security.md).
+reason, but refuses one with a value it could not keep (`RefusedValue`: a NUL, an over-long
+string, a VM uuid that is not RFC 4122 text; vmd.bus.agent_fields) as it refuses a report
+its sender may not send; an agent rejects any bad order (its task queue dead-letters it to
+the daemon, which puts it in `vmd.dead`: an agent may not publish there). Decoding says
+nothing about trust: the receivers check every message's `user_id` (docs/security.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmd.bus.agent_fields import Fields, ProtocolError
+from vmd.bus.agent_fields import Fields, ProtocolError, RefusedValue
 from vmd.model import (
     Action,
     JsonObject,
@@ -44,7 +46,8 @@ from vmd.model import (
 
 VERSION = 1
 
-__all__ = ["ProtocolError"]  # defined with the field checks, raised for every message here
+# Defined with the field checks, raised for every message here.
+__all__ = ["ProtocolError", "RefusedValue"]
 
 # -- the messages ---------------------------------------------------------------------------
 
@@ -293,15 +296,15 @@ def _outcome(f: Fields) -> TaskOutcome:
     return TaskOutcome(
         kind=kind,
         returncode=o.integer("returncode"),
-        message=o.text("message", empty=True),
+        message=o.text("message", empty=True, limit=None),
         state=o.opt_text("state"),
         change_time=o.opt_number("change_time"),
-        definition=o.opt_obj("definition"),
+        definition=o.vm_object("definition"),
     )
 
 
 def _result(f: Fields, node: NodeName) -> TaskResult:
-    uuid = VmUuid(f.text("uuid"))
+    uuid = f.vm_uuid("uuid")
     carried = f.observations("observations", node) if f.has("observations") else ()
     if any(obs.uuid != uuid for obs in carried):
         raise ProtocolError("result message: 'observations' must be of the result's VM")

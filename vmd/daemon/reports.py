@@ -29,7 +29,11 @@ refused alone, the others applied); a dead-lettered task only when its
 dead-lettered copy, while the `x-death` headers anyone may set). Anything else is dropped:
 acked (a repeat would be refused again), counted in `vmd_agent_messages_refused_total`, and
 logged once per sender and minute (`vmd.obs.refusals`). A message from a user that is neither
-an agent nor the daemon is refused before it is even decoded.
+an agent nor the daemon is refused before it is even decoded. A report with a value the
+daemon could not keep (`RefusedValue`: a NUL, an over-long string, a VM uuid that is not
+RFC 4122 text, docs/bus.md §3 "Field limits") is refused whole the same way (`bad_value`):
+the step decides in memory before the store writes, so a VM whose row the store refuses
+would stay in the world unstored and fail every later full sync of its node.
 
 Liveness comes from what the node's agent says (vmd.daemon.nodes): any report proves its
 node online (a node vmd has not heard of is added and online at once), and heartbeats say
@@ -48,6 +52,7 @@ from vmd.bus import (
     ObservationReport,
     ProtocolError,
     PublishFailed,
+    RefusedValue,
     ResultBatch,
     TaskResult,
     TaskUndelivered,
@@ -95,6 +100,11 @@ class Reports:
             return
         try:
             report = decode_report(delivery)
+        except RefusedValue as exc:
+            # Not applied at all: the daemon must not hold what it could not store.
+            self._refuse(delivery, "bad_value", "agent report with a value the daemon cannot "
+                         "keep refused", error=str(exc))
+            return
         except ProtocolError as exc:
             await self._dead_letter(delivery, f"bad agent report: {exc}")
             return

@@ -57,8 +57,10 @@ VMADM_OUTCOMES: Final = (*(o.value for o in OutcomeKind), "timeout", "error")
 # Why an agent-protocol message was refused at a trust edge (docs/security.md): its sender
 # (`user_id`) is no broker user this process knows for that role, is not configured for
 # the node the message speaks for, sent a result that does not match the task (another
-# node's, another VM's), or a task "dead-lettered" by someone else than the daemon.
-REFUSAL_REASONS: Final = ("unknown_sender", "wrong_node", "wrong_task", "not_daemon")
+# node's, another VM's), a task "dead-lettered" by someone else than the daemon, or a
+# report with a value the daemon could not keep (vmd.bus.agent_fields.RefusedValue).
+REFUSAL_REASONS: Final = ("unknown_sender", "wrong_node", "wrong_task", "not_daemon",
+                          "bad_value")
 
 # A request is answered from memory in well under a millisecond, or waits on the store.
 REQUEST_BUCKETS: Final = (
