@@ -8,10 +8,12 @@ limits"): a report is decided in memory first and stored after, so a VM whose ro
 refuses (vmd.store's `RowError`: a NUL, a key over `MAX_KEY_BYTES`) would stay in the
 daemon's world unstored, and every later full sync of its node, which names or misses it,
 would fail again on its row. Refused here, such a report changes nothing. What is checked is
-what becomes a column or a key: a VM uuid is RFC 4122 text (vmadm's own uuids, the
-simulator's; vmadm refuses any other shape), an identifier at most `MAX_NAME` bytes without
-NUL, and the strings of a VM object the daemon copies into its record (`VM_TEXT`). The rest
-of a VM object is stored as JSON, which escapes a NUL, and is not looked into.
+what becomes a column or a key: a VM uuid has vmadm's own shape (36 characters with dashes
+at 8, 13, 18 and 23: what vmadm, and the simulator after it, accept for `--uuid`; a stricter
+check would refuse a node's whole listing for one VM vmadm made), an identifier at most
+`MAX_NAME` bytes without NUL, and the strings of a VM object the daemon copies into its
+record (`VM_TEXT`). The rest of a VM object is stored as JSON, which escapes a NUL, and is
+not looked into.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ MAX_OWNER = 128
 VM_TEXT = {"hostname": MAX_NAME, "alias": MAX_NAME, "owner_uuid": MAX_OWNER,
            "brand": MAX_NAME}
 VM_OSTYPE_SECTIONS = ("internal_metadata", "tags")
-# RFC 4122 text: 8-4-4-4-12 hex digits (either case, as the RFC reads them).
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# vmadm's uuid check (the simulator's vmd.sim.env.is_uuid): 36 characters, dashes at 8, 13,
+# 18 and 23. At most 144 UTF-8 bytes, so always a key the store holds.
+_UUID = re.compile(r"[^-]{8}-[^-]{4}-[^-]{4}-[^-]{4}-[^-]{12}", re.DOTALL)
 
 
 class ProtocolError(ValueError):
@@ -99,12 +102,11 @@ class Fields:
         return v if v is None else _limited(f"{self._kind} message", key, v, MAX_NAME)
 
     def vm_uuid(self, key: str) -> VmUuid:
-        """A VM uuid: RFC 4122 text, the only shape vmadm takes (and at 36 bytes a key the
-        store always holds)."""
+        """A VM uuid in vmadm's shape (36 characters, dashes at 8, 13, 18 and 23), no NUL."""
         v = self.text(key)
         if _UUID.fullmatch(v) is None:
             raise RefusedValue(f"{self._kind} message: {key!r} is not a uuid "
-                               f"(8-4-4-4-12 hex digits)")
+                               f"(36 characters, dashes at 8, 13, 18 and 23)")
         return VmUuid(v)
 
     def vm_object(self, key: str) -> JsonObject | None:

@@ -22,7 +22,7 @@ time to its deadline, ran out before an agent took it, or an agent rejected it):
 Decoding raises `ProtocolError` with a one-line reason (a malformed internal message is a
 bug to look at, not to retry): the daemon dead-letters such a report to `vmd.dead` with that
 reason, but refuses one with a value it could not keep (`RefusedValue`: a NUL, an over-long
-string, a VM uuid that is not RFC 4122 text; vmd.bus.agent_fields) as it refuses a report
+string, a VM uuid not of vmadm's shape; vmd.bus.agent_fields) as it refuses a report
 its sender may not send; an agent rejects any bad order (its task queue dead-letters it to
 the daemon, which puts it in `vmd.dead`: an agent may not publish there). Decoding says
 nothing about trust: the receivers check every message's `user_id` (docs/security.md).

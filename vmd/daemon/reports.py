@@ -30,8 +30,8 @@ dead-lettered copy, while the `x-death` headers anyone may set). Anything else i
 acked (a repeat would be refused again), counted in `vmd_agent_messages_refused_total`, and
 logged once per sender and minute (`vmd.obs.refusals`). A message from a user that is neither
 an agent nor the daemon is refused before it is even decoded. A report with a value the
-daemon could not keep (`RefusedValue`: a NUL, an over-long string, a VM uuid that is not
-RFC 4122 text, docs/bus.md §3 "Field limits") is refused whole the same way (`bad_value`):
+daemon could not keep (`RefusedValue`: a NUL, an over-long string, a VM uuid not of vmadm's
+shape, docs/bus.md §3 "Field limits") is refused whole the same way (`bad_value`):
 the step decides in memory before the store writes, so a VM whose row the store refuses
 would stay in the world unstored and fail every later full sync of its node.
 
