@@ -176,3 +176,14 @@ def test_full_sync() -> None:
     assert len(changes) == 3 and all(c.cause is Cause.SYNC for c in changes)
     assert decisions[3].changes == ()  # c was already notcreated
 
+
+
+def test_a_full_sync_keeps_the_vms_it_could_not_read() -> None:
+    """A VM the node listed with a value the daemon could not keep (left out by the decoder,
+    `keep`) is on the node: not observed absent, its record unchanged."""
+    a = make_vm(S.RUNNING, uuid="00000000-0000-4000-8000-00000000000a", hostname="a.example")
+    b = make_vm(S.RUNNING, uuid="00000000-0000-4000-8000-00000000000b", hostname="b.example")
+    world = make_world(a, b)
+    assert [o.uuid for o in expand_full_sync(world, NODE, [], NOW, {a.uuid})] == [b.uuid]
+    full_sync(world, NODE, [], NOW, NOW + 1, keep={a.uuid})
+    assert (a.status, b.status) == (S.RUNNING, S.NOTCREATED)

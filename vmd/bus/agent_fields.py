@@ -7,7 +7,10 @@ The checks also refuse what the daemon could not keep (`RefusedValue`, docs/bus.
 limits"): a report is decided in memory first and stored after, so a VM whose row the store
 refuses (vmd.store's `RowError`: a NUL, a key over `MAX_KEY_BYTES`) would stay in the
 daemon's world unstored, and every later full sync of its node, which names or misses it,
-would fail again on its row. Refused here, such a report changes nothing. What is checked is
+would fail again on its row. Refused here, such a value changes nothing: an item holding it
+(an observation, a VM of a full sync) is left out of its message (`LeftOut`, the others are
+independent and kept: one bad VM must not stop its node's other VMs syncing), and in the
+message's own fields it refuses the message (`RefusedValue`). What is checked is
 what becomes a column or a key: a VM uuid has vmadm's own shape (36 characters with dashes
 at 8, 13, 18 and 23: what vmadm, and the simulator after it, accept for `--uuid`; a stricter
 check would refuse a node's whole listing for one VM vmadm made), an identifier at most
@@ -19,6 +22,7 @@ not looked into.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from vmd.model import Action, JsonObject, NodeName, Observation, VmUuid
@@ -75,6 +79,17 @@ def checked_vm_object(where: str, obj: JsonObject) -> JsonObject:
         if isinstance(value, str):
             _limited(where, f"{section}.ostype", value, MAX_NAME)
     return obj
+
+
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """An item a report's decoder left out (`Fields.observations`, a result of a batch): it
+    held a value the daemon could not keep. `uuid`: its VM when that uuid itself is valid (a
+    full sync keeps that VM's record instead of seeing it gone), else None (a VM the daemon
+    could never have stored); `reason`: the field and its limit, for the log."""
+
+    uuid: VmUuid | None
+    reason: str
 
 
 class Fields:
@@ -165,19 +180,36 @@ class Fields:
         except ValueError:
             raise self._bad(key, f"one of {', '.join(a.value for a in Action)}") from None
 
-    def observations(self, key: str, node: NodeName) -> tuple[Observation, ...]:
-        out = []
+    def valid_uuid(self, key: str = "uuid") -> VmUuid | None:
+        """`vm_uuid(key)`, or None when it is refused (`RefusedValue`)."""
+        try:
+            return self.vm_uuid(key)
+        except RefusedValue:
+            return None
+
+    def observation(self, node: NodeName) -> Observation:
+        return Observation(
+            uuid=self.vm_uuid("uuid"),
+            node=node,
+            state=self.opt_text("state"),
+            change_time=self.number("change_time"),
+            vm=self.vm_object("vm"),
+        )
+
+    def observations(self, key: str, node: NodeName
+                     ) -> tuple[tuple[Observation, ...], tuple[LeftOut, ...]]:
+        """The observations of `key`, and the items left out of them: an item with a value
+        the daemon could not keep (`RefusedValue`) is left out, not the message refused, as
+        the items are independent (other VMs, or a VM's successive states): one bad VM must
+        not keep its node's other VMs from syncing. A malformed item still fails the whole
+        message (`ProtocolError`: a bug)."""
+        out, left = [], []
         for item in self.array(key):
             if not isinstance(item, dict):
                 raise self._bad(key, "a list of objects")
             f = Fields(item, f"{self._kind} {key}[]")
-            out.append(
-                Observation(
-                    uuid=f.vm_uuid("uuid"),
-                    node=node,
-                    state=f.opt_text("state"),
-                    change_time=f.number("change_time"),
-                    vm=f.vm_object("vm"),
-                )
-            )
-        return tuple(out)
+            try:
+                out.append(f.observation(node))
+            except RefusedValue as exc:
+                left.append(LeftOut(f.valid_uuid(), str(exc)))
+        return tuple(out), tuple(left)

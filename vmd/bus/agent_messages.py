@@ -21,10 +21,12 @@ time to its deadline, ran out before an agent took it, or an agent rejected it):
 
 Decoding raises `ProtocolError` with a one-line reason (a malformed internal message is a
 bug to look at, not to retry): the daemon dead-letters such a report to `vmd.dead` with that
-reason, but refuses one with a value it could not keep (`RefusedValue`: a NUL, an over-long
-string, a VM uuid not of vmadm's shape; vmd.bus.agent_fields) as it refuses a report
-its sender may not send; an agent rejects any bad order (its task queue dead-letters it to
-the daemon, which puts it in `vmd.dead`: an agent may not publish there). Decoding says
+reason, but refuses a value it could not keep (a NUL, an over-long string, a VM uuid not
+of vmadm's shape; vmd.bus.agent_fields) as it refuses a report its sender may not send: an
+item holding one (an observation, a VM of a sync, a result of a batch) is left out (the
+message's `left_out`, decoded only), in the message's own fields it is `RefusedValue`. An
+agent rejects any bad order (its task queue dead-letters it to the daemon, which puts it in
+`vmd.dead`: an agent may not publish there). Decoding says
 nothing about trust: the receivers check every message's `user_id` (docs/security.md).
 """
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmd.bus.agent_fields import Fields, ProtocolError, RefusedValue
+from vmd.bus.agent_fields import Fields, LeftOut, ProtocolError, RefusedValue
 from vmd.model import (
     Action,
     JsonObject,
@@ -47,7 +49,7 @@ from vmd.model import (
 VERSION = 1
 
 # Defined with the field checks, raised for every message here.
-__all__ = ["ProtocolError", "RefusedValue"]
+__all__ = ["LeftOut", "ProtocolError", "RefusedValue"]
 
 # -- the messages ---------------------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class TaskResult:
     `observations`: what the agent's watch saw of this VM while the task ran (its own
     change, in the order seen), carried here instead of in an `ObservationReport`: the daemon
     applies them, then the outcome, in one turn. Empty from an agent of the version before.
+    `left_out` (decoded only, never sent): carried observations the decoder left out.
     """
 
     task_id: TaskId
@@ -94,24 +97,29 @@ class TaskResult:
     outcome: TaskOutcome
     time: float
     observations: tuple[Observation, ...] = ()
+    left_out: tuple[LeftOut, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ResultBatch:
-    """Task results of one node that waited together, in order (agent -> daemon)."""
+    """Task results of one node that waited together, in order (agent -> daemon);
+    `left_out` (decoded only): results left out for a value of their own."""
 
     node: NodeName
     time: float
     results: tuple[TaskResult, ...]
+    left_out: tuple[LeftOut, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ObservationReport:
-    """VM state changes seen on a node, in the order seen (agent -> daemon)."""
+    """VM state changes seen on a node, in the order seen (agent -> daemon); `left_out`
+    (decoded only): the observations the decoder left out."""
 
     node: NodeName
     time: float
     observations: tuple[Observation, ...]
+    left_out: tuple[LeftOut, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +134,19 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class FullSync:
-    """Every VM on the node, and its ISO images; a VM missing here is gone (agent -> daemon)."""
+    """Every VM on the node, and its ISO images; a VM missing here is gone (agent -> daemon),
+    but for those the decoder left out (`left_out`, decoded only, never sent): `kept`."""
 
     node: NodeName
     time: float
     vms: tuple[Observation, ...]
     isos: tuple[str, ...]
+    left_out: tuple[LeftOut, ...] = ()
+
+    @property
+    def kept(self) -> frozenset[VmUuid]:
+        """The VMs left out whose uuid is valid: on the node, but not read from this sync."""
+        return frozenset(x.uuid for x in self.left_out if x.uuid is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,8 +320,8 @@ def _outcome(f: Fields) -> TaskOutcome:
 
 def _result(f: Fields, node: NodeName) -> TaskResult:
     uuid = f.vm_uuid("uuid")
-    carried = f.observations("observations", node) if f.has("observations") else ()
-    if any(obs.uuid != uuid for obs in carried):
+    carried, left = f.observations("observations", node) if f.has("observations") else ((), ())
+    if any(o.uuid != uuid for o in carried) or any(x.uuid not in (None, uuid) for x in left):
         raise ProtocolError("result message: 'observations' must be of the result's VM")
     return TaskResult(
         task_id=TaskId(f.text("task_id")),
@@ -316,14 +331,24 @@ def _result(f: Fields, node: NodeName) -> TaskResult:
         outcome=_outcome(f),
         time=f.number("time"),
         observations=carried,
+        left_out=left,
     )
 
 
-def _results(f: Fields, node: NodeName) -> tuple[TaskResult, ...]:
+def _results(f: Fields, node: NodeName) -> ResultBatch:
+    """A result with a value of its own the daemon could not keep is left out, the others
+    are applied (results of other tasks are independent)."""
     items = f.array("results")
     if not items or not all(isinstance(i, dict) for i in items):
         raise ProtocolError("results message: 'results' must be a non-empty list of objects")
-    return tuple(_result(Fields(i, "results results[]"), node) for i in items)
+    kept, left = [], []
+    for item in items:
+        r = Fields(item, "results results[]")
+        try:
+            kept.append(_result(r, node))
+        except RefusedValue as exc:
+            left.append(LeftOut(r.valid_uuid(), str(exc)))
+    return ResultBatch(node, f.number("time"), tuple(kept), tuple(left))
 
 
 _REPORT_KINDS = frozenset({"result", "results", "observations", "heartbeat", "sync", "isos"})
@@ -338,11 +363,10 @@ def report_from_json(value: JsonObject) -> AgentReport:
     if kind == "result":
         return _result(f, node)
     if kind == "results":
-        return ResultBatch(node=node, time=f.number("time"), results=_results(f, node))
+        return _results(f, node)
     if kind == "observations":
-        return ObservationReport(
-            node=node, time=f.number("time"), observations=f.observations("observations", node)
-        )
+        observations, left = f.observations("observations", node)
+        return ObservationReport(node, f.number("time"), observations, left)
     if kind == "heartbeat":
         return Heartbeat(
             node=node,
@@ -351,10 +375,6 @@ def report_from_json(value: JsonObject) -> AgentReport:
             started=f.number("started"),
         )
     if kind == "sync":
-        return FullSync(
-            node=node,
-            time=f.number("time"),
-            vms=f.observations("vms", node),
-            isos=f.strings("isos"),
-        )
+        vms, left = f.observations("vms", node)
+        return FullSync(node, f.number("time"), vms, f.strings("isos"), left)
     return IsoList(node=node, time=f.number("time"), isos=f.strings("isos"))

@@ -29,11 +29,19 @@ refused alone, the others applied); a dead-lettered task only when its
 dead-lettered copy, while the `x-death` headers anyone may set). Anything else is dropped:
 acked (a repeat would be refused again), counted in `vmd_agent_messages_refused_total`, and
 logged once per sender and minute (`vmd.obs.refusals`). A message from a user that is neither
-an agent nor the daemon is refused before it is even decoded. A report with a value the
-daemon could not keep (`RefusedValue`: a NUL, an over-long string, a VM uuid not of vmadm's
-shape, docs/bus.md §3 "Field limits") is refused whole the same way (`bad_value`):
-the step decides in memory before the store writes, so a VM whose row the store refuses
-would stay in the world unstored and fail every later full sync of its node.
+an agent nor the daemon is refused before it is even decoded. A value the daemon
+could not keep (`RefusedValue`: a NUL, an over-long string, a VM uuid not of vmadm's shape,
+docs/bus.md §3 "Field limits") is refused the same way (`bad_value`), per item where the
+items are independent: the step decides in memory before the store writes, so a VM whose
+row the store refuses would stay in the world unstored and fail every later full sync of
+its node. The decoder leaves out such an observation (of an observation report, a full
+sync, or carried by a result) and such a result of a `ResultBatch` (`LeftOut`); the rest is
+applied, and each item left out is counted once and logged (once per sender and minute)
+with its field and limit. A VM left out of a full sync whose uuid is valid keeps its last
+record (`FullSync.kept`: it is on the node, only not readable now), so one bad VM does not
+stop its node's other VMs syncing; one whose uuid is not valid is only dropped (the daemon
+could never have stored it). A report whose own fields hold such a value (its node, a
+lone result's task id or definition, an ISO name) is refused whole.
 
 Liveness comes from what the node's agent says (vmd.daemon.nodes): any report proves its
 node online (a node vmd has not heard of is added and online at once), and heartbeats say
@@ -49,6 +57,7 @@ from vmd.bus import (
     FullSync,
     Heartbeat,
     IsoList,
+    LeftOut,
     ObservationReport,
     ProtocolError,
     PublishFailed,
@@ -114,6 +123,10 @@ class Reports:
             return
         if isinstance(report, ResultBatch):
             report = self._admitted(report, sender)
+        for item in _left_out(report):
+            self.refusals.refuse(sender, "bad_value", "agent report item with a value the "
+                                 "daemon cannot keep left out", kind=delivery.type,
+                                 node=_node_of(report), vm=item.uuid, error=item.reason)
         fx = Effects()
         try:
             self.apply(report, self.clock(), fx)
@@ -181,7 +194,8 @@ class Reports:
         elif isinstance(report, FullSync):
             self.nodes.set_isos(report.node, report.isos, fx)
             drift = 0
-            for d in full_sync(self.world, report.node, report.vms, report.time, now):
+            for d in full_sync(self.world, report.node, report.vms, report.time, now,
+                               report.kept):
                 if d.changes and d.new_vm is None:
                     drift += len(d.changes)
                 self._observed(d, now, fx)
@@ -230,6 +244,15 @@ class Reports:
             log.warning("dead-lettering failed; requeued", error=str(exc))
             if not delivery.settled:
                 await delivery.reject(requeue=True)
+
+
+def _left_out(report: AgentReport) -> tuple[LeftOut, ...]:
+    """The items the decoder left out of `report`, of a batch's results too."""
+    if isinstance(report, ResultBatch):
+        return report.left_out + tuple(x for r in report.results for x in r.left_out)
+    if isinstance(report, TaskResult | ObservationReport | FullSync):
+        return report.left_out
+    return ()
 
 
 def _node_of(report: AgentReport) -> str:

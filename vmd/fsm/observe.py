@@ -36,12 +36,13 @@ with no principal.
 
 A VM seen for the first time is added (from the node's VM object) and, unless the node
 reports an in-between state, applied from `notcreated` (seq 1). A full sync is the node's
-whole listing: every VM of that node it does not list is observed absent (→ notcreated).
+whole listing: every VM of that node it does not list is observed absent (→ notcreated),
+but those it listed with a value the daemon could not keep (`keep`): they keep their record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from vmd.fsm.decision import Decision, Ignored, StatusChange, change
@@ -217,22 +218,25 @@ def _first_seen(
 
 
 def expand_full_sync(
-    world: World, node: NodeName, observations: Iterable[Observation], listed_at: float
+    world: World, node: NodeName, observations: Iterable[Observation], listed_at: float,
+    keep: Collection[VmUuid] = frozenset(),
 ) -> list[Observation]:
     """A node's listing plus an "absent" observation (at `listed_at`) for every VM of that
-    node it does not list."""
+    node it does not list, but those in `keep`: VMs the node listed with a value the daemon
+    could not keep (vmd.bus `FullSync.kept`), still there, so their last record stays."""
     listed = list(observations)
     seen = {o.uuid for o in listed}
-    absent = sorted(world.vms.on_node(node) - seen)
+    absent = sorted(world.vms.on_node(node) - seen - set(keep))
     return listed + [Observation(uuid, node, None, listed_at) for uuid in absent]
 
 
 def full_sync(
     world: World, node: NodeName, observations: Iterable[Observation], listed_at: float,
-    now: float,
+    now: float, keep: Collection[VmUuid] = frozenset(),
 ) -> list[Decision]:
-    """Apply a node's whole listing with the rules above (cause `sync`)."""
+    """Apply a node's whole listing with the rules above (cause `sync`); `keep` as in
+    `expand_full_sync`."""
     return [
         observe(world, o, now, cause=Cause.SYNC)
-        for o in expand_full_sync(world, node, observations, listed_at)
+        for o in expand_full_sync(world, node, observations, listed_at, keep)
     ]

@@ -58,7 +58,8 @@ VMADM_OUTCOMES: Final = (*(o.value for o in OutcomeKind), "timeout", "error")
 # (`user_id`) is no broker user this process knows for that role, is not configured for
 # the node the message speaks for, sent a result that does not match the task (another
 # node's, another VM's), a task "dead-lettered" by someone else than the daemon, or a
-# report with a value the daemon could not keep (vmd.bus.agent_fields.RefusedValue).
+# value the daemon could not keep (vmd.bus.agent_fields: an item left out of its report, or
+# a report refused whole).
 REFUSAL_REASONS: Final = ("unknown_sender", "wrong_node", "wrong_task", "not_daemon",
                           "bad_value")
 
