@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.mdwe import run_under_mdwe
 
 from vmd import config
 
@@ -79,16 +80,6 @@ def test_systemd_analyze(tmp_path: Path, command: list[str]) -> None:
 # MemoryDenyWriteExecute=yes: the kernel's equivalent for any process is prctl PR_SET_MDWE
 # (Linux >= 6.3). Under it, import the gateway's stack and serve and fetch one request.
 MDWE_CHILD = """
-import ctypes, mmap, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
-    print("unsupported", os.strerror(ctypes.get_errno()))
-    sys.exit(3)
-try:
-    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-    sys.exit("W+X memory was allowed: the rule is not in force")
-except OSError:
-    pass
 import asyncio
 import aiohttp
 from aiohttp import web
@@ -116,9 +107,6 @@ print("ok")
 
 
 def test_the_gateway_runs_under_memory_deny_write_execute() -> None:
-    done = subprocess.run([sys.executable, "-c", MDWE_CHILD], capture_output=True, text=True,
-                          timeout=120)
-    if done.returncode == 3:
-        pytest.skip(f"kernel has no PR_SET_MDWE (Linux >= 6.3): {done.stdout.strip()}")
+    done = run_under_mdwe(MDWE_CHILD)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "ok"

@@ -4,15 +4,14 @@ settings the shutdown order depends on, and Python under MemoryDenyWriteExecute.
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from support.mdwe import run_under_mdwe
 
 from vmd import config
 
@@ -156,19 +155,9 @@ def test_sysusers_creates_the_vmd_user(tmp_path: Path) -> None:
 
 # MemoryDenyWriteExecute=yes: since Linux 6.3 the kernel offers the same rule to any
 # process (prctl PR_SET_MDWE; systemd uses it where available). Run what the service runs
-# under it: a W+X mapping is refused, and everything the service imports and does works.
-MDWE_CHILD = textwrap.dedent("""
-    import ctypes, mmap, os, sys
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
-        print("unsupported", os.strerror(ctypes.get_errno()))
-        sys.exit(3)
-    try:
-        mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-        sys.exit("W+X memory was allowed: the rule is not in force")
-    except OSError:
-        pass
-    import asyncio, json, re, sqlite3, ssl
+# under it (support.mdwe): everything the service imports and does works.
+MDWE_CHILD = """
+    import asyncio, ctypes, json, re, sqlite3, ssl, sys
     import aio_pika, asyncssh, prometheus_client, structlog, transitions
     import vmd.cli.main, vmd.config, vmd.model
     from vmd.obs import logging as obs_logging, metrics, systemd
@@ -190,14 +179,11 @@ MDWE_CHILD = textwrap.dedent("""
         assert out.strip() == b"42", out
     asyncio.run(main())
     print("ok")
-""")
+"""
 
 
 def test_python_runs_under_memory_deny_write_execute() -> None:
-    done = subprocess.run([sys.executable, "-c", MDWE_CHILD], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if done.returncode == 3:
-        pytest.skip(f"kernel has no PR_SET_MDWE (Linux >= 6.3): {done.stdout.strip()}")
+    done = run_under_mdwe(MDWE_CHILD)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[-1] == "ok"
