@@ -155,10 +155,6 @@ class Pipeline:
             turn.settles += fx.settles
         self._wake.set()
 
-    def settle(self, delivery: Delivery, how: Settle = Settle.ACK) -> None:
-        self.turn.settles.append((delivery, how))
-        self._wake.set()
-
     def _book(self, answer: Answer, turn: Turn) -> None:
         code = answer.reply.code if answer.reply is not None else None
         error = turn.book(answer)

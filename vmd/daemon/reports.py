@@ -100,7 +100,7 @@ class Reports:
         if delivery.stale:
             return
         if self.core.draining:
-            self.pipeline.settle(delivery, Settle.HOLD)  # requeued, for the next instance
+            self._settle(delivery, Settle.HOLD)  # requeued, for the next instance
             return
         sender = delivery.user_id
         if sender != self.daemon_user and not self.agents.known(sender):
@@ -171,7 +171,14 @@ class Reports:
 
     def _refuse(self, delivery: Delivery, reason: str, what: str, **context: object) -> None:
         self.refusals.refuse(delivery.user_id, reason, what, kind=delivery.type, **context)
-        self.pipeline.settle(delivery)  # acked with the turn: a repeat is refused again
+        self._settle(delivery)  # acked with the turn: a repeat is refused again
+
+    def _settle(self, delivery: Delivery, how: Settle = Settle.ACK) -> None:
+        """A report decided without any other effect (held, or refused): its settlement is
+        that step's whole `Effects`, through the one door into a turn."""
+        fx = Effects()
+        fx.settle(delivery, how)
+        self.pipeline.submit(fx)
 
     def apply(self, report: AgentReport, now: float, fx: Effects) -> None:
         """Decide one report (synchronous: the decision step), its effects into `fx`."""
