@@ -1,13 +1,12 @@
 """Intake: each request from `vmd.commands` is parsed, authorised and decided on arrival.
 
-The bus calls `Intake.handle` once per delivery, in arrival order (vmd.bus.consumer). The
-hot path never awaits: the request is parsed, its principal looked up, its idempotency key
-checked, `vmd.fsm.decide` applied to the world and its effects (vmd.daemon.core,
-`Core.effects`), the answer and the settlement gathered in one `Effects`, which goes to
-the commit pipeline (`Pipeline.submit`) at the end of the step, all synchronous. The reply
-and the ack follow once the turn is stored and published (vmd.daemon.commit). So requests for one
-VM are decided in the order they arrived, and the consumer's prefetch bounds how many are
-in hand (docs/architecture.md rule 6).
+The bus calls `Intake.handle` once per delivery, in arrival order (vmd.bus.consumer): the
+edge (`_edge`, its only awaits: a dead-lettering, a cooled idempotency record read back)
+parses it, then one synchronous step looks up its principal, checks its idempotency key,
+applies `vmd.fsm.decide` to the world and gathers its effects (`Core.effects`), answer and
+settlement in one `Effects` for `Pipeline.submit`. The reply and the ack follow once the
+turn is stored and published (vmd.daemon.commit). So requests for one VM are decided in
+arrival order, and the consumer's prefetch bounds how many are in hand (architecture.md 6).
 
 Checks before the decision (protocol.md §2-3; the rules in vmd.daemon.requests), in order: a
 `reply_to` that is neither Direct Reply-to, nor a server-named queue (`amq.gen-...`), nor
@@ -98,13 +97,16 @@ DEFAULT_MAX_PENDING = 100
 class _Asked:
     """One request while it is decided: where its answer goes and what it is counted as."""
 
-    __slots__ = ("delivery", "kind", "reply_to", "started")
+    __slots__ = ("delivery", "kind", "parsed", "recalled", "reply_to", "started")
 
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
         self.reply_to = delivery.reply_to or None
         self.started = time.perf_counter()  # for the request metrics
         self.kind = "other"  # the metrics kind, once the path is routed
+        # From the edge: the request (or why it is malformed; None: draining), a cooled record.
+        self.parsed: Request | str | None = None
+        self.recalled: tuple[tuple[str, str], IdempotencyRecord | None] | None = None
 
 
 class Intake:
@@ -129,21 +131,61 @@ class Intake:
         self.lister = Lister(world=self.world)
 
     async def handle(self, delivery: Delivery) -> None:
-        """Decide one request; its effects go to the pipeline at the end of its step (no
-        effect is added before the step's last await, so they keep arrival order)."""
+        """Decode one request at the edge (its only awaits), then decide it in one
+        synchronous step whose effects go to the pipeline when it ends."""
         if delivery.stale:
             return  # its connection is gone: the broker delivers it again, answer that one
+        a = _Asked(delivery)
+        if not await self._edge(a):
+            return
         fx = Effects()
         try:
-            await self._step(_Asked(delivery), fx)
+            self._step(a, fx)
         finally:
             # Also when the step raised (`UNENCODABLE`, vmd.daemon.poison): what it booked
             # before goes with the turn, as the 500 the guard then books for it.
             self.pipeline.submit(fx)
 
-    async def _step(self, a: _Asked, fx: Effects) -> None:
+    async def _edge(self, a: _Asked) -> bool:
+        """A request's awaits, before its step: dead-lettered if its answer may not go to its
+        `reply_to` or it is malformed with none (False: dealt with); parsed; a cooled
+        idempotency record read back from the store (rare). No VM is read or changed."""
         delivery, reply_to = a.delivery, a.reply_to
-        parsed = await self._accept(a, fx)
+        if reply_to is not None and not reply_to_allowed(reply_to, delivery.user_id):
+            await self._dead_letter(delivery, REPLY_TO_NOT_ALLOWED)
+            return False
+        if self.core.draining:
+            return True  # held by the step (503)
+        parsed = parse_request(delivery.body)
+        if type(parsed) is not str and len(delivery.message_id or "") > MAX_MESSAGE_ID:
+            parsed = MESSAGE_ID_TOO_LONG
+        a.parsed = parsed
+        if isinstance(parsed, str):
+            if reply_to is None:
+                await self._dead_letter(delivery, MALFORMED + parsed)
+                return False
+            return True
+        key = self._cold_key(delivery, parsed)
+        if key is not None:
+            a.recalled = key, await self._recall(key)
+        return not delivery.stale  # (stale: redelivered meanwhile, that one is answered)
+
+    def _cold_key(self, delivery: Delivery, parsed: Request) -> tuple[str, str] | None:
+        """The key of a recorded request whose record has cooled (in the store only)."""
+        principal = self.principals.get(delivery.user_id) if delivery.user_id else None
+        if principal is None or not delivery.message_id:
+            return None
+        routed = route(parsed.method, parsed.path)
+        if type(routed) is not Route or routed.kind not in RECORDED:
+            return None
+        key = (principal.name, delivery.message_id)
+        if key in self.core.idempotency or key not in self.core.cold:
+            return None
+        return key
+
+    def _step(self, a: _Asked, fx: Effects) -> None:
+        delivery, reply_to = a.delivery, a.reply_to
+        parsed = self._accept(a, fx)
         if parsed is None:
             return
         routed = route(parsed.method, parsed.path)
@@ -158,7 +200,7 @@ class Intake:
         record_key = memo_key = None
         if changes and message_id is not None:
             record_key = (user, message_id)
-            if await self._repeat(a, record_key, stream, fx):
+            if self._repeat(a, record_key, stream, fx):
                 return
         elif changes and reply_to is not None and delivery.correlation_id:
             memo_key = key_of(user, delivery.correlation_id, delivery.body)
@@ -248,27 +290,17 @@ class Intake:
         fx.settle(a.delivery)
         return True
 
-    async def _accept(self, a: _Asked, fx: Effects) -> Request | None:
-        """The checks before a request is read (module docstring): the request, or None
-        when it has been dealt with (dead-lettered, held, answered 400)."""
-        delivery, reply_to = a.delivery, a.reply_to
-        if reply_to is not None and not reply_to_allowed(reply_to, delivery.user_id):
-            await self._dead_letter(delivery, REPLY_TO_NOT_ALLOWED)
-            return None
-        if self.core.draining:
+    def _accept(self, a: _Asked, fx: Effects) -> Request | None:
+        """The request the edge parsed, or None when it has been dealt with here (held
+        while draining, answered 400)."""
+        parsed = a.parsed
+        if self.core.draining or parsed is None:  # (None: draining when it arrived)
             self._hold(a, fx)
             return None
-        parsed = parse_request(delivery.body)
-        if type(parsed) is not str and len(delivery.message_id or "") > MAX_MESSAGE_ID:
-            parsed = MESSAGE_ID_TOO_LONG
         if type(parsed) is Request:
             return parsed
-        assert type(parsed) is str
-        reason = MALFORMED + parsed
-        if reply_to is None:
-            await self._dead_letter(delivery, reason)
-        else:
-            self._done(a, Reply(400, {"detail": reason}), fx)  # kind "other": not routed
+        assert type(parsed) is str and a.reply_to is not None  # (else dead-lettered)
+        self._done(a, Reply(400, {"detail": MALFORMED + parsed}), fx)  # kind "other"
         return None
 
     def _stream_to(self, d: Decision, routed: Route | Reply, sub: Subscriber,
@@ -281,16 +313,11 @@ class Intake:
             assert d.reply is not None
             self._subscribe(self.world.tasks.get(str(d.reply.body["task_id"])), sub, fx)
 
-    async def _repeat(self, a: _Asked, key: tuple[str, str], stream: bool,
-                      fx: Effects) -> bool:
+    def _repeat(self, a: _Asked, key: tuple[str, str], stream: bool, fx: Effects) -> bool:
         """Answer a repeat of a recorded request from its record; False if it is new."""
         record = self.core.idempotency.get(key)
-        if record is None and key in self.core.cold:
-            # A repeat after the record cooled (minutes later, rare): its answers are in
-            # the store. The only await before a decision; none changes a VM.
-            record = await self._recall(key)
-            if a.delivery.stale:
-                return True  # redelivered: that one is answered
+        if record is None and a.recalled is not None and a.recalled[0] == key:
+            record = a.recalled[1]  # cooled: read back from the store at the edge
         if record is None:
             return False
         self._replay(a, record, stream, fx)
