@@ -374,6 +374,7 @@ FORGERS = ("alice", "bob", "admin", "vmd-api", "vmd-agent-node2", "vmd-agent-nod
 _ORDERS = ("vmd.agent.orders", "task.node1")
 _REPORTS = ("vmd.agent", "report")
 _TASK_QUEUE = ("", "vmd.agent.tasks.node1")  # the default exchange, straight to the queue
+FORGED = ("order", "order-direct", "sync", "observations", "result", "undelivered", "heartbeat")
 
 
 @st.composite
@@ -382,21 +383,25 @@ def _forged_agent(draw: st.DrawFn, h: Hostile, fleet: tuple[VmInfo, ...]) -> Non
     (no write permission on that exchange) or the daemon drops it (a report for a node the
     sender does not serve, a result for a task it never had, a dead-letter not made by the
     broker from the daemon's order); either way nothing changes and nothing crashes."""
-    h.user = h.user_id = draw(st.sampled_from(FORGERS))
-    h.reply = "none"
+    user = draw(st.sampled_from(FORGERS))
     vm = draw(st.sampled_from([v for v in fleet if v.node == "node1"]))
+    action = draw(st.sampled_from(list(Action)))
+    state = draw(st.sampled_from(["stopped", "running"]))
+    forge(h, user, vm, draw(st.sampled_from(FORGED)), action, state)
+
+
+def forge(h: Hostile, user: str, vm: VmInfo, what: str, action: Action, state: str) -> None:
+    """Make `h` the forged agent message `what` (one of FORGED) from `user` about `vm`."""
+    h.user = h.user_id = user
+    h.reply = "none"
     node, now = NodeName("node1"), 1.7e9
     task = AgentTask(TaskId("0-deadbeef-0000-4000-8000"), VmUuid(vm.uuid), vm.hostname, node,
-                     draw(st.sampled_from(list(Action))), {}, now, now + 600)
+                     action, {}, now, now + 600)
     # Another owner, another name, another state: believed, it would move the VM.
-    fake = Observation(VmUuid(vm.uuid), node, draw(st.sampled_from(["stopped", "running"])),
-                       now * 2,
+    fake = Observation(VmUuid(vm.uuid), node, state, now * 2,
                        {"uuid": vm.uuid, "hostname": "stolen.example.com", "brand": vm.brand,
                         "alias": "stolen", "owner_uuid": "8a1a4e6c-0000-4000-8000-0000000000ff"})
-    what = draw(st.sampled_from(["order", "order-direct", "sync", "observations", "result",
-                                 "undelivered", "heartbeat"]))
-    agent_of_node1 = h.user == "vmd-agent-node1"
-    if agent_of_node1 and what in ("sync", "observations", "heartbeat"):
+    if user == "vmd-agent-node1" and what in ("sync", "observations", "heartbeat"):
         what = "result"  # its own node's state it may report (see above)
     message: Any
     if what.startswith("order"):
@@ -460,4 +465,11 @@ def generate(fleet: list[VmInfo], n: int, *, seed_value: int = 20261127,
     rng = random.Random(seed_value)
     while len(out) < n:
         out.append(dataclasses.replace(rng.choice(out)))
-    return out[:n]
+    # Every forged kind at least once, whatever the draws gave (how many forged examples
+    # hypothesis makes depends on the fleet's random uuids: a draw missed one now and then).
+    node1 = next(vm for vm in fleet if vm.node == "node1")
+    out = out[:n - len(FORGED)]
+    for what in FORGED:
+        out.append(h := Hostile(kind="forged-agent", body=b""))
+        forge(h, "alice", node1, what, Action.START, "stopped")
+    return out
