@@ -16,8 +16,8 @@ from typing import Any
 
 import aio_pika
 import pytest
-from support.amqp import agent_user, auth_agents_toml
-from support.postgres import daemon_store
+from support.amqp import agent_user
+from support.fastdaemon import daemon_toml
 
 from vmd import config
 from vmd.bus import BusClient, BusSettings
@@ -25,7 +25,7 @@ from vmd.bus.topology import EVENTS_EXCHANGE
 from vmd.daemon import Daemon, Options
 from vmd.model import JsonObject, NodeStatus, Reply, Request
 
-from .harness import ALICE_OWNER, BOB_OWNER, EventLog, FakeAgent, RawRequester, eventually
+from .harness import BOB_OWNER, EventLog, FakeAgent, RawRequester, eventually
 
 
 class ManualClock:
@@ -72,43 +72,6 @@ def daemon_options(**kw: Any) -> Options:
                               "close_timeout": 1.0}
     values.update(kw)
     return Options(**values)
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
-
-
-def daemon_toml(url: str, store: Path, *, log_level: str = "debug", **daemon: Any) -> str:
-    values: dict[str, Any] = {
-        "store": daemon_store(store), "metrics": "127.0.0.1:0", "heartbeat_interval": 0.3,
-        "reconcile_interval": 600, "drain_timeout": 3, "prefetch": 64,
-        "no_shutdown": ["internal.example.com"],
-    }
-    values.update(daemon)
-    body = "\n".join(f"{k} = {_toml(v)}" for k, v in values.items())
-    return f"""\
-[broker]
-url = "{url}"
-
-[daemon]
-{body}
-
-[auth]
-admins = ["admin"]
-[auth.owners]
-alice = ["{ALICE_OWNER}"]
-bob = ["{BOB_OWNER}"]
-{auth_agents_toml()}
-[log]
-level = "{log_level}"
-format = "json"
-"""
 
 
 @pytest.fixture

@@ -95,10 +95,10 @@ def vm_uuid(n: int) -> VmUuid:
     return VmUuid(f"0e5a7c10-0000-4000-8000-{n:012d}")
 
 
-def settings_toml(store: Path, **daemon: Any) -> str:
-    """The settings of tests/daemon/conftest.py's daemons, with no broker to reach."""
+def daemon_toml(url: str, store: Path, *, log_level: str = "debug", **daemon: Any) -> str:
+    """The settings of a test daemon on broker `url` (tests/daemon/conftest.py's too)."""
     values: dict[str, Any] = {
-        "store": daemon_store(store), "metrics": "127.0.0.1:0", "heartbeat_interval": 10.0,
+        "store": daemon_store(store), "metrics": "127.0.0.1:0", "heartbeat_interval": 0.3,
         "reconcile_interval": 600, "drain_timeout": 3, "prefetch": 64,
         "no_shutdown": ["internal.example.com"],
     }
@@ -106,7 +106,7 @@ def settings_toml(store: Path, **daemon: Any) -> str:
     body = "\n".join(f"{k} = {_toml(v)}" for k, v in values.items())
     return f"""\
 [broker]
-url = "{NO_BROKER}"
+url = "{url}"
 
 [daemon]
 {body}
@@ -118,9 +118,15 @@ alice = ["{ALICE_OWNER}"]
 bob = ["{BOB_OWNER}"]
 {auth_agents_toml()}
 [log]
-level = "info"
+level = "{log_level}"
 format = "json"
 """
+
+
+def settings_toml(store: Path, **daemon: Any) -> str:
+    """The same settings with no broker to reach (the fast mode's)."""
+    return daemon_toml(NO_BROKER, store, log_level="info",
+                       **{"heartbeat_interval": 10.0, **daemon})
 
 
 def _toml(value: Any) -> str:
